@@ -1,0 +1,33 @@
+# cachelab: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+QUICK  ?=
+
+.PHONY: setup test bench perf lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/cachelab bench $(if $(QUICK),--quick)
+
+perf: setup
+	$(BIN)/python bench/sim_throughput.py $(if $(QUICK),--quick)
+
+lint: setup
+	$(BIN)/ruff check lab tests bench
+	$(BIN)/ruff format --check lab tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) results build *.egg-info .mypy_cache .ruff_cache

@@ -1,0 +1,223 @@
+"""The `cachelab` command: run, bench, validate, list, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lab.scenario import Cell, Scenario, ScenarioError, load_scenario
+
+DEFAULT_SCENARIOS = Path("scenarios")
+DEFAULT_RESULTS = Path("results")
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+def _load_all(paths: list[Path]) -> list[tuple[Path, Scenario]]:
+    """Validate every scenario before running any, so bad input writes nothing."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.yaml")))
+        else:
+            files.append(path)
+    if not files:
+        raise UsageError(f"no scenario files found in {', '.join(map(str, paths))}")
+    return [(f, load_scenario(f)) for f in files]
+
+
+def _run(
+    scenarios: list[tuple[Path, Scenario]],
+    results: Path,
+    backends: list[str] | None,
+    strategies: list[str] | None,
+    seeds: list[int] | None,
+    progress: bool | None,
+    quiet: bool,
+) -> int:
+    from tqdm import tqdm
+
+    from lab.report.table import report
+    from lab.results import load_all, write_run
+    from lab.runner import CellSkipped, run_cell
+
+    plan: list[tuple[Scenario, Cell]] = []
+    for path, scenario in scenarios:
+        unknown = [s for s in strategies or [] if s not in scenario.strategies]
+        if unknown:
+            raise UsageError(
+                f"{path}: no strategy named {unknown[0]!r}; it has {', '.join(scenario.strategies)}"
+            )
+        plan.extend((scenario, cell) for cell in scenario.cells(backends, strategies, seeds))
+    written = []
+    skipped = []
+    # disable=None: a bar on a terminal, none in logs; --progress / --no-progress override
+    disable = None if progress is None else not progress
+    bar_format = "{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}<{remaining}]"
+    with tqdm(total=len(plan), disable=disable, file=sys.stderr, bar_format=bar_format) as bar:
+        for done, (scenario, cell) in enumerate(plan):
+            bar.set_description(f"{scenario.name} {cell.strategy} {cell.backend} s{cell.seed}")
+
+            def on_progress(fraction: float, base: int = done) -> None:
+                bar.n = base + fraction
+                bar.refresh()
+
+            try:
+                result = run_cell(scenario, cell, on_progress)
+            except CellSkipped as why:
+                skipped.append(f"{scenario.name} {cell.run_id}: skipped: {why}")
+                continue
+            written.append(write_run(results, scenario, result))
+            bar.n = done + 1
+            bar.refresh()
+    for line in skipped:
+        print(line, file=sys.stderr)
+    if not quiet and written:
+        names = {s.name for s, _ in plan}
+        frame = load_all(*(results / n for n in sorted(names)))
+        frame = frame[frame["path"].isin({str(p) for p in written})]
+        print(report(frame))
+        print(f"{len(written)} run(s) written under {results}/", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenarios = _load_all(args.scenario)
+    return _run(
+        scenarios, args.results, args.backend, args.strategy, args.seed, args.progress, args.quiet
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Every benchmark scenario on every backend it names; then results/REPORT.md."""
+    from lab.report.table import report
+    from lab.results import load_all
+
+    scenarios = [(p, s) for p, s in _load_all([args.scenarios]) if s.bench]
+    if args.quick:
+        scenarios = [(p, s.scaled(0.2)) for p, s in scenarios]
+    _run(scenarios, args.results, None, None, None, args.progress, quiet=True)
+    frame = load_all(*(args.results / s.name for _, s in scenarios))
+    text = report(frame)
+    out = args.results / "REPORT.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    print(text)
+    print(f"report written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    for path, scenario in _load_all(args.scenario):
+        cells = len(scenario.cells())
+        print(
+            f"{path}: ok ({scenario.name}: {len(scenario.strategies)} strategies, {cells} run(s))"
+        )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from lab.patterns import READ_PATHS, WRITE_PATHS
+
+    print("Scenarios:")
+    for path in sorted(args.scenarios.glob("*.yaml")):
+        try:
+            scenario = load_scenario(path)
+            first = scenario.description.strip().splitlines()[0] if scenario.description else ""
+            print(f"  {path}  {first}")
+        except ScenarioError as exc:
+            print(f"  {path}  INVALID: {exc}")
+    print("\nRead paths:")
+    for name, reader in sorted(READ_PATHS.items()):
+        print(f"  {name:<14} {reader.summary}")
+    print("\nWrite paths:")
+    for name, writer in sorted(WRITE_PATHS.items()):
+        print(f"  {name:<14} {writer.summary}")
+    print("\nBackends:\n  sim            SimPy simulated cluster (always available)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab.report.table import report
+    from lab.results import load_all
+
+    frame = load_all(*args.results)
+    if frame.empty:
+        raise UsageError(f"no runs found under {', '.join(map(str, args.results))}")
+    text = report(frame)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cachelab", description="Measure distributed caching patterns side by side."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def progress_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--progress",
+            dest="progress",
+            action="store_true",
+            default=None,
+            help="always show the progress bar (default: only on a terminal)",
+        )
+        p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    run = sub.add_parser("run", help="run scenarios and write results")
+    run.add_argument("scenario", nargs="+", type=Path, help="scenario files or folders")
+    run.add_argument(
+        "--backend",
+        action="append",
+        choices=["sim", "redis"],
+        help="run only this backend (repeatable)",
+    )
+    run.add_argument("--strategy", action="append", help="run only this strategy (repeatable)")
+    run.add_argument("--seed", action="append", type=int, help="run only this seed (repeatable)")
+    run.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    run.add_argument("--quiet", action="store_true", help="do not print the table")
+    progress_flags(run)
+    run.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="run the benchmark scenarios and write REPORT.md")
+    bench.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS)
+    bench.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    bench.add_argument("--quick", action="store_true", help="each scenario at 1/5 length, one seed")
+    progress_flags(bench)
+    bench.set_defaults(func=cmd_bench)
+
+    validate = sub.add_parser("validate", help="check scenarios without running them")
+    validate.add_argument("scenario", nargs="+", type=Path)
+    validate.set_defaults(func=cmd_validate)
+
+    lst = sub.add_parser("list", help="list shipped scenarios and strategy parts")
+    lst.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS)
+    lst.set_defaults(func=cmd_list)
+
+    rep = sub.add_parser("report", help="tables from existing results")
+    rep.add_argument("results", nargs="*", type=Path, default=[DEFAULT_RESULTS])
+    rep.add_argument("--out", type=Path, help="also write the markdown here")
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ScenarioError, UsageError) as exc:
+        print(f"cachelab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "cachelab: interrupted; finished runs are kept, the current one is discarded",
+            file=sys.stderr,
+        )
+        return 130

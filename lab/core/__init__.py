@@ -1,0 +1,7 @@
+"""Protocols shared by strategies and backends."""
+
+from lab.core.protocols import Cache, Origin
+from lab.core.runtime import Queue, Runtime
+from lab.core.values import Key, Read, Source, Versioned
+
+__all__ = ["Cache", "Key", "Origin", "Queue", "Read", "Runtime", "Source", "Versioned"]

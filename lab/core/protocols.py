@@ -1,0 +1,45 @@
+"""The small protocols every backend implements and every strategy uses.
+
+Kept deliberately narrow (YCSB-style): a backend that implements these and
+passes the contract tests can run every strategy the lab has. Methods return
+awaitables rather than being declared `async def`, so that the simulator can
+implement them as lean generator-based awaitables and real backends as
+ordinary coroutines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Protocol
+
+from lab.core.values import Key, Versioned
+
+
+class Cache(Protocol):
+    """A shared (distributed) cache as an application instance sees it."""
+
+    def get(self, key: Key) -> Awaitable[Versioned | None]:
+        """The stored value, or None on a miss (absent, expired or evicted)."""
+        ...
+
+    def set(
+        self, key: Key, value: Versioned, ttl: float | None = None, nx: bool = False
+    ) -> Awaitable[bool]:
+        """Store `value` with an optional TTL; with `nx`, only if absent. True if stored."""
+        ...
+
+    def delete(self, key: Key) -> Awaitable[None]:
+        """Remove the key if present."""
+        ...
+
+
+class Origin(Protocol):
+    """The source of truth (the database)."""
+
+    def read(self, key: Key) -> Awaitable[Versioned]:
+        """The committed value (keys never written have version 0)."""
+        ...
+
+    def write(self, key: Key) -> Awaitable[Versioned]:
+        """Commit a new version of `key` and return it (versions count up per key)."""
+        ...

@@ -1,0 +1,51 @@
+"""The values that travel between origin, caches and clients.
+
+Every stored value carries the version the origin (or, for write-behind, the
+cache) gave it, so the oracle can tell a stale read from a fresh one without
+comparing payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Key = int | str
+"""Keys are small ints in the harness (fast to hash); backends may render them as strings."""
+
+Source = Literal["cache", "origin", "near", "stale"]
+
+
+class Versioned:
+    """A value as stored: its per-key version and its size in bytes."""
+
+    __slots__ = ("size", "version")
+
+    def __init__(self, version: int, size: int) -> None:
+        self.version = version
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"Versioned(v{self.version}, {self.size}B)"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Versioned)
+            and other.version == self.version
+            and other.size == self.size
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.version, self.size))
+
+
+class Read:
+    """What a read path returns: the value and where it came from (`cache` = a hit)."""
+
+    __slots__ = ("source", "value")
+
+    def __init__(self, value: Versioned, source: Source) -> None:
+        self.value = value
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Read({self.value!r}, {self.source})"

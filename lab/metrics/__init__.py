@@ -1,0 +1,1 @@
+"""Measuring runs: the oracle of acknowledged writes, histograms and the recorder."""

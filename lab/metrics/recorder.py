@@ -1,0 +1,268 @@
+"""The recorder: what every request did, folded into bounded-memory aggregates.
+
+The hot path only appends to a few Python lists; every FLUSH records they
+are folded into numpy histograms and per-interval counters and cleared, so
+memory does not grow with the number of requests. Requests whose intended
+start falls in the warm-up are kept in the timeseries (marked) but left out
+of the summary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lab.core import Key
+from lab.metrics.histogram import LogHistogram
+from lab.metrics.oracle import Oracle
+
+FLUSH = 1 << 15
+PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+
+
+class _Counters:
+    """Named integer counters per interval, growing with simulated time only."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, np.ndarray] = {}
+        self.length = 0
+
+    def add(self, name: str, index: np.ndarray, weights: np.ndarray | None = None) -> None:
+        if index.size == 0:
+            self.columns.setdefault(name, np.zeros(self.length))
+            return
+        counts = np.bincount(index, weights=weights)
+        self._grow(counts.size)
+        column = self.columns.setdefault(name, np.zeros(self.length))
+        if column.size < self.length:
+            column = self.columns[name] = np.pad(column, (0, self.length - column.size))
+        column[: counts.size] += counts
+
+    def _grow(self, length: int) -> None:
+        if length > self.length:
+            self.length = length
+            for name, column in self.columns.items():
+                self.columns[name] = np.pad(column, (0, length - column.size))
+
+    def column(self, name: str) -> np.ndarray:
+        column = self.columns.get(name, np.zeros(self.length))
+        return np.pad(column, (0, self.length - column.size))
+
+
+class Recorder:
+    """Collects reads, writes, errors and origin calls for one run."""
+
+    def __init__(self, oracle: Oracle, *, interval: float, warmup: float) -> None:
+        self.oracle = oracle
+        self.interval = interval
+        self.warmup = warmup
+        self._history = oracle.history
+        # pending raw records (cleared on flush)
+        self._read_t: list[float] = []
+        self._read_lat: list[float] = []
+        self._read_hit: list[bool] = []
+        self._stale_t: list[float] = []
+        self._stale_age: list[float] = []
+        self._stale_lag: list[int] = []
+        self._write_t: list[float] = []
+        self._write_lat: list[float] = []
+        self._error_t: list[float] = []
+        self.origin_read_times: list[float] = []
+        self.origin_write_times: list[float] = []
+        # aggregates over the measured window
+        self.read_hist = LogHistogram()
+        self.write_hist = LogHistogram()
+        self.staleness_hist = LogHistogram()
+        self.reads = self.hits = self.writes = self.stale = self.errors = 0
+        self.origin_reads = self.origin_writes = 0
+        self.version_lag_max = 0
+        self._origin_per_second: dict[int, int] = {}
+        self._series = _Counters()
+        self._interval_read_hists: dict[int, LogHistogram] = {}
+        self._gauges: list[tuple[float, dict[str, float]]] = []
+        self.end_time = 0.0
+
+    # --- hot path ---------------------------------------------------------------------------
+
+    def read(
+        self, intended: float, start: float, end: float, hit: bool, key: Key, version: int
+    ) -> None:
+        """A completed read: latency from the intended start, staleness as of `start`."""
+        self._read_t.append(intended)
+        self._read_lat.append(end - intended)
+        self._read_hit.append(hit)
+        h = self._history.get(key)
+        if h is not None and version < h.max_acked:
+            judged = self.oracle.judge(key, version, start)
+            if judged is not None:
+                self._stale_t.append(intended)
+                self._stale_age.append(judged[0])
+                self._stale_lag.append(judged[1])
+        if len(self._read_t) >= FLUSH:
+            self.flush()
+
+    def write(self, intended: float, end: float) -> None:
+        self._write_t.append(intended)
+        self._write_lat.append(end - intended)
+        if len(self._write_t) >= FLUSH:
+            self.flush()
+
+    def error(self, intended: float) -> None:
+        self._error_t.append(intended)
+
+    def gauge(self, t: float, **values: float) -> None:
+        """Cumulative counters sampled at interval boundaries (evictions, cache size)."""
+        self._gauges.append((t, values))
+
+    # --- folding ----------------------------------------------------------------------------
+
+    def _index(self, times: np.ndarray) -> np.ndarray:
+        return np.maximum((times / self.interval).astype(np.int64), 0)
+
+    def flush(self) -> None:
+        """Fold pending records into aggregates and free them."""
+        warm = self.warmup
+        series = self._series
+        if self._read_t:
+            t = np.array(self._read_t)
+            lat = np.array(self._read_lat)
+            hit = np.array(self._read_hit, dtype=bool)
+            measured = t >= warm
+            self.read_hist.record_many(lat[measured])
+            self.reads += int(measured.sum())
+            self.hits += int(hit[measured].sum())
+            index = self._index(t)
+            series.add("reads", index)
+            series.add("hits", index[hit])
+            for i in np.unique(index).tolist():
+                h = self._interval_read_hists.get(i)
+                if h is None:
+                    h = self._interval_read_hists[i] = LogHistogram(sub_bits=4)
+                h.record_many(lat[index == i])
+            self._read_t.clear()
+            self._read_lat.clear()
+            self._read_hit.clear()
+        if self._stale_t:
+            t = np.array(self._stale_t)
+            age = np.array(self._stale_age)
+            lag = np.array(self._stale_lag)
+            measured = t >= warm
+            self.stale += int(measured.sum())
+            self.staleness_hist.record_many(age[measured])
+            if measured.any():
+                self.version_lag_max = max(self.version_lag_max, int(lag[measured].max()))
+            series.add("stale_reads", self._index(t))
+            self._stale_t.clear()
+            self._stale_age.clear()
+            self._stale_lag.clear()
+        if self._write_t:
+            t = np.array(self._write_t)
+            lat = np.array(self._write_lat)
+            measured = t >= warm
+            self.write_hist.record_many(lat[measured])
+            self.writes += int(measured.sum())
+            series.add("writes", self._index(t))
+            self._write_t.clear()
+            self._write_lat.clear()
+        if self._error_t:
+            t = np.array(self._error_t)
+            self.errors += int((t >= warm).sum())
+            series.add("errors", self._index(t))
+            self._error_t.clear()
+        if self.origin_read_times:
+            t = np.array(self.origin_read_times)
+            measured = t[t >= warm]
+            self.origin_reads += int(measured.size)
+            seconds, counts = np.unique((measured - warm).astype(np.int64), return_counts=True)
+            per_second = self._origin_per_second
+            for s, c in zip(seconds.tolist(), counts.tolist(), strict=True):
+                per_second[s] = per_second.get(s, 0) + c
+            series.add("origin_reads", self._index(t))
+            self.origin_read_times.clear()
+        if self.origin_write_times:
+            t = np.array(self.origin_write_times)
+            self.origin_writes += int((t >= warm).sum())
+            series.add("origin_writes", self._index(t))
+            self.origin_write_times.clear()
+
+    # --- results ----------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The stable metric keys of summary.json (times in seconds; None when undefined)."""
+        self.flush()
+        reads, writes = self.reads, self.writes
+        measured_time = max(self.end_time - self.warmup, 0.0)
+        out: dict[str, Any] = {
+            "requests": reads + writes,
+            "reads": reads,
+            "writes": writes,
+            "hits": self.hits,
+            "hit_ratio": _ratio(self.hits, reads),
+            "stale_reads": self.stale,
+            "stale_read_ratio": _ratio(self.stale, reads),
+            "staleness_age_p50": _none_if_nan(self.staleness_hist.percentile(50)),
+            "staleness_age_p99": _none_if_nan(self.staleness_hist.percentile(99)),
+            "staleness_age_max": _none_if_nan(self.staleness_hist.percentile(100)),
+            "version_lag_max": self.version_lag_max,
+        }
+        for op, hist in (("read", self.read_hist), ("write", self.write_hist)):
+            for name, q in PERCENTILES.items():
+                out[f"{op}_latency_{name}"] = _none_if_nan(hist.percentile(q))
+            out[f"{op}_latency_max"] = _none_if_nan(hist.percentile(100))
+            out[f"{op}_latency_mean"] = _none_if_nan(hist.mean)
+        out.update(
+            origin_reads=self.origin_reads,
+            origin_writes=self.origin_writes,
+            origin_reads_peak_per_s=max(self._origin_per_second.values(), default=0),
+            errors=self.errors,
+            measured_time=measured_time,
+            throughput=(reads + writes) / measured_time if measured_time > 0 else None,
+        )
+        return out
+
+    def timeseries(self) -> pd.DataFrame:
+        """One row per interval: counts, ratios, read p99, origin load, gauges."""
+        self.flush()
+        series = self._series
+        n = series.length
+        t = np.arange(n) * self.interval
+        frame = pd.DataFrame({"t": t, "t_end": t + self.interval})
+        for name in (
+            "reads",
+            "hits",
+            "stale_reads",
+            "writes",
+            "errors",
+            "origin_reads",
+            "origin_writes",
+        ):
+            frame[name] = series.column(name).astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frame["hit_ratio"] = frame["hits"] / frame["reads"]
+            frame["stale_ratio"] = frame["stale_reads"] / frame["reads"]
+        frame["read_p99"] = [
+            self._interval_read_hists[i].percentile(99)
+            if i in self._interval_read_hists
+            else math.nan
+            for i in range(n)
+        ]
+        frame["warmup"] = frame["t"] < self.warmup
+        if self._gauges:
+            gauges = pd.DataFrame([{"t_end": t, **v} for t, v in self._gauges])
+            cumulative = gauges.set_index("t_end")
+            per_interval = cumulative.diff().fillna(cumulative)
+            frame = frame.merge(
+                per_interval.add_suffix("_delta").reset_index(), on="t_end", how="left"
+            )
+        return frame
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return a / b if b else None
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else x

@@ -1,0 +1,44 @@
+"""Strategy parts. Importing this package imports every module in it, and each
+module registers its parts by name (see `base.read_path` / `base.write_path`)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lab.core import Cache, Origin, Runtime
+from lab.patterns.base import READ_PATHS, WRITE_PATHS, ReadPath, WritePath
+
+if TYPE_CHECKING:
+    from lab.scenario import StrategySpec
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """A composed strategy: the read path and the write path a client calls."""
+
+    name: str
+    reader: ReadPath
+    writer: WritePath
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return type(self.reader).requires | type(self.writer).requires
+
+
+def build_strategy(
+    name: str, spec: StrategySpec, cache: Cache, origin: Origin, rt: Runtime
+) -> Strategy:
+    """Instantiate the parts a strategy spec names, wired to one backend."""
+    reader = READ_PATHS[spec.read](cache, origin, rt, spec)
+    writer = WRITE_PATHS[spec.write](cache, origin, rt, spec)
+    return Strategy(name, reader, writer)
+
+
+__all__ = ["READ_PATHS", "WRITE_PATHS", "ReadPath", "Strategy", "WritePath", "build_strategy"]

@@ -1,0 +1,75 @@
+"""Base classes and self-registration for strategy parts.
+
+A part registers itself by name with a decorator in its own module; there is
+no central list to edit. Each part declares the backend capabilities it
+`requires`, so a cell whose needs a backend cannot meet is skipped with a
+reason rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from lab.core import Cache, Key, Origin, Read, Runtime, Versioned
+
+if TYPE_CHECKING:
+    from lab.scenario import StrategySpec
+
+
+class Part:
+    """Common wiring: the cache, the origin, the runtime and the strategy's settings."""
+
+    requires: ClassVar[frozenset[str]] = frozenset()
+    summary: ClassVar[str] = ""
+
+    def __init__(self, cache: Cache, origin: Origin, rt: Runtime, spec: StrategySpec) -> None:
+        self.cache = cache
+        self.origin = origin
+        self.rt = rt
+        self.spec = spec
+        self.ttl = spec.ttl
+
+
+class ReadPath(Part):
+    """How a read is served: returns the value and whether it was a cache hit."""
+
+    async def read(self, key: Key) -> Read:
+        raise NotImplementedError
+
+
+class WritePath(Part):
+    """How a write is applied: returns the version acknowledged to the client."""
+
+    async def write(self, key: Key) -> Versioned:
+        raise NotImplementedError
+
+
+READ_PATHS: dict[str, type[ReadPath]] = {}
+WRITE_PATHS: dict[str, type[WritePath]] = {}
+
+R = TypeVar("R", bound=type[ReadPath])
+W = TypeVar("W", bound=type[WritePath])
+
+
+def read_path(name: str):  # type: ignore[no-untyped-def]
+    """Class decorator: register a read path under `name`."""
+
+    def register(cls: R) -> R:
+        if name in READ_PATHS:
+            raise ValueError(f"read path {name!r} registered twice")
+        READ_PATHS[name] = cls
+        return cls
+
+    return register
+
+
+def write_path(name: str):  # type: ignore[no-untyped-def]
+    """Class decorator: register a write path under `name`."""
+
+    def register(cls: W) -> W:
+        if name in WRITE_PATHS:
+            raise ValueError(f"write path {name!r} registered twice")
+        WRITE_PATHS[name] = cls
+        return cls
+
+    return register

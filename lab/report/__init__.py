@@ -1,0 +1,1 @@
+"""Reports over runs: markdown tables now; figures come with issue 6."""

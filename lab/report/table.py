@@ -1,0 +1,76 @@
+"""Comparison tables: strategies x metrics per scenario, means over seeds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pandas as pd
+
+from lab.units import format_duration
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{100 * x:.2f}%"
+
+
+def _int(x: float) -> str:
+    return "-" if x != x else f"{x:,.0f}"
+
+
+def _dur(x: float) -> str:
+    return format_duration(x)
+
+
+COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
+    ("hit_ratio", "hit ratio", _pct),
+    ("stale_read_ratio", "stale reads", _pct),
+    ("staleness_age_p99", "stale age p99", _dur),
+    ("read_latency_p50", "read p50", _dur),
+    ("read_latency_p99", "read p99", _dur),
+    ("read_latency_p999", "read p99.9", _dur),
+    ("write_latency_p99", "write p99", _dur),
+    ("origin_reads", "origin reads", _int),
+    ("origin_reads_peak_per_s", "origin peak/s", _int),
+    ("lost_writes", "lost writes", _int),
+    ("errors", "errors", _int),
+]
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """One table for one scenario's runs: a row per strategy and backend."""
+    present = [c for c in COLUMNS if c[0] in frame.columns]
+    numeric = frame[[c[0] for c in present]].apply(pd.to_numeric, errors="coerce")
+    grouped = pd.concat([frame[["strategy", "backend", "seed"]], numeric], axis=1)
+    order = list(dict.fromkeys(frame["strategy"]))
+    means = grouped.groupby(["strategy", "backend"], sort=False).mean(numeric_only=True)
+    seeds = grouped.groupby(["strategy", "backend"], sort=False)["seed"].nunique()
+    header = ["strategy", "backend", "seeds", *(c[1] for c in present)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (strategy, backend), row in sorted(
+        means.iterrows(), key=lambda item: (order.index(item[0][0]), item[0][1])
+    ):
+        cells = [str(strategy), str(backend), str(seeds[(strategy, backend)])]
+        for name, _, fmt in present:
+            value = row[name]
+            cells.append(fmt(float(value)) if not _missing(value) else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def report(frame: pd.DataFrame) -> str:
+    """Markdown for every scenario in `frame`."""
+    if frame.empty:
+        return "No runs found.\n"
+    parts = ["# cachelab report", ""]
+    for scenario, runs in frame.groupby("scenario", sort=True):
+        parts += [f"## {scenario}", "", markdown_table(runs), ""]
+    parts.append(
+        "Means over seeds. Latencies from the intended start; stale = a newer version was "
+        "acknowledged before the read began. See docs/architecture.md."
+    )
+    return "\n".join(parts) + "\n"

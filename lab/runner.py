@@ -1,0 +1,180 @@
+"""Run one cell (scenario x strategy x backend x seed) and return its metrics.
+
+The client loop, the oracle and the recorder are the same for every backend;
+a backend only supplies a Runtime, a Cache and an Origin.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+import lab
+from lab.client import ClientLoop, MeteredOrigin
+from lab.metrics.oracle import Oracle
+from lab.metrics.recorder import Recorder
+from lab.patterns import build_strategy
+from lab.sampling import rng_for, sampler
+from lab.scenario import Cell, Scenario
+from lab.sim.cluster import SimCluster
+from lab.sim.origin import SimOrigin
+from lab.sim.runtime import SimRuntime
+from lab.workload.stream import RequestStream
+
+BACKENDS = ("sim", "redis")
+
+
+class CellSkipped(Exception):
+    """A cell this machine or backend cannot run; the message says why."""
+
+
+@dataclass
+class RunResult:
+    """What one cell produced: the summary, the timeseries and any notes."""
+
+    cell: Cell
+    summary: dict[str, Any]
+    timeseries: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[float], None]
+
+
+def run_cell(scenario: Scenario, cell: Cell, progress: Progress | None = None) -> RunResult:
+    """Run one cell; `progress` receives the completed fraction (0..1) now and then."""
+    if cell.backend == "sim":
+        return run_sim(scenario, cell, progress)
+    if cell.backend == "redis":
+        raise CellSkipped("the redis backend is not implemented yet (issue 4)")
+    raise CellSkipped(f"unknown backend {cell.backend!r}")
+
+
+def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) -> RunResult:
+    """Run a cell on the SimPy backend. Deterministic for a given scenario and seed."""
+    seed = cell.seed
+    wall_start = time.perf_counter()
+    env = simpy.Environment()
+    rt = SimRuntime(env)
+    topo = scenario.topology
+    cluster = SimCluster(
+        env,
+        nodes=topo.nodes,
+        capacity=topo.capacity,
+        eviction=topo.eviction,
+        sharding=topo.sharding,
+        keys=scenario.keyspace.keys,
+        rtt=sampler(topo.network.rtt, rng_for(seed, "network.rtt")),
+        service=sampler(topo.service_time, rng_for(seed, "node.service")),
+        seed=seed,
+    )
+    origin_spec = scenario.origin
+    origin = SimOrigin(
+        env,
+        value_size=scenario.keyspace.value_size,
+        read_latency=sampler(origin_spec.read_latency, rng_for(seed, "origin.read")),
+        write_latency=sampler(origin_spec.write_latency, rng_for(seed, "origin.write")),
+        concurrency=origin_spec.concurrency,
+    )
+    oracle = Oracle()
+    recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)
+    metered = MeteredOrigin(origin, rt, recorder)
+    spec = scenario.strategies[cell.strategy]
+    strategies = [
+        build_strategy(cell.strategy, spec, cluster, metered, rt)
+        for _ in range(scenario.workload.instances)
+    ]
+    evictions_at_warmup: list[int] = []
+
+    def gauges() -> dict[str, float]:
+        return {"evictions": cluster.evictions, "cache_keys": cluster.size}
+
+    loop = ClientLoop(
+        rt,
+        strategies,
+        oracle,
+        recorder,
+        end_time=scenario.duration,
+        gauges=gauges,
+        interval=scenario.metrics.interval,
+    )
+
+    on_chunk, finish_progress = _progress_hooks(scenario, env, progress)
+    stream = RequestStream(scenario, seed, on_chunk=on_chunk)
+    arrivals = scenario.workload.arrivals
+    if arrivals.process == "poisson":
+        assert arrivals.rate is not None
+        drive = loop.open_loop(stream.timed(arrivals.rate))
+    else:
+        assert arrivals.clients is not None
+        think = (
+            sampler(arrivals.think, rng_for(seed, "workload.think"))
+            if arrivals.think is not None and arrivals.think.mean_value > 0
+            else None
+        )
+        drive = loop.closed_loop(stream.requests(), arrivals.clients, think)
+
+    async def snapshot_at_warmup() -> None:
+        await rt.sleep(scenario.warmup)
+        evictions_at_warmup.append(cluster.evictions)
+
+    async def main() -> None:
+        rt.spawn(snapshot_at_warmup())
+        await loop.run(drive)
+
+    rt.run(main())
+    finish_progress()
+
+    if scenario.duration is not None:
+        recorder.end_time = max(scenario.duration, scenario.warmup)
+    summary = recorder.summary()
+    summary["evictions"] = cluster.evictions - (
+        evictions_at_warmup[0] if evictions_at_warmup else 0
+    )
+    summary["lost_writes"] = oracle.lost_writes(origin.versions())
+    summary["simulated_time"] = float(env.now)
+    summary["wall_time"] = time.perf_counter() - wall_start
+    summary.update(_identity(scenario, cell))
+    return RunResult(cell, summary, recorder.timeseries())
+
+
+def _progress_hooks(
+    scenario: Scenario, env: simpy.Environment, progress: Progress | None
+) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """Report progress by requests generated (requests mode) or simulated time."""
+    if progress is None:
+        return None, lambda: None
+    report = progress
+    generated = [0]
+
+    def on_chunk(n: int) -> None:
+        generated[0] += n
+        if scenario.requests is not None:
+            report(min(generated[0] / scenario.requests, 1.0))
+        elif scenario.duration:
+            report(min(float(env.now) / scenario.duration, 1.0))
+
+    return on_chunk, lambda: report(1.0)
+
+
+def _identity(scenario: Scenario, cell: Cell) -> dict[str, Any]:
+    return {
+        "scenario": scenario.name,
+        "strategy": cell.strategy,
+        "backend": cell.backend,
+        "seed": cell.seed,
+        "config_hash": scenario.config_hash(),
+        "lab_version": lab.__version__,
+        "versions": {
+            "python": platform.python_version(),
+            "simpy": simpy.__version__,
+            "numpy": np.__version__,
+        },
+    }

@@ -1,0 +1,420 @@
+"""Scenario files: YAML -> typed, validated models, and matrix expansion.
+
+Unknown fields are errors (a typo must never be silently ignored), human units
+are accepted everywhere a time, size or rate is expected, and every problem is
+reported as one line naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lab.units import parse_duration, parse_key_count, parse_rate, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
+KeyCount = Annotated[int, BeforeValidator(parse_key_count), Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be loaded; the message is one line naming file and field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- distributions ---------------------------------------------------------------------------
+
+_DIST_PARAMS: dict[str, tuple[str, ...]] = {
+    "constant": ("value",),
+    "exponential": ("mean",),
+    "lognormal": ("median", "p99"),
+    "uniform": ("low", "high"),
+}
+
+
+class Distribution(_Model):
+    """A latency distribution. Constants exist for exact tests; real runs want spread."""
+
+    distribution: Literal["constant", "exponential", "lognormal", "uniform"]
+    value: Duration | None = None
+    mean: PositiveDuration | None = None
+    median: PositiveDuration | None = None
+    p99: PositiveDuration | None = None
+    low: Duration | None = None
+    high: Duration | None = None
+
+    @model_validator(mode="after")
+    def _params_match_kind(self) -> Distribution:
+        needed = _DIST_PARAMS[self.distribution]
+        for name in needed:
+            if getattr(self, name) is None:
+                raise ValueError(f"a {self.distribution} distribution needs {' and '.join(needed)}")
+        for name in {"value", "mean", "median", "p99", "low", "high"} - set(needed):
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"{name!r} does not apply to a {self.distribution} distribution "
+                    f"(it takes {', '.join(needed)})"
+                )
+        if self.distribution == "lognormal":
+            assert self.median is not None and self.p99 is not None
+            if self.p99 <= self.median:
+                raise ValueError("lognormal p99 must be larger than its median")
+        if self.distribution == "uniform":
+            assert self.low is not None and self.high is not None
+            if self.high < self.low:
+                raise ValueError("uniform high must be >= low")
+        return self
+
+    @property
+    def mean_value(self) -> float:
+        """The distribution's mean in seconds (for theory checks and reports)."""
+        if self.distribution == "constant":
+            return float(self.value or 0.0)
+        if self.distribution == "exponential":
+            return float(self.mean or 0.0)
+        if self.distribution == "uniform":
+            return (float(self.low or 0.0) + float(self.high or 0.0)) / 2
+        assert self.median is not None and self.p99 is not None
+        sigma = lognormal_sigma(self.median, self.p99)
+        return self.median * math.exp(sigma * sigma / 2)
+
+
+_Z99 = 2.3263478740408408
+
+
+def lognormal_sigma(median: float, p99: float) -> float:
+    """The sigma of a lognormal whose median and 99th percentile are given."""
+    return math.log(p99 / median) / _Z99
+
+
+def _exp(mean: str) -> dict[str, Any]:
+    return {"distribution": "exponential", "mean": mean}
+
+
+def _think_time(value: object) -> object:
+    """`think: 1ms` means exponentially distributed think time with that mean."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return (
+            {"distribution": "exponential", "mean": value}
+            if value
+            else {
+                "distribution": "constant",
+                "value": 0,
+            }
+        )
+    return value
+
+
+# --- workload --------------------------------------------------------------------------------
+
+
+class Keyspace(_Model):
+    keys: Annotated[int, Field(ge=1)] = 10_000
+    value_size: Size = 1024
+
+
+class Mix(_Model):
+    read: Fraction = 0.95
+    write: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Mix:
+        if self.write is None:
+            object.__setattr__(self, "write", round(1.0 - self.read, 12))
+        elif abs(self.read + self.write - 1.0) > 1e-9:
+            raise ValueError(
+                f"read + write must be 1, got {self.read} + {self.write}; "
+                "give one of them or make them add up"
+            )
+        return self
+
+    @property
+    def write_fraction(self) -> float:
+        return 1.0 - self.read if self.write is None else self.write
+
+
+class KeyChooser(_Model):
+    """Which key each request touches (YCSB's generators)."""
+
+    distribution: Literal["uniform", "zipf", "hotspot", "latest"] = "zipf"
+    s: Annotated[float, Field(ge=0, le=5)] = 0.99
+    hot_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    hot_share: Fraction = 0.8
+
+
+class Arrivals(_Model):
+    """Open loop (Poisson at a rate) or closed loop (clients with think time)."""
+
+    process: Literal["poisson", "closed"] = "poisson"
+    rate: Rate | None = None
+    clients: Annotated[int, Field(ge=1)] | None = None
+    think: Annotated[Distribution | None, BeforeValidator(_think_time)] = None
+
+    @model_validator(mode="after")
+    def _fields_match_process(self) -> Arrivals:
+        if self.process == "poisson":
+            if self.rate is None:
+                raise ValueError("poisson arrivals need a rate, for example rate: 5000/s")
+            if self.clients is not None or self.think is not None:
+                raise ValueError("clients/think apply to process: closed, not to poisson arrivals")
+        else:
+            if self.clients is None:
+                raise ValueError("closed-loop arrivals need clients, for example clients: 50")
+            if self.rate is not None:
+                raise ValueError("rate applies to process: poisson, not to closed loop")
+        return self
+
+
+class Workload(_Model):
+    mix: Mix = Mix()
+    keys: KeyChooser = KeyChooser()
+    arrivals: Arrivals = Arrivals(rate=1000.0)
+    instances: Annotated[int, Field(ge=1)] = 1
+
+
+# --- topology and origin ---------------------------------------------------------------------
+
+
+class Network(_Model):
+    rtt: Distribution = Distribution(distribution="lognormal", median=0.0003, p99=0.002)
+
+
+class Topology(_Model):
+    nodes: Annotated[int, Field(ge=1, le=1024)] = 1
+    sharding: Literal["ketama", "slots", "modulo"] = "ketama"
+    capacity: KeyCount | None = None
+    eviction: Literal["lru", "fifo", "random"] = "lru"
+    network: Network = Network()
+    service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
+
+
+class OriginSpec(_Model):
+    read_latency: Distribution = Distribution(distribution="lognormal", median=0.005, p99=0.04)
+    write_latency: Distribution = Distribution(distribution="lognormal", median=0.008, p99=0.06)
+    concurrency: Annotated[int, Field(ge=1)] = 32
+
+
+# --- strategies ------------------------------------------------------------------------------
+
+
+class StrategySpec(_Model):
+    """A strategy names its parts: `{read: cache-aside, write: invalidate, ttl: 5m}`."""
+
+    read: str = "cache-aside"
+    write: str = "invalidate"
+    ttl: PositiveDuration | None = None
+
+    @field_validator("read")
+    @classmethod
+    def _known_read(cls, value: str) -> str:
+        from lab.patterns import READ_PATHS
+
+        if value not in READ_PATHS:
+            raise ValueError(f"unknown read path {value!r}; known: {', '.join(sorted(READ_PATHS))}")
+        return value
+
+    @field_validator("write")
+    @classmethod
+    def _known_write(cls, value: str) -> str:
+        from lab.patterns import WRITE_PATHS
+
+        if value not in WRITE_PATHS:
+            raise ValueError(
+                f"unknown write path {value!r}; known: {', '.join(sorted(WRITE_PATHS))}"
+            )
+        return value
+
+
+class Metrics(_Model):
+    interval: PositiveDuration = 1.0
+
+
+class Scenario(_Model):
+    """One YAML file: what to run, on what, how long, with which seeds."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    description: str = ""
+    seeds: Annotated[list[int], Field(min_length=1)] = [1]
+    duration: PositiveDuration | None = None
+    requests: Annotated[int, Field(ge=1)] | None = None
+    warmup: Duration = 0.0
+    bench: bool = True
+    keyspace: Keyspace = Keyspace()
+    workload: Workload = Workload()
+    topology: Topology = Topology()
+    origin: OriginSpec = OriginSpec()
+    strategies: Annotated[dict[str, StrategySpec], Field(min_length=1)]
+    faults: list[dict[str, Any]] = []
+    backends: Annotated[list[Literal["sim", "redis"]], Field(min_length=1)] = ["sim"]
+    metrics: Metrics = Metrics()
+
+    @field_validator("faults")
+    @classmethod
+    def _no_faults_yet(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if value:
+            raise ValueError("fault injection is not implemented yet; remove the faults list")
+        return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategy_names(cls, value: dict[str, StrategySpec]) -> dict[str, StrategySpec]:
+        for name in value:
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(f"strategy name {name!r} must be a plain name (used in paths)")
+        return value
+
+    @model_validator(mode="after")
+    def _length(self) -> Scenario:
+        if (self.duration is None) == (self.requests is None):
+            raise ValueError("give exactly one of duration (for example 60s) or requests")
+        if self.duration is not None and self.warmup >= self.duration:
+            raise ValueError("warmup must be shorter than duration")
+        return self
+
+    def config_hash(self) -> str:
+        """A short stable hash of everything that determines a run's result."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def scaled(self, factor: float) -> Scenario:
+        """The same scenario run shorter (QUICK mode): length and warm-up times `factor`,
+        first seed only."""
+        update: dict[str, Any] = {"seeds": self.seeds[:1], "warmup": self.warmup * factor}
+        if self.duration is not None:
+            update["duration"] = self.duration * factor
+        if self.requests is not None:
+            update["requests"] = max(1, int(self.requests * factor))
+        return self.model_copy(update=update)
+
+    def cells(
+        self,
+        backends: list[str] | None = None,
+        strategies: list[str] | None = None,
+        seeds: list[int] | None = None,
+    ) -> list[Cell]:
+        """Expand the matrix strategy x backend x seed (optionally narrowed)."""
+        out = []
+        for backend in backends or self.backends:
+            for strategy in strategies or list(self.strategies):
+                for seed in seeds or self.seeds:
+                    out.append(Cell(self.name, strategy, backend, seed))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One run: scenario x strategy x backend x seed."""
+
+    scenario: str
+    strategy: str
+    backend: str
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.strategy}.{self.backend}.s{self.seed}"
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    """Turn one pydantic error into 'field: problem, got X'."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    got = error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling; see docs/scenarios.md)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {op} {bound}, got {got!r}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {got!r}"
+    if kind == "value_error":
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        if "got" not in msg and not isinstance(got, dict | list):
+            msg += f", got {got!r}"
+        return msg
+    if kind == "assertion_error":
+        return str(error["msg"]).removeprefix("Assertion failed, ")
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"
+
+
+def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
+    """Validate already-parsed YAML data; raise ScenarioError with a one-line message."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: expected a mapping of scenario fields at the top level")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ScenarioError(
+            f"{source}: {_location(first['loc'])}: {_fraction_or(first)}{more}"
+        ) from None
+
+
+def _fraction_or(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if (
+        kind in ("greater_than_equal", "less_than_equal")
+        and (ctx.get("ge", ctx.get("le")) in (0, 1))
+        and error["loc"][-1] in ("read", "write", "hot_share")
+    ):
+        return f"must be between 0 and 1, got {error.get('input')!r}"
+    return _describe(error)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(f"{path}{where}: invalid YAML: {problem}") from None
+    return parse_scenario(data, str(path))

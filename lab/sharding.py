@@ -1,0 +1,111 @@
+"""Which cache node owns a key: ketama (memcached clients), hash slots (Redis
+Cluster) or plain modulo. Shared by the simulated and the real backend so both
+place every key on the same node.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Literal
+
+from lab.core import Key
+
+Sharding = Literal["ketama", "slots", "modulo"]
+SLOTS = 16384
+
+
+def key_name(key: Key) -> str:
+    """The string a key is stored and hashed under on every backend."""
+    return f"key:{key}" if isinstance(key, int) else key
+
+
+def node_name(index: int) -> str:
+    """The name a node is hashed under on the ketama ring."""
+    return f"node-{index}"
+
+
+class KetamaRing:
+    """libketama's continuum: 160 points per equally weighted node, md5 based."""
+
+    def __init__(self, nodes: list[str]) -> None:
+        points: list[tuple[int, int]] = []
+        for index, name in enumerate(nodes):
+            for i in range(40):
+                d = hashlib.md5(f"{name}-{i}".encode()).digest()
+                for h in range(4):
+                    point = int.from_bytes(d[h * 4 : h * 4 + 4], "little")
+                    points.append((point, index))
+        points.sort()
+        self._points = [p for p, _ in points]
+        self._owners = [o for _, o in points]
+
+    def owner(self, name: str) -> int:
+        h = int.from_bytes(hashlib.md5(name.encode()).digest()[:4], "little")
+        i = bisect.bisect_left(self._points, h)
+        return self._owners[i if i < len(self._points) else 0]
+
+
+def _crc16(data: bytes) -> int:
+    """CRC16-XMODEM, the checksum Redis Cluster uses for key slots."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def key_slot(name: str) -> int:
+    """Redis Cluster's slot of a key, honouring {hash tags}."""
+    raw = name.encode()
+    start = raw.find(b"{")
+    if start != -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return _crc16(raw) % SLOTS
+
+
+def slot_ranges(nodes: int) -> list[tuple[int, int]]:
+    """Contiguous slot ranges per primary, split as `redis-cli --cluster create` does."""
+    per = SLOTS / nodes
+    ranges = []
+    cursor = 0
+    for i in range(nodes):
+        last = round(cursor + per - 1)
+        if last > SLOTS - 1 or i == nodes - 1:
+            last = SLOTS - 1
+        ranges.append((cursor, last))
+        cursor = last + 1
+    return ranges
+
+
+def router(kind: Sharding, nodes: int) -> Callable[[str], int]:
+    """A function from a key's name to the index of the node that owns it."""
+    if nodes == 1:
+        return lambda name: 0
+    if kind == "ketama":
+        return KetamaRing([node_name(i) for i in range(nodes)]).owner
+    if kind == "slots":
+        owner_of_slot = [0] * SLOTS
+        for index, (first, last) in enumerate(slot_ranges(nodes)):
+            owner_of_slot[first : last + 1] = [index] * (last - first + 1)
+        return lambda name: owner_of_slot[key_slot(name)]
+    return lambda name: int.from_bytes(hashlib.md5(name.encode()).digest()[:4], "little") % nodes
+
+
+@functools.lru_cache(maxsize=8)
+def _owner_tuple(kind: Sharding, nodes: int, keys: int) -> tuple[int, ...]:
+    route = router(kind, nodes)
+    return tuple(route(key_name(k)) for k in range(keys))
+
+
+def owner_table(kind: Sharding, nodes: int, keys: int) -> list[int]:
+    """Owner node of every int key 0..keys-1 (cached: all strategies of a scenario share it)."""
+    if nodes == 1:
+        return [0] * keys
+    return list(_owner_tuple(kind, nodes, keys))

@@ -1,0 +1,1 @@
+"""The simulated backend: SimPy virtual time, modelled latency, eviction and expiry."""

@@ -1,0 +1,1 @@
+"""Tests that start real redis-server / valkey-server processes."""
