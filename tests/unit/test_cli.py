@@ -1,0 +1,135 @@
+"""The cachelab command as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from lab.results import load_all, load_timeseries
+
+SMALL = {
+    "name": "cli-small",
+    "description": "tiny",
+    "seeds": [1, 2],
+    "requests": 3000,
+    "keyspace": {"keys": 500},
+    "workload": {"arrivals": {"process": "poisson", "rate": "2000/s"}},
+    "topology": {"nodes": 2, "capacity": 100},
+    "strategies": {
+        "aside": {"read": "cache-aside", "write": "invalidate", "ttl": "1m"},
+        "ttl": {"read": "cache-aside", "write": "around", "ttl": "1s"},
+    },
+}
+
+
+def cachelab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def write(tmp_path: Path, data: dict[str, object], name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_run_writes_results_that_load_into_pandas(tmp_path: Path) -> None:
+    scenario = write(tmp_path, SMALL)
+    done = cachelab("run", str(scenario), "--results", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "| aside | sim | 2 |" in done.stdout  # the comparison table, means over 2 seeds
+    runs = sorted(p.name for p in (tmp_path / "out" / "cli-small").iterdir())
+    assert runs == ["aside.sim.s1", "aside.sim.s2", "ttl.sim.s1", "ttl.sim.s2"]
+    run = tmp_path / "out" / "cli-small" / "aside.sim.s1"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "scenario.yaml",
+        "summary.json",
+        "timeseries.csv",
+    ]
+    as_run = yaml.safe_load((run / "scenario.yaml").read_text())
+    assert as_run["seed"] == 1 and as_run["scenario"]["name"] == "cli-small"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config_hash"] == as_run["config_hash"]
+    frame = load_all(tmp_path / "out")
+    assert list(frame.columns[:4]) == ["scenario", "strategy", "backend", "seed"]
+    assert len(frame) == 4 and frame["hit_ratio"].between(0, 1).all()
+    series = load_timeseries(tmp_path / "out")
+    assert {"strategy", "seed", "hit_ratio", "read_p99"} <= set(series.columns)
+    assert isinstance(series, pd.DataFrame) and len(series) >= 4
+
+
+def test_bad_scenario_is_one_line_exit_2_and_nothing_written(tmp_path: Path) -> None:
+    bad = dict(SMALL, workload={"mix": {"read": 1.5}})
+    scenario = write(tmp_path, bad, "x.yaml")
+    for command in (["run", "x.yaml", "--results", "out"], ["validate", "x.yaml"]):
+        done = cachelab(*command, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr == (
+            "cachelab: error: x.yaml: workload.mix.read: must be between 0 and 1, got 1.5\n"
+        )
+        assert done.stdout == ""
+    assert not (tmp_path / "out").exists()
+    assert scenario.exists()
+
+
+def test_one_bad_file_among_several_stops_everything(tmp_path: Path) -> None:
+    write(tmp_path, SMALL, "a.yaml")
+    write(tmp_path, dict(SMALL, topology={"nodez": 3}), "b.yaml")
+    done = cachelab("run", "a.yaml", "b.yaml", "--results", "out", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "b.yaml: topology.nodez: unknown field" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_and_list(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    done = cachelab("validate", "s.yaml", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "s.yaml: ok (cli-small: 2 strategies, 4 run(s))" in done.stdout
+    repo = Path(__file__).resolve().parents[2]
+    listed = cachelab("list", cwd=repo)
+    assert listed.returncode == 0
+    assert "scenarios/patterns-overview.yaml" in listed.stdout
+    for part in ("cache-aside", "around", "invalidate", "update"):
+        assert part in listed.stdout
+
+
+def test_report_from_existing_results(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    assert cachelab("run", "s.yaml", "--results", "out", "--quiet", cwd=tmp_path).returncode == 0
+    done = cachelab("report", "out", "--out", "r.md", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "## cli-small" in (tmp_path / "r.md").read_text()
+    empty = cachelab("report", "nothing-here", cwd=tmp_path)
+    assert empty.returncode == 2 and "no runs found" in empty.stderr
+
+
+def test_rerun_replaces_a_run_atomically(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    args = ("run", "s.yaml", "--results", "out", "--quiet", "--strategy", "aside", "--seed", "1")
+    assert cachelab(*args, cwd=tmp_path).returncode == 0
+    first = (tmp_path / "out/cli-small/aside.sim.s1/summary.json").read_text()
+    assert cachelab(*args, cwd=tmp_path).returncode == 0
+    second = (tmp_path / "out/cli-small/aside.sim.s1/summary.json").read_text()
+    strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "wall_time"}  # noqa: E731
+    assert strip(first) == strip(second)
+    leftovers = [p.name for p in (tmp_path / "out/cli-small").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_progress_bar_when_asked(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    done = cachelab(
+        "run", "s.yaml", "--results", "out", "--quiet", "--progress", "--seed", "1", cwd=tmp_path
+    )
+    assert done.returncode == 0
+    frames = [f for f in done.stderr.replace("\r", "\n").splitlines() if "runs [" in f]
+    assert frames[-1].startswith("cli-small ttl sim s1: 100%")
+    assert "2.0/2 runs" in frames[-1]
+    assert any("0.5/2 runs" in f or "1.0/2 runs" in f for f in frames)  # it moved
