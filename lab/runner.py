@@ -142,7 +142,10 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     summary["simulated_time"] = float(env.now)
     summary["wall_time"] = time.perf_counter() - wall_start
     summary.update(_identity(scenario, cell))
-    return RunResult(cell, summary, recorder.timeseries())
+    notes = []
+    if summary["requests"] == 0:
+        notes.append("no request started after the warm-up: make warmup shorter than the run")
+    return RunResult(cell, summary, recorder.timeseries(), notes)
 
 
 def _progress_hooks(

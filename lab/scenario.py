@@ -130,18 +130,25 @@ def _think_time(value: object) -> object:
 
 
 class Keyspace(_Model):
-    keys: Annotated[int, Field(ge=1)] = 10_000
+    keys: KeyCount = 10_000
     value_size: Size = 1024
 
 
 class Mix(_Model):
-    read: Fraction = 0.95
+    """Read and write shares; give either one (the other is the rest) or both."""
+
+    read: Fraction | None = None
     write: Fraction | None = None
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> Mix:
+        if self.read is None and self.write is None:
+            object.__setattr__(self, "read", 0.95)
         if self.write is None:
+            assert self.read is not None
             object.__setattr__(self, "write", round(1.0 - self.read, 12))
+        elif self.read is None:
+            object.__setattr__(self, "read", round(1.0 - self.write, 12))
         elif abs(self.read + self.write - 1.0) > 1e-9:
             raise ValueError(
                 f"read + write must be 1, got {self.read} + {self.write}; "
@@ -151,7 +158,8 @@ class Mix(_Model):
 
     @property
     def write_fraction(self) -> float:
-        return 1.0 - self.read if self.write is None else self.write
+        assert self.write is not None  # filled in by the validator
+        return self.write
 
 
 class KeyChooser(_Model):
@@ -161,6 +169,23 @@ class KeyChooser(_Model):
     s: Annotated[float, Field(ge=0, le=5)] = 0.99
     hot_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     hot_share: Fraction = 0.8
+
+    @model_validator(mode="after")
+    def _params_match_distribution(self) -> KeyChooser:
+        applies = {
+            "uniform": set(),
+            "zipf": {"s"},
+            "latest": {"s"},
+            "hotspot": {"hot_fraction", "hot_share"},
+        }[self.distribution]
+        stray = sorted(self.model_fields_set - applies - {"distribution"})
+        if stray:
+            takes = ", ".join(sorted(applies)) or "no parameters"
+            raise ValueError(
+                f"{stray[0]!r} does not apply to the {self.distribution} distribution "
+                f"(it takes {takes})"
+            )
+        return self
 
 
 class Arrivals(_Model):
@@ -255,7 +280,7 @@ class Scenario(_Model):
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
     description: str = ""
-    seeds: Annotated[list[int], Field(min_length=1)] = [1]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [1]
     duration: PositiveDuration | None = None
     requests: Annotated[int, Field(ge=1)] | None = None
     warmup: Duration = 0.0
@@ -366,7 +391,7 @@ def _describe(error: Any) -> str:
         return f"must be one of {ctx.get('expected')}, got {got!r}"
     if kind == "value_error":
         msg = str(error["msg"]).removeprefix("Value error, ")
-        if "got" not in msg and not isinstance(got, dict | list):
+        if "got" not in msg and repr(got) not in msg and not isinstance(got, dict | list):
             msg += f", got {got!r}"
         return msg
     if kind == "assertion_error":
@@ -401,6 +426,32 @@ def _fraction_or(error: Any) -> str:
     return _describe(error)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (YAML keeps the last
+    silently, which would hide exactly the typos the schema is there to catch)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # construct_mapping reports unhashable keys itself
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"field {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
@@ -411,7 +462,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

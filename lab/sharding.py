@@ -8,8 +8,11 @@ from __future__ import annotations
 import bisect
 import functools
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Literal
+
+import numpy as np
 
 from lab.core import Key
 
@@ -71,16 +74,20 @@ def key_slot(name: str) -> int:
 
 
 def slot_ranges(nodes: int) -> list[tuple[int, int]]:
-    """Contiguous slot ranges per primary, split as `redis-cli --cluster create` does."""
-    per = SLOTS / nodes
+    """Contiguous slot ranges per primary, split exactly as `redis-cli --cluster create`
+    does (its float32 cursor and lround included), so sim and real agree on owners."""
+    per = np.float32(SLOTS) / np.float32(nodes)
+    cursor = np.float32(0.0)
+    first = 0
     ranges = []
-    cursor = 0
     for i in range(nodes):
-        last = round(cursor + per - 1)
-        if last > SLOTS - 1 or i == nodes - 1:
+        last = math.floor(float(np.float32(cursor + per - np.float32(1))) + 0.5)  # lround
+        if last > SLOTS or i == nodes - 1:
             last = SLOTS - 1
-        ranges.append((cursor, last))
-        cursor = last + 1
+        last = max(last, first)
+        ranges.append((first, last))
+        first = last + 1
+        cursor = np.float32(cursor + per)
     return ranges
 
 

@@ -7,6 +7,7 @@ was expected, so scenario errors can name the field and the fix.
 
 from __future__ import annotations
 
+import math
 import re
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -40,6 +41,8 @@ _RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*/\s*([a-z]+)\s*$")
 def _number(value: object) -> float | None:
     """The value if it is a plain number (bools are not numbers here), else None."""
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
         return float(value)
     return None
 
@@ -80,15 +83,16 @@ def parse_rate(value: object) -> float:
 
 
 def parse_key_count(value: object) -> int:
-    """A capacity in keys: `10000`, `10000 keys`, `10k keys`."""
+    """A number of keys: `10000`, `10000 keys`, `10k keys`, `10k`, `1.5M keys`."""
     if (number := _number(value)) is not None and number == int(number):
         return int(number)
     if isinstance(value, str):
-        m = re.match(rf"^\s*{_NUMBER}\s*([kKmM]?)\s*keys?\s*$", value)
+        m = re.match(rf"^\s*{_NUMBER}\s*([kKmM]?)\s*(?:keys?)?\s*$", value, re.IGNORECASE)
         if m:
             mult = {"": 1, "k": 1000, "m": 1_000_000}[m.group(2).lower()]
             return int(float(m.group(1)) * mult)
-        if _SIZE_RE.match(value):
+        size = _SIZE_RE.match(value)
+        if size and size.group(2).lower() in _SIZE_UNITS:
             raise ValueError(
                 f"capacity in bytes ({value!r}) is not supported yet; give a key count "
                 "such as '10000 keys' (keys are what sim and real can match exactly)"

@@ -16,7 +16,7 @@ import numpy as np
 class LogHistogram:
     """Counts of positive values (seconds) in log-linear buckets, plus exact min/max."""
 
-    def __init__(self, sub_bits: int = 7, min_exp: int = -24, max_exp: int = 12) -> None:
+    def __init__(self, sub_bits: int = 7, min_exp: int = -24, max_exp: int = 20) -> None:
         self.sub_bits = sub_bits
         self.min_exp = min_exp
         self.max_exp = max_exp

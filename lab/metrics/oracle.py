@@ -11,28 +11,29 @@ Definitions (docs/architecture.md has the reasoning):
 - a lost write is an acknowledged version newer than the final state of the
   origin (nothing can ever read it again).
 
-Memory is bounded per key: only the last HISTORY versions' ack times are
-kept (a read returning a version older than that is still judged stale, with
-its age measured from the oldest version kept, a lower bound).
+Memory: 8 bytes per acknowledged write (an array of doubles per key). That is
+the price of exact ground truth: any old version may still be served by a
+cache, and its staleness age needs the time its successor was acknowledged.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 
 from lab.core import Key
 
-HISTORY = 256
+_INF = array("d", (math.inf,))
 
 
 class KeyHistory:
-    """Ack times of a key's recent versions; `acks[i]` is version `base + i` (inf: not acked)."""
+    """Ack times of a key's versions; `acks[i]` is version `base + i` (inf: not acked)."""
 
     __slots__ = ("acks", "base", "max_acked")
 
     def __init__(self, version: int, t: float) -> None:
         self.base = version
-        self.acks = [t]
+        self.acks = array("d", (t,))
         self.max_acked = version
 
 
@@ -51,19 +52,17 @@ class Oracle:
             self.history[key] = KeyHistory(version, t)
             return
         i = version - h.base
-        if i < 0:
-            return  # older than the kept history: it cannot change any judgement
         acks = h.acks
+        if i < 0:  # acknowledged out of order, below the first version seen
+            h.acks = acks = _INF * (-i) + acks
+            h.base = version
+            i = 0
         if i >= len(acks):
-            acks.extend([math.inf] * (i + 1 - len(acks)))
+            acks.extend(_INF * (i + 1 - len(acks)))
         if t < acks[i]:
             acks[i] = t
         if version > h.max_acked:
             h.max_acked = version
-        if len(acks) > HISTORY:
-            drop = len(acks) - HISTORY // 2
-            del acks[:drop]
-            h.base += drop
 
     def judge(self, key: Key, version: int, t: float) -> tuple[float, int] | None:
         """None if a read of `version` starting at `t` is fresh, else (age, version lag)."""

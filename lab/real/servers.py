@@ -67,6 +67,8 @@ import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from lab.sharding import slot_ranges
+
 __all__ = [
     "CLUSTER_SLOTS",
     "HOST",
@@ -1069,23 +1071,6 @@ def start_shards(
 # Redis Cluster
 
 
-def _slot_ranges(n: int) -> list[tuple[int, int]]:
-    """Split the 16384 slots into ``n`` contiguous ranges like redis-cli does."""
-    per_node = CLUSTER_SLOTS / n
-    ranges: list[tuple[int, int]] = []
-    first = 0
-    cursor = 0.0
-    for index in range(n):
-        last = int(cursor + per_node - 1 + 0.5)  # lround
-        if last > CLUSTER_SLOTS - 1 or index == n - 1:
-            last = CLUSTER_SLOTS - 1
-        last = max(last, first)
-        ranges.append((first, last))
-        first = last + 1
-        cursor += per_node
-    return ranges
-
-
 def _parse_info_text(raw: Any) -> dict[str, str]:
     """CLUSTER INFO may come back as text or (some client versions) a dict."""
     if isinstance(raw, dict):
@@ -1283,7 +1268,7 @@ class RedisCluster:
             with contextlib.suppress(redis.ResponseError):
                 self._cmd(node, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
         for node, (first, last) in zip(
-            self.primaries, _slot_ranges(len(self.primaries)), strict=True
+            self.primaries, slot_ranges(len(self.primaries)), strict=True
         ):
             self._add_slots(node, first, last)
         first_node = self.nodes[0]

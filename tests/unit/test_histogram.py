@@ -156,12 +156,6 @@ def test_only_zeros() -> None:
     assert h.mean == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LogHistogram's last bucket ends at 2**(max_exp-1) s = 2048 s, not 2**max_exp: "
-    "larger values are silently clipped into it, so percentiles above 2048 s fall back "
-    "to the exact min (here p50 of [3000, 3500, 4000] s reports 3000)",
-)
 def test_values_up_to_an_hour_keep_the_error_bound() -> None:
     h = LogHistogram()
     h.record_many(np.array([3000.0, 3500.0, 4000.0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,10 @@ def test_human_units_become_seconds_bytes_and_rates() -> None:
             warmup="500ms",
             keyspace={"keys": 100, "value_size": "4KiB"},
             workload={"arrivals": {"process": "poisson", "rate": "300/min"}},
-            topology={"capacity": "10k keys", "network": {"rtt": {"distribution": "constant",
-                                                                    "value": "250us"}}},
+            topology={
+                "capacity": "10k keys",
+                "network": {"rtt": {"distribution": "constant", "value": "250us"}},
+            },
             origin={"read_latency": {"distribution": "lognormal", "median": "5ms", "p99": "1s"}},
             strategies={"a": {"write": "around", "ttl": "1h"}},
             metrics={"interval": "250ms"},
@@ -100,15 +103,15 @@ def test_mix_read_alone_implies_write() -> None:
     assert s.workload.mix.write == pytest.approx(0.3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lab.scenario.Mix: read defaults to 0.95, so `mix: {write: 0.3}` is rejected "
-    "('read + write must be 1, got 0.95 + 0.3; give one of them ...') although the "
-    "message itself says giving one of them is enough",
-)
 def test_mix_write_alone_implies_read() -> None:
     s = parse_scenario(minimal(workload={"mix": {"write": 0.3}}), "x.yaml")
     assert s.workload.mix.read == pytest.approx(0.7)
+    assert s.workload.mix.write == 0.3
+
+
+def test_mix_both_adding_up() -> None:
+    s = parse_scenario(minimal(workload={"mix": {"read": 0.25, "write": 0.75}}), "x.yaml")
+    assert (s.workload.mix.read, s.workload.mix.write) == (0.25, 0.75)
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -192,21 +195,45 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         ["need clients"],
     ),
     ("bad-duration-unit", {"duration": "5 parsecs"}, "duration", ["'5 parsecs'", "duration"]),
-    ("bad-rate-unit", {"workload": {"arrivals": {"rate": "fast"}}}, "workload.arrivals.rate",
-     ["'fast'", "rate"]),
-    ("bad-size-unit", {"keyspace": {"value_size": "1 parsec"}}, "keyspace.value_size",
-     ["'1 parsec'", "size"]),
-    ("bad-ttl-unit", {"strategies": {"a": {"ttl": "5 lightyears"}}}, "strategies.a.ttl",
-     ["'5 lightyears'"]),
-    ("capacity-bytes", {"topology": {"capacity": "64MiB"}}, "topology.capacity",
-     ["'64MiB'", "keys"]),
+    (
+        "bad-rate-unit",
+        {"workload": {"arrivals": {"rate": "fast"}}},
+        "workload.arrivals.rate",
+        ["'fast'", "rate"],
+    ),
+    (
+        "bad-size-unit",
+        {"keyspace": {"value_size": "1 parsec"}},
+        "keyspace.value_size",
+        ["'1 parsec'", "size"],
+    ),
+    (
+        "bad-ttl-unit",
+        {"strategies": {"a": {"ttl": "5 lightyears"}}},
+        "strategies.a.ttl",
+        ["'5 lightyears'"],
+    ),
+    (
+        "capacity-bytes",
+        {"topology": {"capacity": "64MiB"}},
+        "topology.capacity",
+        ["'64MiB'", "keys"],
+    ),
     ("zero-duration", {"duration": 0}, "duration", ["must be > 0", "got 0"]),
     ("nodes-zero", {"topology": {"nodes": 0}}, "topology.nodes", ["must be >= 1", "got 0"]),
-    ("bad-sharding", {"topology": {"sharding": "rendezvous"}}, "topology.sharding",
-     ["must be one of", "'rendezvous'"]),
+    (
+        "bad-sharding",
+        {"topology": {"sharding": "rendezvous"}},
+        "topology.sharding",
+        ["must be one of", "'rendezvous'"],
+    ),
     ("faults", {"faults": [{"kind": "partition", "at": "10s"}]}, "faults", ["not implemented"]),
-    ("hot-share", {"workload": {"keys": {"hot_share": 2}}}, "workload.keys.hot_share",
-     ["must be between 0 and 1, got 2"]),
+    (
+        "hot-share",
+        {"workload": {"keys": {"hot_share": 2}}},
+        "workload.keys.hot_share",
+        ["must be between 0 and 1, got 2"],
+    ),
 ]
 
 
@@ -251,6 +278,24 @@ def test_warmup_just_under_duration_is_fine() -> None:
     assert parse_scenario(minimal(warmup="4999ms"), "x.yaml").warmup == pytest.approx(4.999)
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [{"topology": {"capacity": math.inf}}, {"keyspace": {"value_size": math.inf}}],
+    ids=["capacity", "value_size"],
+)
+def test_infinite_sizes_are_one_line_errors(overrides: dict[str, Any]) -> None:
+    error_of(minimal(**overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"duration": math.inf}, {"workload": {"arrivals": {"rate": math.inf}}}],
+    ids=["duration", "rate"],
+)
+def test_infinite_durations_and_rates_are_rejected(overrides: dict[str, Any]) -> None:
+    error_of(minimal(**overrides))
+
+
 def test_several_problems_still_one_line() -> None:
     message = error_of(minimal(topology={"nodez": 1, "nodes": 0}, duration="5 parsecs"))
     assert ONE_LINE.match(message), message
@@ -284,6 +329,24 @@ def test_load_tab_indentation_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     assert str(info.value).startswith(f"{path}:4: invalid YAML: ")
+
+
+def test_load_duplicate_field_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: x\nduration: 5s\nstrategies: {a: {}}\nduration: 6s\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:4: invalid YAML: ")
+    assert "'duration'" in message
+    assert "twice" in message
+
+
+def test_load_unhashable_key_is_a_scenario_error(tmp_path: Path) -> None:
+    path = tmp_path / "unhashable.yaml"
+    path.write_text("name: x\n[1, 2]: 5s\nstrategies: {a: {}}\n")
+    with pytest.raises(ScenarioError, match=r":2: invalid YAML: "):
+        load_scenario(path)
 
 
 def test_load_validation_error_names_the_file(tmp_path: Path) -> None:
