@@ -53,7 +53,12 @@ def run_cell(scenario: Scenario, cell: Cell, progress: Progress | None = None) -
     if cell.backend == "sim":
         return run_sim(scenario, cell, progress)
     if cell.backend == "redis":
-        raise CellSkipped("the redis backend is not implemented yet (issue 4)")
+        try:
+            from lab.real.backend import run_redis  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise CellSkipped("the redis backend is not implemented yet (issue 4)") from None
+        result: RunResult = run_redis(scenario, cell, progress)
+        return result
     raise CellSkipped(f"unknown backend {cell.backend!r}")
 
 
