@@ -29,12 +29,27 @@ class MeteredOrigin:
     def __init__(self, origin: Origin, rt: Runtime, recorder: Recorder) -> None:
         self._origin = origin
         self._now = rt.now
+        self._recorder = recorder
         self._read_times = recorder.origin_read_times
         self._write_times = recorder.origin_write_times
+        self._loading: dict[Key, int] = {}
 
     async def read(self, key: Key) -> Versioned:
+        """Also tracks how many reads of one key are at the origin at once (a stampede)."""
         self._read_times.append(self._now())
-        return await self._origin.read(key)
+        loading = self._loading
+        concurrent = loading[key] = loading.get(key, 0) + 1
+        recorder = self._recorder
+        if concurrent > recorder.origin_same_key_max and self._now() >= recorder.warmup:
+            recorder.origin_same_key_max = concurrent
+        try:
+            return await self._origin.read(key)
+        finally:
+            left = loading[key] - 1
+            if left:
+                loading[key] = left
+            else:
+                del loading[key]
 
     async def write(self, key: Key) -> Versioned:
         self._write_times.append(self._now())

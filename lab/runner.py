@@ -93,8 +93,8 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     metered = MeteredOrigin(origin, rt, recorder)
     spec = scenario.strategies[cell.strategy]
     strategies = [
-        build_strategy(cell.strategy, spec, cluster, metered, rt)
-        for _ in range(scenario.workload.instances)
+        build_strategy(cell.strategy, spec, cluster, metered, rt, seed * 1000 + instance)
+        for instance in range(scenario.workload.instances)
     ]
     evictions_at_warmup: list[int] = []
 

@@ -238,9 +238,76 @@ class OriginSpec(_Model):
     read_latency: Distribution = Distribution(distribution="lognormal", median=0.005, p99=0.04)
     write_latency: Distribution = Distribution(distribution="lognormal", median=0.008, p99=0.06)
     concurrency: Annotated[int, Field(ge=1)] = 32
+    url: str | None = None
+    """redis backend: a postgresql:// URL to use PostgreSQL as the origin (default: SQLite)."""
 
 
 # --- strategies ------------------------------------------------------------------------------
+
+
+class LockGuard(_Model):
+    """Distributed lock (SET NX with an expiry) around the reload of a missing key."""
+
+    expiry: PositiveDuration = 1.0
+    poll: PositiveDuration = 0.005
+    wait: PositiveDuration = 1.0
+    recheck: bool = True
+
+
+class XFetchGuard(_Model):
+    """Probabilistic early expiration: recompute when now - delta*beta*ln(rand) >= expiry."""
+
+    beta: Annotated[float, Field(gt=0)] = 1.0
+
+
+class CoalesceGuard(_Model):
+    """Single-flight: concurrent misses of one key within an app instance share one load."""
+
+
+class StampedeSpec(_Model):
+    """Exactly one stampede guard, for example `{xfetch: {beta: 1}}` or `{coalesce: {}}`."""
+
+    lock: LockGuard | None = None
+    xfetch: XFetchGuard | None = None
+    coalesce: CoalesceGuard | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: ({} if v is None else v) for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StampedeSpec:
+        chosen = [name for name in ("lock", "xfetch", "coalesce") if getattr(self, name)]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one guard: lock, xfetch or coalesce")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(n for n in ("lock", "xfetch", "coalesce") if getattr(self, n) is not None)
+
+
+class RefreshSpec(_Model):
+    """Refresh-ahead: a hit with less than `window` of its TTL left is refreshed in the
+    background (a fraction of the TTL, or a duration)."""
+
+    window: Annotated[float, Field(gt=0)] | str = 0.2
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: object) -> float | str:
+        if isinstance(value, str):
+            parse_duration(value)
+        return value  # type: ignore[return-value]
+
+    def seconds(self, ttl: float) -> float:
+        """The refresh window in seconds for a given TTL."""
+        if isinstance(self.window, str):
+            return parse_duration(self.window)
+        return self.window * ttl if self.window <= 1 else self.window
 
 
 class StrategySpec(_Model):
@@ -249,6 +316,22 @@ class StrategySpec(_Model):
     read: str = "cache-aside"
     write: str = "invalidate"
     ttl: PositiveDuration | None = None
+    stampede: StampedeSpec | None = None
+    refresh: RefreshSpec | None = None
+
+    @model_validator(mode="after")
+    def _parts_fit_together(self) -> StrategySpec:
+        if self.stampede is not None and self.read != "cache-aside":
+            raise ValueError(
+                "stampede guards wrap the cache-aside read path; use read: cache-aside"
+            )
+        if self.stampede is not None and self.stampede.kind == "xfetch" and self.ttl is None:
+            raise ValueError("xfetch recomputes before the TTL runs out, so it needs a ttl")
+        if self.read == "refresh-ahead" and self.ttl is None:
+            raise ValueError("refresh-ahead refreshes before the TTL runs out, so it needs a ttl")
+        if self.refresh is not None and self.read != "refresh-ahead":
+            raise ValueError("refresh applies to read: refresh-ahead only")
+        return self
 
     @field_validator("read")
     @classmethod

@@ -12,17 +12,26 @@ from typing import Literal
 Key = int | str
 """Keys are small ints in the harness (fast to hash); backends may render them as strings."""
 
-Source = Literal["cache", "origin", "near", "stale"]
+Source = Literal["cache", "origin", "coalesced", "near", "stale"]
+"""Where a read's value came from; only `cache` counts as a hit."""
 
 
 class Versioned:
-    """A value as stored: its per-key version and its size in bytes."""
+    """A value as stored: its per-key version and its size in bytes.
 
-    __slots__ = ("size", "version")
+    `expiry` (absolute time the cached copy expires, 0 if unknown) and `delta`
+    (seconds its recomputation took) travel with a cached value for the parts
+    that need them (XFetch, refresh-ahead), as such libraries store them in the
+    cache entry.
+    """
 
-    def __init__(self, version: int, size: int) -> None:
+    __slots__ = ("delta", "expiry", "size", "version")
+
+    def __init__(self, version: int, size: int, expiry: float = 0.0, delta: float = 0.0) -> None:
         self.version = version
         self.size = size
+        self.expiry = expiry
+        self.delta = delta
 
     def __repr__(self) -> str:
         return f"Versioned(v{self.version}, {self.size}B)"

@@ -79,6 +79,7 @@ class Recorder:
         self.reads = self.hits = self.writes = self.stale = self.errors = 0
         self.origin_reads = self.origin_writes = 0
         self.version_lag_max = 0
+        self.origin_same_key_max = 0  # most concurrent origin reads of one key (stampede width)
         self._origin_per_second: dict[int, int] = {}
         self._series = _Counters()
         self._interval_read_hists: dict[int, LogHistogram] = {}
@@ -217,6 +218,7 @@ class Recorder:
             origin_reads=self.origin_reads,
             origin_writes=self.origin_writes,
             origin_reads_peak_per_s=max(self._origin_per_second.values(), default=0),
+            origin_same_key_max=self.origin_same_key_max,
             errors=self.errors,
             measured_time=measured_time,
             throughput=(reads + writes) / measured_time if measured_time > 0 else None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lab.core import Cache, Origin, Runtime
-from lab.patterns.base import READ_PATHS, WRITE_PATHS, ReadPath, WritePath
+from lab.patterns.base import READ_PATHS, STAMPEDE_GUARDS, WRITE_PATHS, ReadPath, WritePath
 
 if TYPE_CHECKING:
     from lab.scenario import StrategySpec
@@ -33,12 +33,25 @@ class Strategy:
 
 
 def build_strategy(
-    name: str, spec: StrategySpec, cache: Cache, origin: Origin, rt: Runtime
+    name: str, spec: StrategySpec, cache: Cache, origin: Origin, rt: Runtime, seed: int = 0
 ) -> Strategy:
-    """Instantiate the parts a strategy spec names, wired to one backend."""
-    reader = READ_PATHS[spec.read](cache, origin, rt, spec)
-    writer = WRITE_PATHS[spec.write](cache, origin, rt, spec)
+    """Instantiate the parts a strategy spec names, wired to one backend.
+
+    `seed` feeds the parts' own random draws (one value per app instance)."""
+    reader_class = (
+        STAMPEDE_GUARDS[spec.stampede.kind] if spec.stampede is not None else READ_PATHS[spec.read]
+    )
+    reader = reader_class(cache, origin, rt, spec, seed)
+    writer = WRITE_PATHS[spec.write](cache, origin, rt, spec, seed)
     return Strategy(name, reader, writer)
 
 
-__all__ = ["READ_PATHS", "WRITE_PATHS", "ReadPath", "Strategy", "WritePath", "build_strategy"]
+__all__ = [
+    "READ_PATHS",
+    "STAMPEDE_GUARDS",
+    "WRITE_PATHS",
+    "ReadPath",
+    "Strategy",
+    "WritePath",
+    "build_strategy",
+]

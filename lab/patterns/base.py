@@ -8,6 +8,7 @@ reason rather than silently dropped.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from lab.core import Cache, Key, Origin, Read, Runtime, Versioned
@@ -22,12 +23,15 @@ class Part:
     requires: ClassVar[frozenset[str]] = frozenset()
     summary: ClassVar[str] = ""
 
-    def __init__(self, cache: Cache, origin: Origin, rt: Runtime, spec: StrategySpec) -> None:
+    def __init__(
+        self, cache: Cache, origin: Origin, rt: Runtime, spec: StrategySpec, seed: int = 0
+    ) -> None:
         self.cache = cache
         self.origin = origin
         self.rt = rt
         self.spec = spec
         self.ttl = spec.ttl
+        self.random = random.Random(seed)  # parts that draw (XFetch) stay deterministic
 
 
 class ReadPath(Part):
@@ -46,6 +50,7 @@ class WritePath(Part):
 
 READ_PATHS: dict[str, type[ReadPath]] = {}
 WRITE_PATHS: dict[str, type[WritePath]] = {}
+STAMPEDE_GUARDS: dict[str, type[ReadPath]] = {}
 
 R = TypeVar("R", bound=type[ReadPath])
 W = TypeVar("W", bound=type[WritePath])
@@ -70,6 +75,18 @@ def write_path(name: str):  # type: ignore[no-untyped-def]
         if name in WRITE_PATHS:
             raise ValueError(f"write path {name!r} registered twice")
         WRITE_PATHS[name] = cls
+        return cls
+
+    return register
+
+
+def stampede_guard(name: str):  # type: ignore[no-untyped-def]
+    """Class decorator: register a stampede guard (a guarded cache-aside read path)."""
+
+    def register(cls: R) -> R:
+        if name in STAMPEDE_GUARDS:
+            raise ValueError(f"stampede guard {name!r} registered twice")
+        STAMPEDE_GUARDS[name] = cls
         return cls
 
     return register

@@ -1,0 +1,116 @@
+"""Stampede guards: what happens when a hot key goes missing and many readers miss at once.
+
+Each guard is cache-aside with a different miss (or near-miss) policy:
+- `lock`: SET NX a lock key with an expiry; the holder reloads, the others poll
+  and re-check the cache. With `recheck: false` a waiter that gets the lock
+  after the first holder finished reloads again instead of reading the fresh copy.
+- `xfetch`: probabilistic early expiration (Vattani et al.): a reader recomputes
+  before expiry when `now - delta * beta * ln(rand()) >= expiry`, where delta is
+  the measured recompute time, so usually one reader refreshes a hot key early.
+- `coalesce`: single-flight inside an app instance: concurrent misses of one
+  key share one origin read (one load per instance, not per cluster).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lab.core import Key, Queue, Read, Versioned
+from lab.patterns.base import stampede_guard
+from lab.patterns.cache_aside import CacheAside
+from lab.sharding import key_name
+
+LOCK_TOKEN = Versioned(0, 1)
+
+
+@stampede_guard("lock")
+class LockedCacheAside(CacheAside):
+    """Cache-aside whose reload is serialized by a distributed lock."""
+
+    summary = "SET NX lock around the reload; waiters poll and re-check the cache"
+    requires = frozenset({"nx"})
+
+    async def read(self, key: Key) -> Read:
+        if (hit := await self.cache.get(key)) is not None:
+            return Read(hit, "cache")
+        guard = self.spec.stampede
+        assert guard is not None and guard.lock is not None
+        lock, rt, cache = guard.lock, self.rt, self.cache
+        lock_key = f"lock:{key_name(key)}"
+        deadline = rt.now() + lock.wait
+        while True:
+            if await cache.set(lock_key, LOCK_TOKEN, ttl=lock.expiry, nx=True):
+                try:
+                    if lock.recheck and (hit := await cache.get(key)) is not None:
+                        return Read(hit, "cache")
+                    return await self._load(key)
+                finally:
+                    await cache.delete(lock_key)
+            await rt.sleep(lock.poll)
+            if lock.recheck and (hit := await cache.get(key)) is not None:
+                return Read(hit, "cache")
+            if rt.now() >= deadline:  # give up waiting: load without the lock
+                return await self._load(key)
+
+    async def _load(self, key: Key) -> Read:
+        row = await self.origin.read(key)
+        await self.cache.set(key, row, ttl=self.ttl)
+        return Read(row, "origin")
+
+
+@stampede_guard("xfetch")
+class XFetchCacheAside(CacheAside):
+    """Cache-aside with probabilistic early recomputation (XFetch)."""
+
+    summary = "recompute early with probability growing as expiry nears (XFetch)"
+
+    async def read(self, key: Key) -> Read:
+        guard = self.spec.stampede
+        assert guard is not None and guard.xfetch is not None and self.ttl is not None
+        hit = await self.cache.get(key)
+        rt = self.rt
+        if hit is not None:
+            early = rt.now() - hit.delta * guard.xfetch.beta * math.log(1.0 - self.random.random())
+            if early < hit.expiry or hit.expiry == 0.0:
+                return Read(hit, "cache")
+        start = rt.now()
+        row = await self.origin.read(key)
+        done = rt.now()
+        stored = Versioned(row.version, row.size, expiry=done + self.ttl, delta=done - start)
+        await self.cache.set(key, stored, ttl=self.ttl)
+        return Read(row, "origin")
+
+
+@stampede_guard("coalesce")
+class CoalescedCacheAside(CacheAside):
+    """Cache-aside where concurrent misses of a key in one instance share a single load."""
+
+    summary = "single-flight: concurrent misses in one instance share one origin read"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting: dict[Key, list[Queue[Any]]] = {}
+
+    async def read(self, key: Key) -> Read:
+        if (hit := await self.cache.get(key)) is not None:
+            return Read(hit, "cache")
+        waiters = self._waiting.get(key)
+        if waiters is not None:  # someone in this instance is loading it: wait for theirs
+            inbox: Queue[Any] = self.rt.queue()
+            waiters.append(inbox)
+            outcome = await inbox.get()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return Read(outcome, "coalesced")
+        self._waiting[key] = waiters = []
+        try:
+            row = await self.origin.read(key)
+            await self.cache.set(key, row, ttl=self.ttl)
+        except BaseException as exc:
+            for inbox in self._waiting.pop(key):
+                inbox.put(exc)
+            raise
+        for inbox in self._waiting.pop(key):
+            inbox.put(row)
+        return Read(row, "origin")
