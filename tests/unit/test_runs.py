@@ -131,3 +131,21 @@ def test_summary_has_the_stable_keys() -> None:
         "seed",
     }
     assert stable <= set(summary)
+
+
+def test_stale_set_race_happens_and_the_ttl_bounds_its_window() -> None:
+    from pathlib import Path
+
+    from lab.scenario import load_scenario
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "stale-set-race.yaml"
+    sc = load_scenario(path).scaled(0.5)
+    long = run_cell(sc, Cell(sc.name, "invalidate-1h", "sim", 1)).summary
+    short = run_cell(sc, Cell(sc.name, "invalidate-2s", "sim", 1)).summary
+    # write-invalidate, yet stale reads: a slow reader put an old version back
+    assert long["stale_reads"] > 20
+    assert short["stale_reads"] > 0
+    # a stale copy lives at most a TTL after the slow reader set it, and that reader
+    # began its load before the newer version was acknowledged: age < TTL + one load
+    assert short["staleness_age_max"] < 2.0 + 1.0
+    assert long["staleness_age_max"] > short["staleness_age_max"]
