@@ -51,9 +51,9 @@ class MeteredOrigin:
             else:
                 del loading[key]
 
-    async def write(self, key: Key) -> Versioned:
+    async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
         self._write_times.append(self._now())
-        return await self._origin.write(key)
+        return await self._origin.write(key, value)
 
 
 class ClientLoop:
@@ -189,5 +189,7 @@ class ClientLoop:
         """Run the workload `drive` with the ticker alongside; stop the ticker after."""
         self.rt.spawn(self.ticker())
         await drive
-        self._running = False
         self.recorder.end_time = self.rt.now()
+        for strategy in self.strategies:  # drain background work (write-behind queues)
+            await strategy.close()
+        self._running = False

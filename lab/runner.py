@@ -18,6 +18,7 @@ import simpy
 
 import lab
 from lab.client import ClientLoop, MeteredOrigin
+from lab.core.versions import VersionClock
 from lab.metrics.oracle import Oracle
 from lab.metrics.recorder import Recorder
 from lab.patterns import build_strategy
@@ -29,6 +30,8 @@ from lab.sim.runtime import SimRuntime
 from lab.workload.stream import RequestStream
 
 BACKENDS = ("sim", "redis")
+SIM_CAPABILITIES = frozenset({"ttl", "nx", "incr"})
+"""What the simulated cache offers; a part's `requires` must be a subset to run."""
 
 
 class CellSkipped(Exception):
@@ -92,10 +95,24 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)
     metered = MeteredOrigin(origin, rt, recorder)
     spec = scenario.strategies[cell.strategy]
+    versions = VersionClock()  # shared by all app instances of the run
     strategies = [
-        build_strategy(cell.strategy, spec, cluster, metered, rt, seed * 1000 + instance)
+        build_strategy(
+            cell.strategy,
+            spec,
+            cluster,
+            metered,
+            rt,
+            seed * 1000 + instance,
+            metrics=recorder,
+            value_size=scenario.keyspace.value_size,
+            versions=versions,
+        )
         for instance in range(scenario.workload.instances)
     ]
+    missing = strategies[0].requires - SIM_CAPABILITIES
+    if missing:
+        raise CellSkipped(f"the sim backend lacks {', '.join(sorted(missing))}")
     evictions_at_warmup: list[int] = []
 
     def gauges() -> dict[str, float]:

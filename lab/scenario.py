@@ -310,17 +310,28 @@ class RefreshSpec(_Model):
         return self.window * ttl if self.window <= 1 else self.window
 
 
+class FlushSpec(_Model):
+    """Write-behind flushing: every `interval`, or as soon as `batch` writes are pending."""
+
+    interval: PositiveDuration = 1.0
+    batch: Annotated[int, Field(ge=1)] = 100
+
+
 class StrategySpec(_Model):
     """A strategy names its parts: `{read: cache-aside, write: invalidate, ttl: 5m}`."""
 
     read: str = "cache-aside"
     write: str = "invalidate"
     ttl: PositiveDuration | None = None
+    fill: Literal["set", "add"] = "set"
     stampede: StampedeSpec | None = None
     refresh: RefreshSpec | None = None
+    flush: FlushSpec | None = None
 
     @model_validator(mode="after")
     def _parts_fit_together(self) -> StrategySpec:
+        if self.flush is not None and self.write != "behind":
+            raise ValueError("flush applies to write: behind only")
         if self.stampede is not None and self.read != "cache-aside":
             raise ValueError(
                 "stampede guards wrap the cache-aside read path; use read: cache-aside"

@@ -1,7 +1,18 @@
 """Protocols shared by strategies and backends."""
 
-from lab.core.protocols import Cache, Origin
+from lab.core.protocols import Cache, Metrics, NoMetrics, Origin
 from lab.core.runtime import Queue, Runtime
 from lab.core.values import Key, Read, Source, Versioned
 
-__all__ = ["Cache", "Key", "Origin", "Queue", "Read", "Runtime", "Source", "Versioned"]
+__all__ = [
+    "Cache",
+    "Key",
+    "Metrics",
+    "NoMetrics",
+    "Origin",
+    "Queue",
+    "Read",
+    "Runtime",
+    "Source",
+    "Versioned",
+]

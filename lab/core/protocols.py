@@ -32,6 +32,10 @@ class Cache(Protocol):
         """Remove the key if present."""
         ...
 
+    def incr(self, key: Key) -> Awaitable[int]:
+        """Atomically add one to a counter key (absent counts as 0) and return it."""
+        ...
+
 
 class Origin(Protocol):
     """The source of truth (the database)."""
@@ -40,6 +44,39 @@ class Origin(Protocol):
         """The committed value (keys never written have version 0)."""
         ...
 
-    def write(self, key: Key) -> Awaitable[Versioned]:
-        """Commit a new version of `key` and return it (versions count up per key)."""
+    def write(self, key: Key, value: Versioned | None = None) -> Awaitable[Versioned]:
+        """Commit a new version of `key` and return it (versions count up per key).
+
+        With `value` (write-behind, whose cache chose the version), store it
+        unless the origin already holds a newer version, and return what it holds.
+        """
         ...
+
+
+class Metrics(Protocol):
+    """What a part may report beyond requests (write-behind's flush lag, say)."""
+
+    def observe(self, name: str, value: float) -> None:
+        """One sample of a distribution; the summary gets name_p50, _p99 and _max."""
+        ...
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a counter; the summary gets `name`."""
+        ...
+
+    def peak(self, name: str, value: float) -> None:
+        """Track a maximum; the summary gets name_max."""
+        ...
+
+
+class NoMetrics:
+    """Metrics that go nowhere (for parts used outside a run)."""
+
+    def observe(self, name: str, value: float) -> None:
+        pass
+
+    def count(self, name: str, n: int = 1) -> None:
+        pass
+
+    def peak(self, name: str, value: float) -> None:
+        pass

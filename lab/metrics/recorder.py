@@ -84,6 +84,10 @@ class Recorder:
         self._series = _Counters()
         self._interval_read_hists: dict[int, LogHistogram] = {}
         self._gauges: list[tuple[float, dict[str, float]]] = []
+        self._observed: dict[str, list[float]] = {}
+        self._observed_hists: dict[str, LogHistogram] = {}
+        self._counts: dict[str, int] = {}
+        self._peaks: dict[str, float] = {}
         self.end_time = 0.0
 
     # --- hot path ---------------------------------------------------------------------------
@@ -113,6 +117,25 @@ class Recorder:
 
     def error(self, intended: float) -> None:
         self._error_t.append(intended)
+
+    # --- the Metrics protocol, for what parts report (flush lag, backlog, ...) -----------------
+
+    def observe(self, name: str, value: float) -> None:
+        samples = self._observed.get(name)
+        if samples is None:
+            samples = self._observed[name] = []
+            self._observed_hists[name] = LogHistogram()
+        samples.append(value)
+        if len(samples) >= FLUSH:
+            self._observed_hists[name].record_many(np.array(samples))
+            samples.clear()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self._counts[name] = self._counts.get(name, 0) + n
+
+    def peak(self, name: str, value: float) -> None:
+        if value > self._peaks.get(name, -math.inf):
+            self._peaks[name] = value
 
     def gauge(self, t: float, **values: float) -> None:
         """Cumulative counters sampled at interval boundaries (evictions, cache size)."""
@@ -223,6 +246,15 @@ class Recorder:
             measured_time=measured_time,
             throughput=(reads + writes) / measured_time if measured_time > 0 else None,
         )
+        for name, samples in self._observed.items():
+            hist = self._observed_hists[name]
+            hist.record_many(np.array(samples))
+            samples.clear()
+            out[f"{name}_p50"] = _none_if_nan(hist.percentile(50))
+            out[f"{name}_p99"] = _none_if_nan(hist.percentile(99))
+            out[f"{name}_max"] = _none_if_nan(hist.percentile(100))
+        out.update(self._counts)
+        out.update({f"{name}_max": value for name, value in self._peaks.items()})
         return out
 
     def timeseries(self) -> pd.DataFrame:

@@ -8,7 +8,8 @@ import pkgutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lab.core import Cache, Origin, Runtime
+from lab.core import Cache, Metrics, Origin, Runtime
+from lab.core.versions import VersionClock
 from lab.patterns.base import READ_PATHS, STAMPEDE_GUARDS, WRITE_PATHS, ReadPath, WritePath
 
 if TYPE_CHECKING:
@@ -31,9 +32,22 @@ class Strategy:
     def requires(self) -> frozenset[str]:
         return type(self.reader).requires | type(self.writer).requires
 
+    async def close(self) -> None:
+        await self.reader.close()
+        await self.writer.close()
+
 
 def build_strategy(
-    name: str, spec: StrategySpec, cache: Cache, origin: Origin, rt: Runtime, seed: int = 0
+    name: str,
+    spec: StrategySpec,
+    cache: Cache,
+    origin: Origin,
+    rt: Runtime,
+    seed: int = 0,
+    *,
+    metrics: Metrics | None = None,
+    value_size: int = 1024,
+    versions: VersionClock | None = None,
 ) -> Strategy:
     """Instantiate the parts a strategy spec names, wired to one backend.
 
@@ -41,8 +55,9 @@ def build_strategy(
     reader_class = (
         STAMPEDE_GUARDS[spec.stampede.kind] if spec.stampede is not None else READ_PATHS[spec.read]
     )
-    reader = reader_class(cache, origin, rt, spec, seed)
-    writer = WRITE_PATHS[spec.write](cache, origin, rt, spec, seed)
+    options = {"metrics": metrics, "value_size": value_size, "versions": versions}
+    reader = reader_class(cache, origin, rt, spec, seed, **options)  # type: ignore[arg-type]
+    writer = WRITE_PATHS[spec.write](cache, origin, rt, spec, seed, **options)  # type: ignore[arg-type]
     return Strategy(name, reader, writer)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from lab.core import Cache, Key, Origin, Read, Runtime, Versioned
+from lab.core import Cache, Key, Metrics, NoMetrics, Origin, Read, Runtime, Versioned
+from lab.core.versions import VersionClock
 
 if TYPE_CHECKING:
     from lab.scenario import StrategySpec
@@ -24,14 +25,30 @@ class Part:
     summary: ClassVar[str] = ""
 
     def __init__(
-        self, cache: Cache, origin: Origin, rt: Runtime, spec: StrategySpec, seed: int = 0
+        self,
+        cache: Cache,
+        origin: Origin,
+        rt: Runtime,
+        spec: StrategySpec,
+        seed: int = 0,
+        *,
+        metrics: Metrics | None = None,
+        value_size: int = 1024,
+        versions: VersionClock | None = None,
     ) -> None:
         self.cache = cache
         self.origin = origin
         self.rt = rt
         self.spec = spec
         self.ttl = spec.ttl
+        self.fill_nx = spec.fill == "add"  # fill a miss with SET NX (memcached's add)
         self.random = random.Random(seed)  # parts that draw (XFetch) stay deterministic
+        self.metrics: Metrics = metrics if metrics is not None else NoMetrics()
+        self.value_size = value_size
+        self.versions = versions if versions is not None else VersionClock()
+
+    async def close(self) -> None:
+        """Finish background work at the end of a run (write-behind drains its queue)."""
 
 
 class ReadPath(Part):

@@ -3,7 +3,9 @@ origin on a miss and fills the cache itself.
 
 Cheap and robust, but a miss costs a cache round trip, an origin read and a
 cache write, and a slow loader can put back a value a concurrent writer has
-already replaced (the stale-set race).
+already replaced (the stale-set race). With `fill: add` the fill is a SET NX
+(memcached's `add`): it never overwrites a value a writer set meanwhile
+(write-update, write-behind), though it cannot undo a delete (invalidate).
 """
 
 from __future__ import annotations
@@ -22,5 +24,5 @@ class CacheAside(ReadPath):
         if (hit := await self.cache.get(key)) is not None:
             return Read(hit, "cache")
         row = await self.origin.read(key)
-        await self.cache.set(key, row, ttl=self.ttl)
+        await self.cache.set(key, row, ttl=self.ttl, nx=self.fill_nx)
         return Read(row, "origin")

@@ -39,18 +39,18 @@ class RefreshAhead(ReadPath):
                 self._refreshing.add(key)
                 self.rt.spawn(self._refresh(key))
             return Read(hit, "cache")
-        return Read(await self._fill(key), "origin")
+        return Read(await self._fill(key, nx=self.fill_nx), "origin")
 
-    async def _fill(self, key: Key) -> Versioned:
+    async def _fill(self, key: Key, nx: bool) -> Versioned:
         assert self.ttl is not None
         row = await self.origin.read(key)
         stored = Versioned(row.version, row.size, expiry=self.rt.now() + self.ttl)
-        await self.cache.set(key, stored, ttl=self.ttl)
+        await self.cache.set(key, stored, ttl=self.ttl, nx=nx)
         return row
 
     async def _refresh(self, key: Key) -> None:
         try:
-            await self._fill(key)
+            await self._fill(key, nx=False)  # replacing the entry is the point
         except BackendError:
             pass  # the next hit in the window tries again
         finally:

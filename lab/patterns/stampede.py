@@ -55,7 +55,7 @@ class LockedCacheAside(CacheAside):
 
     async def _load(self, key: Key) -> Read:
         row = await self.origin.read(key)
-        await self.cache.set(key, row, ttl=self.ttl)
+        await self.cache.set(key, row, ttl=self.ttl, nx=self.fill_nx)
         return Read(row, "origin")
 
 
@@ -78,7 +78,8 @@ class XFetchCacheAside(CacheAside):
         row = await self.origin.read(key)
         done = rt.now()
         stored = Versioned(row.version, row.size, expiry=done + self.ttl, delta=done - start)
-        await self.cache.set(key, stored, ttl=self.ttl)
+        # an early recompute replaces the live entry; only a fill after a miss may use NX
+        await self.cache.set(key, stored, ttl=self.ttl, nx=self.fill_nx and hit is None)
         return Read(row, "origin")
 
 
@@ -106,7 +107,7 @@ class CoalescedCacheAside(CacheAside):
         self._waiting[key] = waiters = []
         try:
             row = await self.origin.read(key)
-            await self.cache.set(key, row, ttl=self.ttl)
+            await self.cache.set(key, row, ttl=self.ttl, nx=self.fill_nx)
         except BaseException as exc:
             for inbox in self._waiting.pop(key):
                 inbox.put(exc)

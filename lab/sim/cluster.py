@@ -138,6 +138,18 @@ class SimCluster:
         node.store.delete(key)
         yield wake_after(env, node.delay(now, self._rtt()))
 
+    @coroutine
+    def incr(self, key: Key) -> Generator[Event, Any, int]:
+        """A counter lives in the store like any key (so it can be evicted, as in Redis)."""
+        env = self.env
+        now = env._now
+        node = self._node(key)
+        current = node.store.get(key, now)
+        value = (current.version if current is not None else 0) + 1
+        node.store.set(key, Versioned(value, 8), None, now)
+        yield wake_after(env, node.delay(now, self._rtt()))
+        return value
+
     @property
     def evictions(self) -> int:
         return sum(n.store.evictions for n in self.nodes)

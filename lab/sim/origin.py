@@ -62,14 +62,19 @@ class SimOrigin:
         return row
 
     @coroutine
-    def write(self, key: Key) -> Generator[Event, Any, Versioned]:
+    def write(self, key: Key, value: Versioned | None = None) -> Generator[Event, Any, Versioned]:
         env = self.env
         now = env._now
         service = self._write_latency()
         start = self._start(now, service)
         yield wake_after(env, start + service - now)
         current = self._rows.get(key, self._initial)
-        row = self._rows[key] = Versioned(current.version + 1, self.value_size)
+        if value is None:
+            row = self._rows[key] = Versioned(current.version + 1, self.value_size)
+        elif value.version > current.version:
+            row = self._rows[key] = Versioned(value.version, value.size)
+        else:
+            row = current  # a newer version was committed first: keep it
         return row
 
     def version(self, key: Key) -> int:
