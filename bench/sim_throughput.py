@@ -67,6 +67,7 @@ def run_minimal(requests: int) -> tuple[float, float]:
     service = sampler(topo.service_time, rng_for(seed, "node.service"))
     origin_read = sampler(origin.read_latency, rng_for(seed, "origin.read"))
     origin_write = sampler(origin.write_latency, rng_for(seed, "origin.write"))
+    origin_rtt = sampler(topo.network.rtt, rng_for(seed, "origin.network"))
     capacity = topo.capacity or 1 << 62
     ttl = 300.0
     cache: OrderedDict[int, tuple[int, float]] = OrderedDict()
@@ -98,9 +99,10 @@ def run_minimal(requests: int) -> tuple[float, float]:
                 return
             t0 = env.now
             if is_write:
+                half = origin_rtt() * 0.5
                 s = origin_write()
-                start = origin_start(env.now, s)
-                yield env.timeout(start + s - env.now)
+                start = origin_start(env.now + half, s)
+                yield env.timeout(start + s + half - env.now)
                 rows[key] = rows.get(key, 0) + 1
                 cache.pop(key, None)
                 yield env.timeout(cache_delay(env.now))
@@ -117,12 +119,11 @@ def run_minimal(requests: int) -> tuple[float, float]:
                 if entry is not None:
                     hits[0] += 1
                 else:
+                    half = origin_rtt() * 0.5
                     s = origin_read()
-                    start = origin_start(env.now, s)
-                    if start > env.now:
-                        yield env.timeout(start - env.now)
+                    start = origin_start(env.now + half, s)
+                    yield env.timeout(start + s + half - env.now)
                     version = rows.get(key, 0)
-                    yield env.timeout(s)
                     now = env.now
                     cache[key] = (version, now + ttl)
                     cache.move_to_end(key)

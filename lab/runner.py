@@ -90,6 +90,7 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         read_latency=sampler(origin_spec.read_latency, rng_for(seed, "origin.read")),
         write_latency=sampler(origin_spec.write_latency, rng_for(seed, "origin.write")),
         concurrency=origin_spec.concurrency,
+        rtt=sampler(topo.network.rtt, rng_for(seed, "origin.network")),
     )
     oracle = Oracle()
     recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)

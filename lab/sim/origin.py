@@ -1,15 +1,26 @@
 """The simulated database: versioned rows, sampled latency and a connection limit.
 
-`concurrency` workers serve requests first come, first served (an M/G/c
-queue kept as a heap of the times each worker becomes free), so when the
-origin saturates, requests queue and tail latency explodes as it does in
-life. A read sees the data as of the moment a worker starts it; a write
-becomes visible when it commits, at the end of its service.
+- A request travels half a network RTT to the database, waits for one of
+  `concurrency` workers (first come, first served: an M/G/c queue kept as a
+  heap of the times each worker becomes free, so an overloaded origin queues
+  and its tail latency explodes as in life), is served for a sampled service
+  time, and its reply travels the other half RTT.
+- A read sees the data as of the moment a worker starts it (a snapshot).
+- A write commits at the end of its service, but not before the previous
+  write of the same row committed (a row lock), so versions are assigned in
+  arrival order and commit in that order. Its reply arrives half an RTT after
+  the commit: that gap is where a writer's next step (setting the cache) can
+  be overtaken by another writer's, as in production.
+
+Every operation is one SimPy event: commit times are known when a write
+arrives, so each row keeps its recent (commit time, value) history and a
+read picks the value committed by its own start time when it completes.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Generator
 from types import coroutine
 from typing import Any
@@ -20,6 +31,11 @@ from simpy.events import Event
 from lab.core import Key, Versioned
 from lab.sampling import Sampler
 from lab.sim.bridge import wake_after
+
+_NO_RTT: Sampler = itertools.repeat(0.0).__next__
+HISTORY = 16
+"""Commits kept per row: a read sees the right snapshot unless more than this many
+writes of its row commit between its start and its end."""
 
 
 class SimOrigin:
@@ -33,53 +49,73 @@ class SimOrigin:
         read_latency: Sampler,
         write_latency: Sampler,
         concurrency: int,
+        rtt: Sampler = _NO_RTT,
     ) -> None:
         self.env = env
         self.value_size = value_size
         self._read_latency = read_latency
         self._write_latency = write_latency
+        self._rtt = rtt
         self._free_at = [0.0] * concurrency
-        self._rows: dict[Key, Versioned] = {}
+        # per key: [(commit time, value), ...], oldest first, pruned as time passes
+        self._rows: dict[Key, list[tuple[float, Versioned]]] = {}
         self._initial = Versioned(0, value_size)
 
-    def _start(self, now: float, service: float) -> float:
+    def _start(self, arrive: float, service: float) -> float:
         """Book the earliest free worker; return when the request starts."""
         free = heapq.heappop(self._free_at)
-        start = now if now > free else free
+        start = arrive if arrive > free else free
         heapq.heappush(self._free_at, start + service)
         return start
+
+    def _as_of(self, key: Key, t: float) -> Versioned:
+        history = self._rows.get(key)
+        if history is None:
+            return self._initial
+        for commit, value in reversed(history):
+            if commit <= t:
+                return value
+        return history[0][1] if len(history) == HISTORY else self._initial
 
     @coroutine
     def read(self, key: Key) -> Generator[Event, Any, Versioned]:
         env = self.env
         now = env._now
+        half = self._rtt() * 0.5
         service = self._read_latency()
-        start = self._start(now, service)
-        if start > now:
-            yield wake_after(env, start - now)
-        row = self._rows.get(key, self._initial)
-        yield wake_after(env, service)
-        return row
+        start = self._start(now + half, service)
+        yield wake_after(env, start + service + half - now)
+        return self._as_of(key, start)
 
     @coroutine
     def write(self, key: Key, value: Versioned | None = None) -> Generator[Event, Any, Versioned]:
         env = self.env
         now = env._now
+        half = self._rtt() * 0.5
         service = self._write_latency()
-        start = self._start(now, service)
-        yield wake_after(env, start + service - now)
-        current = self._rows.get(key, self._initial)
+        end = self._start(now + half, service) + service
+        history = self._rows.get(key)
+        if history is None:
+            history = self._rows[key] = []
+        latest_commit, latest = history[-1] if history else (0.0, self._initial)
+        commit = end if end > latest_commit else latest_commit  # the row lock
         if value is None:
-            row = self._rows[key] = Versioned(current.version + 1, self.value_size)
-        elif value.version > current.version:
-            row = self._rows[key] = Versioned(value.version, value.size)
+            row = Versioned(latest.version + 1, self.value_size)
+        elif value.version > latest.version:
+            row = Versioned(value.version, value.size)
         else:
-            row = current  # a newer version was committed first: keep it
+            row = latest  # a newer version is already committed (or queued): keep it
+        if row is not latest:
+            history.append((commit, row))
+            if len(history) > HISTORY:
+                del history[0]
+        yield wake_after(env, commit + half - now)
         return row
 
     def version(self, key: Key) -> int:
-        """The committed version of `key` (for end-of-run checks such as lost writes)."""
-        return self._rows.get(key, self._initial).version
+        """The newest committed version of `key` (for end-of-run checks such as lost writes)."""
+        history = self._rows.get(key)
+        return history[-1][1].version if history else 0
 
     def versions(self) -> dict[Key, int]:
-        return {k: v.version for k, v in self._rows.items()}
+        return {key: history[-1][1].version for key, history in self._rows.items() if history}

@@ -143,9 +143,10 @@ def test_stale_set_race_happens_and_the_ttl_bounds_its_window() -> None:
     long = run_cell(sc, Cell(sc.name, "invalidate-1h", "sim", 1)).summary
     short = run_cell(sc, Cell(sc.name, "invalidate-2s", "sim", 1)).summary
     # write-invalidate, yet stale reads: a slow reader put an old version back
-    assert long["stale_reads"] > 20
+    assert long["stale_reads"] > 5
     assert short["stale_reads"] > 0
     # a stale copy lives at most a TTL after the slow reader set it, and that reader
     # began its load before the newer version was acknowledged: age < TTL + one load
-    assert short["staleness_age_max"] < 2.0 + 1.0
+    # (origin service is lognormal with p99 150 ms: its maximum over a run stays < 2 s)
+    assert short["staleness_age_max"] < 2.0 + 2.0
     assert long["staleness_age_max"] > short["staleness_age_max"]

@@ -56,7 +56,7 @@ def test_a_full_batch_flushes_before_the_interval() -> None:
     slow = _run(None, {"interval": "2s", "batch": 10_000})["behind"]
     eager = _run(None, {"interval": "2s", "batch": 20})["behind"]
     assert eager["flush_lag_p50"] < slow["flush_lag_p50"] / 4
-    assert eager["write_backlog_max"] <= 20 < slow["write_backlog_max"]
+    assert eager["write_backlog_max"] < slow["write_backlog_max"] / 4
 
 
 def test_a_plain_set_fill_can_overwrite_an_unflushed_write() -> None:
