@@ -21,6 +21,9 @@ from lab.patterns import Strategy
 from lab.sampling import Sampler
 from lab.workload.stream import Request, TimedRequest
 
+HITS = frozenset({"cache", "near"})
+"""Read sources that count as cache hits (the shared cache or an instance's near cache)."""
+
 
 class MeteredOrigin:
     """Wraps the origin to count its calls by time (origin load), so backends never
@@ -96,7 +99,7 @@ class ClientLoop:
             else:
                 got = await strategy.reader.read(key)
                 self.recorder.read(
-                    intended, start, rt.now(), got.source == "cache", key, got.value.version
+                    intended, start, rt.now(), got.source in HITS, key, got.value.version
                 )
         except BackendError:
             self.recorder.error(intended)
@@ -158,7 +161,7 @@ class ClientLoop:
                         record_write(t, done)
                     else:
                         got = await read(key)
-                        record_read(t, t, now(), got.source == "cache", key, got.value.version)
+                        record_read(t, t, now(), got.source in HITS, key, got.value.version)
                 except BackendError:
                     record_error(t)
                 if think is not None:

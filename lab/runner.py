@@ -24,13 +24,14 @@ from lab.metrics.recorder import Recorder
 from lab.patterns import build_strategy
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, Scenario
+from lab.sim.bus import SimBus
 from lab.sim.cluster import SimCluster
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
 from lab.workload.stream import RequestStream
 
 BACKENDS = ("sim", "redis")
-SIM_CAPABILITIES = frozenset({"ttl", "nx", "incr"})
+SIM_CAPABILITIES = frozenset({"ttl", "nx", "incr", "pubsub"})
 """What the simulated cache offers; a part's `requires` must be a subset to run."""
 
 
@@ -92,6 +93,13 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         concurrency=origin_spec.concurrency,
         rtt=sampler(topo.network.rtt, rng_for(seed, "origin.network")),
     )
+    bus = SimBus(
+        env,
+        rtt=sampler(topo.network.rtt, rng_for(seed, "bus.network")),
+        delay=sampler(topo.bus.delay, rng_for(seed, "bus.delay")),
+        loss=topo.bus.loss,
+        seed=seed,
+    )
     oracle = Oracle()
     recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)
     metered = MeteredOrigin(origin, rt, recorder)
@@ -108,6 +116,7 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
             metrics=recorder,
             value_size=scenario.keyspace.value_size,
             versions=versions,
+            bus=bus,
         )
         for instance in range(scenario.workload.instances)
     ]

@@ -225,6 +225,13 @@ class Network(_Model):
     rtt: Distribution = Distribution(distribution="lognormal", median=0.0003, p99=0.002)
 
 
+class BusSpec(_Model):
+    """The pub/sub bus between app instances (Redis pub/sub: at most once)."""
+
+    delay: Distribution = Distribution(distribution="lognormal", median=0.0005, p99=0.005)
+    loss: Fraction = 0.0
+
+
 class Topology(_Model):
     nodes: Annotated[int, Field(ge=1, le=1024)] = 1
     sharding: Literal["ketama", "slots", "modulo"] = "ketama"
@@ -232,6 +239,7 @@ class Topology(_Model):
     eviction: Literal["lru", "fifo", "random"] = "lru"
     network: Network = Network()
     service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
+    bus: BusSpec = BusSpec()
 
 
 class OriginSpec(_Model):
@@ -310,6 +318,23 @@ class RefreshSpec(_Model):
         return self.window * ttl if self.window <= 1 else self.window
 
 
+class NearSpec(_Model):
+    """A local cache in every app instance, in front of the shared cache."""
+
+    capacity: KeyCount | None = 1000
+    ttl: PositiveDuration = 10.0
+    invalidate: Literal["ttl", "bus"] = "ttl"
+    loss: Fraction = 0.0
+    """Extra share of invalidations this instance never receives (on top of topology.bus.loss):
+    a subscriber that was disconnected when they were published."""
+
+    @model_validator(mode="after")
+    def _loss_needs_bus(self) -> NearSpec:
+        if self.loss and self.invalidate != "bus":
+            raise ValueError("loss applies to invalidate: bus")
+        return self
+
+
 class FlushSpec(_Model):
     """Write-behind flushing: every `interval`, or as soon as `batch` writes are pending."""
 
@@ -327,6 +352,7 @@ class StrategySpec(_Model):
     stampede: StampedeSpec | None = None
     refresh: RefreshSpec | None = None
     flush: FlushSpec | None = None
+    near: NearSpec | None = None
 
     @model_validator(mode="after")
     def _parts_fit_together(self) -> StrategySpec:

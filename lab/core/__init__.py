@@ -1,10 +1,11 @@
 """Protocols shared by strategies and backends."""
 
-from lab.core.protocols import Cache, Metrics, NoMetrics, Origin
+from lab.core.protocols import Bus, Cache, Metrics, NoMetrics, Origin
 from lab.core.runtime import Queue, Runtime
 from lab.core.values import Key, Read, Source, Versioned
 
 __all__ = [
+    "Bus",
     "Cache",
     "Key",
     "Metrics",

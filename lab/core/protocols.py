@@ -9,7 +9,7 @@ ordinary coroutines.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from lab.core.values import Key, Versioned
@@ -50,6 +50,19 @@ class Origin(Protocol):
         With `value` (write-behind, whose cache chose the version), store it
         unless the origin already holds a newer version, and return what it holds.
         """
+        ...
+
+
+class Bus(Protocol):
+    """Pub/sub between app instances, at most once (Redis pub/sub semantics): a
+    message published while a subscriber is disconnected is gone."""
+
+    def publish(self, channel: str, message: Key) -> Awaitable[None]:
+        """Send `message` to every current subscriber of `channel`."""
+        ...
+
+    def subscribe(self, channel: str, handler: Callable[[Key], None]) -> None:
+        """Call `handler(message)` for each message delivered on `channel`."""
         ...
 
 

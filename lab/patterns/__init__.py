@@ -8,7 +8,7 @@ import pkgutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lab.core import Cache, Metrics, Origin, Runtime
+from lab.core import Bus, Cache, Metrics, Origin, Runtime
 from lab.core.versions import VersionClock
 from lab.patterns.base import READ_PATHS, STAMPEDE_GUARDS, WRITE_PATHS, ReadPath, WritePath
 
@@ -30,7 +30,7 @@ class Strategy:
 
     @property
     def requires(self) -> frozenset[str]:
-        return type(self.reader).requires | type(self.writer).requires
+        return self.reader.needs() | self.writer.needs()
 
     async def close(self) -> None:
         await self.reader.close()
@@ -48,6 +48,7 @@ def build_strategy(
     metrics: Metrics | None = None,
     value_size: int = 1024,
     versions: VersionClock | None = None,
+    bus: Bus | None = None,
 ) -> Strategy:
     """Instantiate the parts a strategy spec names, wired to one backend.
 
@@ -58,6 +59,11 @@ def build_strategy(
     options = {"metrics": metrics, "value_size": value_size, "versions": versions}
     reader = reader_class(cache, origin, rt, spec, seed, **options)  # type: ignore[arg-type]
     writer = WRITE_PATHS[spec.write](cache, origin, rt, spec, seed, **options)  # type: ignore[arg-type]
+    if spec.near is not None:
+        from lab.patterns.near_cache import NearCache, NearReader, NearWriter
+
+        near = NearCache(spec.near, bus, seed)
+        reader, writer = NearReader(reader, near), NearWriter(writer, near)
     return Strategy(name, reader, writer)
 
 

@@ -50,6 +50,10 @@ class Part:
     async def close(self) -> None:
         """Finish background work at the end of a run (write-behind drains its queue)."""
 
+    def needs(self) -> frozenset[str]:
+        """Backend capabilities this part needs (its class's `requires`, unless composed)."""
+        return type(self).requires
+
 
 class ReadPath(Part):
     """How a read is served: returns the value and whether it was a cache hit."""

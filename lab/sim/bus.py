@@ -1,0 +1,62 @@
+"""A simulated pub/sub bus: delivery after a sampled delay, each message to each
+subscriber lost with probability `loss` (at most once, like Redis pub/sub)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Generator
+from types import coroutine
+from typing import Any
+
+import simpy
+from simpy.events import Event
+
+from lab.core import Key
+from lab.sampling import Sampler
+from lab.sim.bridge import wake_after
+
+
+class SimBus:
+    """The Bus protocol on SimPy: publishing costs the publisher one RTT."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        *,
+        rtt: Sampler,
+        delay: Sampler,
+        loss: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.env = env
+        self._rtt = rtt
+        self._delay = delay
+        self.loss = loss
+        self._random = random.Random(seed)
+        self._subscribers: dict[str, list[Callable[[Key], None]]] = {}
+        self.published = 0
+        self.delivered = 0
+        self.lost = 0
+
+    def subscribe(self, channel: str, handler: Callable[[Key], None]) -> None:
+        self._subscribers.setdefault(channel, []).append(handler)
+
+    @coroutine
+    def publish(self, channel: str, message: Key) -> Generator[Event, Any, None]:
+        env = self.env
+        self.published += 1
+        half = self._rtt() * 0.5
+        for handler in self._subscribers.get(channel, ()):
+            if self.loss and self._random.random() < self.loss:
+                self.lost += 1
+                continue
+            delivery = wake_after(env, half + self._delay())
+            delivery.callbacks.append(self._deliver(handler, message))
+        yield wake_after(env, 2 * half)
+
+    def _deliver(self, handler: Callable[[Key], None], message: Key) -> Callable[[Event], None]:
+        def deliver(_: Event) -> None:
+            self.delivered += 1
+            handler(message)
+
+        return deliver
