@@ -171,6 +171,8 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         evictions_at_warmup[0] if evictions_at_warmup else 0
     )
     summary["lost_writes"] = oracle.lost_writes(origin.versions())
+    if spec.read == "versioned":
+        summary["orphaned_keys"], summary["orphaned_bytes"] = cluster.orphaned_versioned_keys()
     summary["simulated_time"] = float(env.now)
     summary["wall_time"] = time.perf_counter() - wall_start
     summary.update(_identity(scenario, cell))

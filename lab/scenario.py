@@ -353,11 +353,15 @@ class StrategySpec(_Model):
     refresh: RefreshSpec | None = None
     flush: FlushSpec | None = None
     near: NearSpec | None = None
+    namespace: Annotated[int, Field(ge=1)] = 100
+    """Versioned keys: how many consecutive key ids share one namespace version."""
 
     @model_validator(mode="after")
     def _parts_fit_together(self) -> StrategySpec:
         if self.flush is not None and self.write != "behind":
             raise ValueError("flush applies to write: behind only")
+        if (self.read == "versioned") != (self.write == "bump"):
+            raise ValueError("versioned keys need both parts: read: versioned with write: bump")
         if self.stampede is not None and self.read != "cache-aside":
             raise ValueError(
                 "stampede guards wrap the cache-aside read path; use read: cache-aside"

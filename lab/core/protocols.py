@@ -32,8 +32,9 @@ class Cache(Protocol):
         """Remove the key if present."""
         ...
 
-    def incr(self, key: Key) -> Awaitable[int]:
-        """Atomically add one to a counter key (absent counts as 0) and return it."""
+    def incr(self, key: Key, amount: int = 1) -> Awaitable[int]:
+        """Atomically add `amount` to a counter key (absent counts as 0) and return the
+        result; `amount=0` reads it (Redis INCRBY)."""
         ...
 
 

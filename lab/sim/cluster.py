@@ -139,16 +139,40 @@ class SimCluster:
         yield wake_after(env, node.delay(now, self._rtt()))
 
     @coroutine
-    def incr(self, key: Key) -> Generator[Event, Any, int]:
+    def incr(self, key: Key, amount: int = 1) -> Generator[Event, Any, int]:
         """A counter lives in the store like any key (so it can be evicted, as in Redis)."""
         env = self.env
         now = env._now
         node = self._node(key)
         current = node.store.get(key, now)
-        value = (current.version if current is not None else 0) + 1
+        value = (current.version if current is not None else 0) + amount
         node.store.set(key, Versioned(value, 8), None, now)
         yield wake_after(env, node.delay(now, self._rtt()))
         return value
+
+    def orphaned_versioned_keys(self) -> tuple[int, int]:
+        """(keys, bytes) cached under an older namespace version than the current one."""
+        now = self.env._now
+        current: dict[str, int] = {}
+        for node in self.nodes:
+            for key in node.store.keys():
+                if isinstance(key, str) and key.endswith(":version"):
+                    value = node.store.get(key, now)
+                    if value is not None:
+                        current[key[: -len(":version")]] = value.version
+        keys = size = 0
+        for node in self.nodes:
+            for key in node.store.keys():
+                if not isinstance(key, str) or ":v" not in key:
+                    continue
+                namespace, _, rest = key.partition(":v")
+                version = rest.partition(":")[0]
+                if version.isdigit() and int(version) < current.get(namespace, 0):
+                    value = node.store.get(key, now)
+                    if value is not None:
+                        keys += 1
+                        size += value.size
+        return keys, size
 
     @property
     def evictions(self) -> int:
