@@ -155,14 +155,14 @@ class SimCluster:
         now = self.env._now
         current: dict[str, int] = {}
         for node in self.nodes:
-            for key in node.store.keys():
+            for key in node.store.key_list():
                 if isinstance(key, str) and key.endswith(":version"):
                     value = node.store.get(key, now)
                     if value is not None:
                         current[key[: -len(":version")]] = value.version
         keys = size = 0
         for node in self.nodes:
-            for key in node.store.keys():
+            for key in node.store.key_list():
                 if not isinstance(key, str) or ":v" not in key:
                     continue
                 namespace, _, rest = key.partition(":v")

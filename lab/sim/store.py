@@ -64,7 +64,7 @@ class Store:
     def __len__(self) -> int:
         return len(self._data)
 
-    def keys(self) -> list[Key]:
+    def key_list(self) -> list[Key]:
         return list(self._data)
 
 

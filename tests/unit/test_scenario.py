@@ -156,7 +156,11 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         "unknown-write-path",
         {"strategies": {"a": {"write": "invalidat"}}},
         "strategies.a.write",
-        ["unknown write path", "'invalidat'", "known: around, behind, bump, invalidate, through, update"],
+        [
+            "unknown write path",
+            "'invalidat'",
+            "known: around, behind, bump, invalidate, through, update",
+        ],
     ),
     (
         "lognormal-p99-equal",

@@ -27,11 +27,11 @@ def test_lru_evicts_the_least_recently_used() -> None:
     store = filled("lru", 3, [1, 2, 3])
     assert store.get(1, 1.0) == v(1)  # 1 is now the most recent; 2 the least
     store.set(4, v(4), None, 2.0)
-    assert store.keys() == [3, 1, 4]
+    assert store.key_list() == [3, 1, 4]
     assert store.get(2, 3.0) is None
     assert store.evictions == 1
     store.set(5, v(5), None, 4.0)
-    assert store.keys() == [1, 4, 5]
+    assert store.key_list() == [1, 4, 5]
     assert store.evictions == 2
 
 
@@ -40,10 +40,10 @@ def test_lru_set_of_an_existing_key_refreshes_without_evicting() -> None:
     store.set(1, v(10), None, 1.0)
     assert len(store) == 3
     assert store.evictions == 0
-    assert store.keys() == [2, 3, 1]
+    assert store.key_list() == [2, 3, 1]
     assert store.get(1, 2.0) == v(10)
     store.set(4, v(4), None, 3.0)
-    assert store.keys() == [3, 1, 4]
+    assert store.key_list() == [3, 1, 4]
 
 
 def test_contains_does_not_refresh_recency() -> None:
@@ -51,14 +51,14 @@ def test_contains_does_not_refresh_recency() -> None:
     assert store.contains(1, 1.0)
     store.set(3, v(3), None, 2.0)
     assert not store.contains(1, 3.0)  # 1 was still the least recently used
-    assert store.keys() == [2, 3]
+    assert store.key_list() == [2, 3]
     assert store.get(1, 3.0) is None
 
 
 def test_get_of_a_missing_key_changes_nothing() -> None:
     store = filled("lru", 2, [1, 2])
     assert store.get(99, 1.0) is None
-    assert store.keys() == [1, 2]
+    assert store.key_list() == [1, 2]
     assert (store.evictions, store.expirations) == (0, 0)
 
 
@@ -70,7 +70,7 @@ def test_fifo_ignores_access() -> None:
     assert store.get(1, 1.0) == v(1)
     assert store.get(1, 1.5) == v(1)
     store.set(4, v(4), None, 2.0)
-    assert store.keys() == [2, 3, 4]  # 1 was first in, accesses did not save it
+    assert store.key_list() == [2, 3, 4]  # 1 was first in, accesses did not save it
     assert store.get(1, 3.0) is None
     assert store.evictions == 1
 
@@ -79,7 +79,7 @@ def test_fifo_overwrite_keeps_the_original_position() -> None:
     store = filled("fifo", 3, [1, 2, 3])
     store.set(1, v(11), None, 1.0)
     store.set(4, v(4), None, 2.0)
-    assert store.keys() == [2, 3, 4]
+    assert store.key_list() == [2, 3, 4]
 
 
 # --- random ----------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def _random_run(seed: int) -> tuple[list[int], int]:
         if store.get(k, float(i)) is None:
             store.set(k, v(k), None, float(i))
         assert len(store) <= 50
-    return store.keys(), store.evictions
+    return store.key_list(), store.evictions
 
 
 def test_random_eviction_stays_at_capacity() -> None:
@@ -102,7 +102,7 @@ def test_random_eviction_stays_at_capacity() -> None:
         store.set(k, v(k), None, 0.0)
         assert len(store) == min(k + 1, 10)
     assert store.evictions == 90
-    survivors = store.keys()
+    survivors = store.key_list()
     assert len(set(survivors)) == 10
     for k in survivors:
         assert store.get(k, 1.0) == v(k)
@@ -121,7 +121,7 @@ def test_random_eviction_is_not_fifo_or_lru() -> None:
     store = make_store(100, "random", seed=0)
     for k in range(200):
         store.set(k, v(k), None, 0.0)
-    survivors = set(store.keys())
+    survivors = set(store.key_list())
     assert survivors != set(range(100, 200))
     assert any(k < 100 for k in survivors)
 
@@ -135,7 +135,7 @@ def test_random_store_delete_and_expiry_keep_its_index_consistent() -> None:
     assert store.get(1, 5.0) is None  # expired: removed lazily
     for k in range(10, 40):
         store.set(k, v(k), None, 6.0)
-        assert sorted(store._keys) == sorted(store.keys())
+        assert sorted(store._keys) == sorted(store.key_list())
         assert len(store) <= 5
     assert store.expirations == 1
 
@@ -153,7 +153,7 @@ def test_ttl_expires_exactly_at_the_boundary(policy: str) -> None:
     assert store.expirations == 0
     assert store.get("k", 15.0) is None  # set at 10 with ttl 5: gone at 15
     assert store.expirations == 1
-    assert store.keys() == []
+    assert store.key_list() == []
     assert store.get("k", 16.0) is None
     assert store.expirations == 1  # counted once
 
@@ -168,7 +168,7 @@ def test_expiry_is_lazy_and_expired_entries_hold_capacity() -> None:
     store.set(3, v(3), None, 5.0)
     assert store.evictions == 1  # the expired entry is evicted, not expired
     assert store.expirations == 0
-    assert store.keys() == [2, 3]
+    assert store.key_list() == [2, 3]
 
 
 def test_reset_ttl_on_overwrite() -> None:
@@ -201,7 +201,7 @@ def test_delete(policy: str) -> None:
     assert (store.evictions, store.expirations) == (0, 0)
     store.set(4, v(4), None, 1.0)
     assert store.evictions == 0  # room was freed by the delete
-    assert sorted(store.keys()) == [1, 3, 4]
+    assert sorted(store.key_list()) == [1, 3, 4]
 
 
 @pytest.mark.parametrize("policy", ["lru", "fifo", "random"])
@@ -250,6 +250,6 @@ def test_lru_hits_match_a_reference_on_a_zipf_trace(capacity: int, zipf_a: float
         ref_hits += ref.access(k)
     assert hits == ref_hits
     assert 0 < hits < len(trace)
-    assert set(store.keys()) == set(ref.last_use)
-    assert store.keys() == sorted(ref.last_use, key=ref.last_use.__getitem__)
+    assert set(store.key_list()) == set(ref.last_use)
+    assert store.key_list() == sorted(ref.last_use, key=ref.last_use.__getitem__)
     assert store.evictions == len(trace) - hits - len(store)
