@@ -31,7 +31,7 @@ from lab.sim.runtime import SimRuntime
 from lab.workload.stream import RequestStream
 
 BACKENDS = ("sim", "redis")
-SIM_CAPABILITIES = frozenset({"ttl", "nx", "incr", "pubsub"})
+SIM_CAPABILITIES = frozenset({"ttl", "nx", "incr", "pubsub", "set_if_equal"})
 """What the simulated cache offers; a part's `requires` must be a subset to run."""
 
 

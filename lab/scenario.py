@@ -268,8 +268,22 @@ class XFetchGuard(_Model):
     beta: Annotated[float, Field(gt=0)] = 1.0
 
 
+class LeaseGuard(_Model):
+    """Leases (as in Facebook's memcache): a miss hands out a token, only its holder may
+    fill the key, and a write revokes outstanding tokens so a slow reader cannot put
+    an old value back. Others who miss meanwhile wait, or take the last known value."""
+
+    expiry: PositiveDuration = 1.0
+    poll: PositiveDuration = 0.005
+    wait: PositiveDuration = 1.0
+    stale: bool = False
+
+
 class CoalesceGuard(_Model):
     """Single-flight: concurrent misses of one key within an app instance share one load."""
+
+
+GUARDS = ("lock", "xfetch", "coalesce", "lease")
 
 
 class StampedeSpec(_Model):
@@ -278,6 +292,7 @@ class StampedeSpec(_Model):
     lock: LockGuard | None = None
     xfetch: XFetchGuard | None = None
     coalesce: CoalesceGuard | None = None
+    lease: LeaseGuard | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -288,14 +303,14 @@ class StampedeSpec(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StampedeSpec:
-        chosen = [name for name in ("lock", "xfetch", "coalesce") if getattr(self, name)]
+        chosen = [name for name in GUARDS if getattr(self, name) is not None]
         if len(chosen) != 1:
-            raise ValueError("give exactly one guard: lock, xfetch or coalesce")
+            raise ValueError("give exactly one guard: lock, xfetch, coalesce or lease")
         return self
 
     @property
     def kind(self) -> str:
-        return next(n for n in ("lock", "xfetch", "coalesce") if getattr(self, n) is not None)
+        return next(n for n in GUARDS if getattr(self, n) is not None)
 
 
 class RefreshSpec(_Model):
@@ -368,6 +383,15 @@ class StrategySpec(_Model):
             )
         if self.stampede is not None and self.stampede.kind == "xfetch" and self.ttl is None:
             raise ValueError("xfetch recomputes before the TTL runs out, so it needs a ttl")
+        if (
+            self.stampede is not None
+            and self.stampede.kind == "lease"
+            and self.write not in ("invalidate", "around")
+        ):
+            raise ValueError(
+                "leases are revoked by write: invalidate (or never, with write: around); "
+                f"write: {self.write} sets values outside the lease"
+            )
         if self.read == "refresh-ahead" and self.ttl is None:
             raise ValueError("refresh-ahead refreshes before the TTL runs out, so it needs a ttl")
         if self.refresh is not None and self.read != "refresh-ahead":

@@ -91,18 +91,33 @@ def slot_ranges(nodes: int) -> list[tuple[int, int]]:
     return ranges
 
 
+def hash_tag(name: str) -> str:
+    """The part of a key that decides its node: the text inside the first {...} if any
+    (Redis Cluster's hash tags, also honoured by client-side hashing here, as twemproxy
+    does), so `lease:{key:5}` lives with `key:5`."""
+    start = name.find("{")
+    if start != -1:
+        end = name.find("}", start + 1)
+        if end > start + 1:
+            return name[start + 1 : end]
+    return name
+
+
 def router(kind: Sharding, nodes: int) -> Callable[[str], int]:
     """A function from a key's name to the index of the node that owns it."""
     if nodes == 1:
         return lambda name: 0
-    if kind == "ketama":
-        return KetamaRing([node_name(i) for i in range(nodes)]).owner
     if kind == "slots":
         owner_of_slot = [0] * SLOTS
         for index, (first, last) in enumerate(slot_ranges(nodes)):
             owner_of_slot[first : last + 1] = [index] * (last - first + 1)
         return lambda name: owner_of_slot[key_slot(name)]
-    return lambda name: int.from_bytes(hashlib.md5(name.encode()).digest()[:4], "little") % nodes
+    if kind == "ketama":
+        ring = KetamaRing([node_name(i) for i in range(nodes)])
+        return lambda name: ring.owner(hash_tag(name))
+    return lambda name: (
+        int.from_bytes(hashlib.md5(hash_tag(name).encode()).digest()[:4], "little") % nodes
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -32,6 +32,13 @@ class Cache(Protocol):
         """Remove the key if present."""
         ...
 
+    def set_if_equal(
+        self, key: Key, value: Versioned, ttl: float | None, check: Key, expected: Versioned
+    ) -> Awaitable[bool]:
+        """Atomically: if `check` holds `expected`, set `key` and delete `check` (a Lua
+        script on Redis). Leases use it so only a token's holder fills a key."""
+        ...
+
     def incr(self, key: Key, amount: int = 1) -> Awaitable[int]:
         """Atomically add `amount` to a counter key (absent counts as 0) and return the
         result; `amount=0` reads it (Redis INCRBY)."""

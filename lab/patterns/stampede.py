@@ -115,3 +115,46 @@ class CoalescedCacheAside(CacheAside):
         for inbox in self._waiting.pop(key):
             inbox.put(row)
         return Read(row, "origin")
+
+
+def lease_key(key: Key) -> str:
+    """The lease of a key, hash-tagged so it lives on the key's node (atomic checks)."""
+    return f"lease:{{{key_name(key)}}}"
+
+
+def stale_key(key: Key) -> str:
+    """Where leases keep the last value loaded for a key (for `stale: true`)."""
+    return f"stale:{{{key_name(key)}}}"
+
+
+@stampede_guard("lease")
+class LeasedCacheAside(CacheAside):
+    """Cache-aside with leases: one token per missing key, fills only by its holder,
+    and writes revoke the token, so a slow reader cannot install an old value."""
+
+    summary = "a miss takes a lease token; only its holder fills; a write revokes it"
+    requires = frozenset({"nx", "set_if_equal"})
+
+    async def read(self, key: Key) -> Read:
+        if (hit := await self.cache.get(key)) is not None:
+            return Read(hit, "cache")
+        guard = self.spec.stampede
+        assert guard is not None and guard.lease is not None
+        lease, rt, cache = guard.lease, self.rt, self.cache
+        token = Versioned(self.random.getrandbits(62), 1)
+        deadline = rt.now() + lease.wait
+        while True:
+            if await cache.set(lease_key(key), token, ttl=lease.expiry, nx=True):
+                row = await self.origin.read(key)
+                # refused if a write revoked the lease meanwhile: the row may be old
+                await cache.set_if_equal(key, row, self.ttl, lease_key(key), token)
+                if lease.stale:
+                    await cache.set(stale_key(key), row)
+                return Read(row, "origin")
+            if lease.stale and (old := await cache.get(stale_key(key))) is not None:
+                return Read(old, "stale")  # someone is loading: take the last known value
+            await rt.sleep(lease.poll)
+            if (hit := await cache.get(key)) is not None:
+                return Read(hit, "cache")
+            if rt.now() >= deadline:  # give up waiting: load, but do not fill
+                return Read(await self.origin.read(key), "origin")

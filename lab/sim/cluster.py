@@ -139,6 +139,24 @@ class SimCluster:
         yield wake_after(env, node.delay(now, self._rtt()))
 
     @coroutine
+    def set_if_equal(
+        self, key: Key, value: Versioned, ttl: float | None, check: Key, expected: Versioned
+    ) -> Generator[Event, Any, bool]:
+        """Both keys must live on one node (as in Redis Cluster, with a {hash tag})."""
+        env = self.env
+        now = env._now
+        node = self._node(key)
+        if self._node(check) is not node:
+            raise ValueError(f"{key!r} and {check!r} live on different nodes; use a hash tag")
+        store = node.store
+        ok = store.get(check, now) == expected
+        if ok:
+            store.set(key, value, ttl, now)
+            store.delete(check)
+        yield wake_after(env, node.delay(now, self._rtt()))
+        return ok
+
+    @coroutine
     def incr(self, key: Key, amount: int = 1) -> Generator[Event, Any, int]:
         """A counter lives in the store like any key (so it can be evicted, as in Redis)."""
         env = self.env

@@ -150,3 +150,7 @@ def test_stale_set_race_happens_and_the_ttl_bounds_its_window() -> None:
     # (origin service is lognormal with p99 150 ms: its maximum over a run stays < 2 s)
     assert short["staleness_age_max"] < 2.0 + 2.0
     assert long["staleness_age_max"] > short["staleness_age_max"]
+    # leases close the race: the write revokes the slow reader's lease, its fill is refused
+    leased = run_cell(sc, Cell(sc.name, "lease-1h", "sim", 1)).summary
+    assert leased["stale_reads"] == 0
+    assert leased["hit_ratio"] > short["hit_ratio"]

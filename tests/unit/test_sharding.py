@@ -16,6 +16,8 @@ from uhashring import HashRing
 from lab.sharding import (
     SLOTS,
     KetamaRing,
+    Sharding,
+    hash_tag,
     key_name,
     key_slot,
     node_name,
@@ -56,11 +58,19 @@ def test_ketama_matches_uhashring(nodes: int) -> None:
         assert names[ours.owner(name)] == theirs.get_node(name), name
 
 
-def test_ketama_router_is_the_ring() -> None:
+def test_ketama_router_is_the_ring_over_hash_tags() -> None:
     ring = KetamaRing([node_name(i) for i in range(4)])
     route = router("ketama", 4)
     for name in _names(1000):
-        assert route(name) == ring.owner(name)
+        assert route(name) == ring.owner(hash_tag(name))
+
+
+@pytest.mark.parametrize("kind", ["ketama", "slots", "modulo"])
+def test_a_hash_tag_puts_a_companion_key_on_its_keys_node(kind: Sharding) -> None:
+    route = router(kind, 5)
+    for k in range(300):
+        assert route(f"lease:{{{key_name(k)}}}") == route(key_name(k))
+    assert hash_tag("a{b}c") == "b" and hash_tag("a{}c") == "a{}c" and hash_tag("abc") == "abc"
 
 
 def test_ketama_balance() -> None:

@@ -69,3 +69,13 @@ def test_xfetch_and_refresh_ahead_need_a_ttl() -> None:
         parse_scenario(
             {**base, "strategies": {"s": {"ttl": 1, "stampede": {"lock": {}, "coalesce": {}}}}}
         )
+
+
+def test_a_lease_admits_one_load_and_stale_mode_answers_at_once(
+    results: dict[str, dict[str, Any]],
+) -> None:
+    lease, stale = results["lease"], results["lease-stale"]
+    assert lease["origin_same_key_max"] == stale["origin_same_key_max"] == 1
+    assert lease["origin_reads"] < results["no-guard"]["origin_reads"] / 3
+    # with stale: true nobody waits for the load: the tail is a cache round trip
+    assert stale["read_latency_p99"] < lease["read_latency_p99"] / 5

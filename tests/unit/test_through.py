@@ -23,11 +23,18 @@ def test_two_concurrent_write_throughs_can_leave_the_older_version_cached() -> N
     env = simpy.Environment()
     rt = SimRuntime(env)
     cluster = SimCluster(
-        env, nodes=1, capacity=None, eviction="lru", sharding="ketama",
-        rtt=itertools.repeat(0.0).__next__, service=itertools.repeat(0.0).__next__,
+        env,
+        nodes=1,
+        capacity=None,
+        eviction="lru",
+        sharding="ketama",
+        rtt=itertools.repeat(0.0).__next__,
+        service=itertools.repeat(0.0).__next__,
     )
     origin = SimOrigin(
-        env, value_size=10, concurrency=4,
+        env,
+        value_size=10,
+        concurrency=4,
         read_latency=itertools.repeat(0.001).__next__,
         write_latency=iter([0.010, 0.002]).__next__,  # A is slow, B is fast...
         rtt=iter([0.002, 0.0002, 0.0, 0.0]).__next__,  # ...and B's reply travels faster
