@@ -92,7 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Every benchmark scenario on every backend it names; then results/REPORT.md."""
+    """Every benchmark scenario on every backend it names; then results/REPORT.md with the
+    tables and (unless --no-figures) figures under results/<scenario>/figures/."""
+    from lab.report.document import write_report
     from lab.report.table import report
     from lab.results import load_all
 
@@ -101,13 +103,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scenarios = [(p, s.scaled(0.2)) for p, s in scenarios]
     _run(scenarios, args.results, None, None, None, args.progress, quiet=True)
     frame = load_all(*(args.results / s.name for _, s in scenarios))
-    text = report(frame)
-    out = args.results / "REPORT.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    print(text)
-    print(f"report written to {out}", file=sys.stderr)
+    written = write_report(frame, args.results, figures=args.figures)
+    print(report(frame))
+    figures = f" with {len(written.figures)} figure file(s)" if written.figures else ""
+    print(f"report written to {written.report}{figures}", file=sys.stderr)
     return 0
 
 
@@ -142,6 +141,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Tables from existing runs on stdout; --out also writes them to a file;
+    --output-dir writes DIR/REPORT.md with the figures under DIR/<scenario>/figures/."""
     from lab.report.table import report
     from lab.results import load_all
 
@@ -151,6 +152,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     text = report(frame)
     if args.out:
         args.out.write_text(text)
+    if args.output_dir:
+        from lab.report.document import write_report
+
+        written = write_report(frame, args.output_dir, figures=args.figures)
+        figures = f" with {len(written.figures)} figure file(s)" if written.figures else ""
+        print(f"report written to {written.report}{figures}", file=sys.stderr)
     print(text)
     return 0
 
@@ -190,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS)
     bench.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     bench.add_argument("--quick", action="store_true", help="each scenario at 1/5 length, one seed")
+    bench.add_argument(
+        "--no-figures",
+        dest="figures",
+        action="store_false",
+        help="tables only (default: figures under RESULTS/<scenario>/figures/)",
+    )
     progress_flags(bench)
     bench.set_defaults(func=cmd_bench)
 
@@ -201,9 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--scenarios", type=Path, default=DEFAULT_SCENARIOS)
     lst.set_defaults(func=cmd_list)
 
-    rep = sub.add_parser("report", help="tables from existing results")
+    rep = sub.add_parser("report", help="tables (and figures) from existing results")
     rep.add_argument("results", nargs="*", type=Path, default=[DEFAULT_RESULTS])
-    rep.add_argument("--out", type=Path, help="also write the markdown here")
+    rep.add_argument("--out", type=Path, help="also write the markdown tables here")
+    rep.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        help="write DIR/REPORT.md with the tables and figures under DIR/<scenario>/figures/",
+    )
+    rep.add_argument(
+        "--no-figures",
+        dest="figures",
+        action="store_false",
+        help="with --output-dir: tables only",
+    )
     rep.set_defaults(func=cmd_report)
     return parser
 

@@ -363,6 +363,7 @@ class StrategySpec(_Model):
     read: str = "cache-aside"
     write: str = "invalidate"
     ttl: PositiveDuration | None = None
+    ttl_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.0
     fill: Literal["set", "add"] = "set"
     stampede: StampedeSpec | None = None
     refresh: RefreshSpec | None = None
@@ -373,6 +374,8 @@ class StrategySpec(_Model):
 
     @model_validator(mode="after")
     def _parts_fit_together(self) -> StrategySpec:
+        if self.ttl_jitter and self.ttl is None:
+            raise ValueError("ttl_jitter spreads a ttl; give a ttl too")
         if self.flush is not None and self.write != "behind":
             raise ValueError("flush applies to write: behind only")
         if (self.read == "versioned") != (self.write == "bump"):

@@ -40,12 +40,22 @@ class Part:
         self.origin = origin
         self.rt = rt
         self.spec = spec
-        self.ttl = spec.ttl
+        self.base_ttl = spec.ttl
+        self._jitter = spec.ttl_jitter
         self.fill_nx = spec.fill == "add"  # fill a miss with SET NX (memcached's add)
         self.random = random.Random(seed)  # parts that draw (XFetch) stay deterministic
         self.metrics: Metrics = metrics if metrics is not None else NoMetrics()
         self.value_size = value_size
         self.versions = versions if versions is not None else VersionClock()
+
+    @property
+    def ttl(self) -> float | None:
+        """The TTL for one cache set: the strategy's TTL, spread by `ttl_jitter` (a fraction,
+        uniform either side) so keys filled together do not all expire together."""
+        base = self.base_ttl
+        if base is None or not self._jitter:
+            return base
+        return base * (1.0 + self._jitter * (2.0 * self.random.random() - 1.0))
 
     async def close(self) -> None:
         """Finish background work at the end of a run (write-behind drains its queue)."""

@@ -12,6 +12,7 @@ and that loads are coalesced per instance by construction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lab.core import Cache, Key, Origin, Queue, Read, Runtime, Versioned
@@ -21,7 +22,9 @@ from lab.patterns.base import ReadPath, read_path
 class LoadingCache:
     """A cache layer that loads missing keys from the origin, one load per key at a time."""
 
-    def __init__(self, cache: Cache, origin: Origin, rt: Runtime, ttl: float | None) -> None:
+    def __init__(
+        self, cache: Cache, origin: Origin, rt: Runtime, ttl: Callable[[], float | None]
+    ) -> None:
         self.cache = cache
         self.origin = origin
         self.rt = rt
@@ -42,7 +45,7 @@ class LoadingCache:
         self._loading[key] = []
         try:
             row = await self.origin.read(key)
-            await self.cache.set(key, row, ttl=self.ttl, nx=True)
+            await self.cache.set(key, row, ttl=self.ttl(), nx=True)
         except BaseException as exc:
             for inbox in self._loading.pop(key):
                 inbox.put(exc)
@@ -54,7 +57,7 @@ class LoadingCache:
     async def put(self, key: Key) -> Versioned:
         """Write-through: commit to the origin, then store the committed value."""
         stored = await self.origin.write(key)
-        await self.cache.set(key, stored, ttl=self.ttl)
+        await self.cache.set(key, stored, ttl=self.ttl())
         return stored
 
 
@@ -66,7 +69,7 @@ class ReadThrough(ReadPath):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.layer = LoadingCache(self.cache, self.origin, self.rt, self.ttl)
+        self.layer = LoadingCache(self.cache, self.origin, self.rt, lambda: self.ttl)
 
     async def read(self, key: Key) -> Read:
         return await self.layer.get(key)

@@ -23,9 +23,10 @@ class RefreshAhead(ReadPath):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        assert self.ttl is not None  # the scenario validator guarantees it
+        assert self.base_ttl is not None  # the scenario validator guarantees it
         refresh = self.spec.refresh
-        self.window = refresh.seconds(self.ttl) if refresh is not None else 0.2 * self.ttl
+        base = self.base_ttl
+        self.window = refresh.seconds(base) if refresh is not None else 0.2 * base
         self._refreshing: set[Key] = set()
 
     async def read(self, key: Key) -> Read:
@@ -42,10 +43,11 @@ class RefreshAhead(ReadPath):
         return Read(await self._fill(key, nx=self.fill_nx), "origin")
 
     async def _fill(self, key: Key, nx: bool) -> Versioned:
-        assert self.ttl is not None
+        ttl = self.ttl
+        assert ttl is not None
         row = await self.origin.read(key)
-        stored = Versioned(row.version, row.size, expiry=self.rt.now() + self.ttl)
-        await self.cache.set(key, stored, ttl=self.ttl, nx=nx)
+        stored = Versioned(row.version, row.size, expiry=self.rt.now() + ttl)
+        await self.cache.set(key, stored, ttl=ttl, nx=nx)
         return row
 
     async def _refresh(self, key: Key) -> None:

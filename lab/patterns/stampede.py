@@ -67,7 +67,7 @@ class XFetchCacheAside(CacheAside):
 
     async def read(self, key: Key) -> Read:
         guard = self.spec.stampede
-        assert guard is not None and guard.xfetch is not None and self.ttl is not None
+        assert guard is not None and guard.xfetch is not None
         hit = await self.cache.get(key)
         rt = self.rt
         if hit is not None:
@@ -77,9 +77,11 @@ class XFetchCacheAside(CacheAside):
         start = rt.now()
         row = await self.origin.read(key)
         done = rt.now()
-        stored = Versioned(row.version, row.size, expiry=done + self.ttl, delta=done - start)
+        ttl = self.ttl
+        assert ttl is not None
+        stored = Versioned(row.version, row.size, expiry=done + ttl, delta=done - start)
         # an early recompute replaces the live entry; only a fill after a miss may use NX
-        await self.cache.set(key, stored, ttl=self.ttl, nx=self.fill_nx and hit is None)
+        await self.cache.set(key, stored, ttl=ttl, nx=self.fill_nx and hit is None)
         return Read(row, "origin")
 
 

@@ -26,7 +26,7 @@ class WriteThrough(WritePath):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.layer = LoadingCache(self.cache, self.origin, self.rt, self.ttl)
+        self.layer = LoadingCache(self.cache, self.origin, self.rt, lambda: self.ttl)
 
     async def write(self, key: Key) -> Versioned:
         return await self.layer.put(key)

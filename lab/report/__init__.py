@@ -1,1 +1,2 @@
-"""Reports over runs: markdown tables now; figures come with issue 6."""
+"""Reports over runs: markdown tables (`table`), matplotlib figures (`figures`) and
+REPORT.md tying them together (`document`). Everything reads runs through `lab.results`."""

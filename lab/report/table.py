@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import pandas as pd
 
 from lab.units import format_duration
+
+
+class FigureLink(NamedTuple):
+    """A figure as the markdown links it: caption and relative paths (POSIX style)."""
+
+    title: str
+    png: str
+    svg: str
 
 
 def _pct(x: float) -> str:
@@ -62,13 +71,21 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def report(frame: pd.DataFrame) -> str:
-    """Markdown for every scenario in `frame`."""
+def report(frame: pd.DataFrame, figures: Mapping[str, Sequence[FigureLink]] | None = None) -> str:
+    """Markdown for every scenario in `frame`; with `figures`, each scenario's table is
+    followed by its figures (`FigureLink`s: alt text, PNG path and SVG path, relative to
+    where the markdown is written)."""
     if frame.empty:
         return "No runs found.\n"
     parts = ["# cachelab report", ""]
     for scenario, runs in frame.groupby("scenario", sort=True):
         parts += [f"## {scenario}", "", markdown_table(runs), ""]
+        for link in (figures or {}).get(str(scenario), []):
+            parts += [
+                f"![{scenario}: {link.title}]({link.png})",
+                f"*{link.title}* ([SVG]({link.svg}))",
+                "",
+            ]
     parts.append(
         "Means over seeds. Latencies from the intended start; stale = a newer version was "
         "acknowledged before the read began. See docs/architecture.md."

@@ -1,0 +1,122 @@
+"""The Runtime on asyncio: wall-clock time, tasks and queues.
+
+`now()` is the wall time in seconds since the runtime was created
+(`time.perf_counter`), so run timestamps start at 0 like the simulator's.
+Spawned coroutines become tasks whose references are kept (asyncio holds
+tasks only weakly); the first one to fail with an exception fails the whole
+run: `run()` cancels the main coroutine and re-raises that exception, as
+the simulator's trampoline does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class AsyncioQueue:
+    """Unbounded FIFO on asyncio (the Runtime's `Queue`)."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(self, item: Any) -> None:
+        self._queue.put_nowait(item)
+
+    def get(self) -> Coroutine[Any, Any, Any]:
+        return self._queue.get()
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+
+class AsyncioRuntime:
+    """Runtime backed by the running asyncio event loop; time is wall seconds."""
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._failure: BaseException | None = None
+        self._main: asyncio.Task[Any] | None = None
+
+    def restart_clock(self) -> None:
+        """Make `now()` 0 at this instant (call right before the workload starts)."""
+        self._t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
+        return asyncio.sleep(seconds if seconds > 0 else 0)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def queue(self) -> AsyncioQueue:
+        return AsyncioQueue()
+
+    @property
+    def pending(self) -> int:
+        """Spawned tasks that have not finished yet."""
+        return len(self._tasks)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._failure is None:
+            self._failure = exc
+            if self._main is not None and not self._main.done():
+                self._main.cancel()
+
+    async def run_async(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Await `coro` as the run's main task inside an already running loop.
+
+        Raises the first exception of any spawned task (a bug must never die
+        silently), `TimeoutError` if `timeout` seconds pass first. Tasks still
+        pending afterwards are cancelled and awaited.
+        """
+        self._main = main = asyncio.get_running_loop().create_task(coro)
+        try:
+            try:
+                result = await asyncio.wait_for(asyncio.shield(main), timeout)
+            except asyncio.CancelledError:
+                if self._failure is not None:
+                    raise self._failure from None
+                raise
+            except TimeoutError:
+                main.cancel()
+                raise
+            if self._failure is not None:
+                raise self._failure
+            return result
+        finally:
+            if not main.done():
+                main.cancel()
+            await self.cancel_pending()
+            if not main.cancelled() and main.done() and main.exception() is not None:
+                main.exception()  # retrieved: no "exception was never retrieved" warning
+            self._main = None
+
+    async def cancel_pending(self) -> None:
+        """Cancel every spawned task still running and wait for them to end."""
+        tasks = list(self._tasks)
+        if self._main is not None and not self._main.done():
+            tasks.append(self._main)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coro` on a new event loop (`asyncio.run`) and return its result."""
+        return asyncio.run(self.run_async(coro, timeout))

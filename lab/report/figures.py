@@ -1,0 +1,845 @@
+"""Figures over runs: one set per scenario, as PNG and SVG, one colour per strategy.
+
+Input is what `lab.results` loads: the run table of `load_all` and the stacked
+timeseries of `load_timeseries`. Figures are plain `matplotlib.figure.Figure`
+objects (Agg canvas, no pyplot state), so building them never opens a window
+and never changes a notebook's plotting backend.
+
+Conventions every figure keeps:
+
+- one colour per strategy, from `strategy_colors` over the scenario's strategy
+  names, so a strategy has the same colour in every figure of a report (and,
+  because the preferred colour comes from a hash of the name, usually in every
+  scenario too);
+- one panel column per backend (`sim`, then real backends): simulated and
+  measured numbers are shown side by side, never merged;
+- several seeds are summarised as the mean with a min-max range (a band on
+  time series, whiskers on points and bars); the caption says how many seeds;
+- time series shade the warm-up (not in the summary) and any fault window
+  (`fault` / `fault_<kind>` columns of the timeseries, when there are any).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+# tab10 without its grey (grey is kept for the warm-up shading)
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+]
+# used only when a scenario has more strategies than PALETTE has colours
+EXTRA = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d"]
+WARMUP_COLOR = "#7f7f7f"
+FAULT_COLOR = "#d62728"
+FORMATS = ("png", "svg")
+DPI = 120
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """One written figure: a short name, a caption, and its files by format."""
+
+    scenario: str
+    name: str
+    title: str
+    files: dict[str, Path]
+
+
+# --- colours ----------------------------------------------------------------------------------
+
+
+def _preferred_slot(name: str) -> int:
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % len(PALETTE)
+
+
+def strategy_colors(strategies: Iterable[str]) -> dict[str, str]:
+    """A distinct colour for each strategy name.
+
+    Each name prefers the palette slot given by a stable hash of the name, and
+    takes the next free slot on a clash; names are placed in sorted order, so the
+    mapping depends only on the set of names (never on the order of runs), and a
+    name usually keeps its colour from one scenario to the next.
+    """
+    names = sorted(set(strategies))
+    slots = PALETTE + EXTRA if len(names) > len(PALETTE) else list(PALETTE)
+    taken: set[int] = set()
+    out: dict[str, str] = {}
+    for i, name in enumerate(names):
+        if len(taken) == len(slots):  # more strategies than colours: reuse, in order
+            out[name] = slots[i % len(slots)]
+            continue
+        first = _preferred_slot(name)
+        order = [(first + k) % len(PALETTE) for k in range(len(PALETTE))]
+        order += list(range(len(PALETTE), len(slots)))
+        slot = next(s for s in order if s not in taken)
+        taken.add(slot)
+        out[name] = slots[slot]
+    return out
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def backends_of(frame: pd.DataFrame) -> list[str]:
+    """Backends present, `sim` first: the panel columns of every figure."""
+    found = sorted({str(b) for b in frame["backend"]})
+    return sorted(found, key=lambda b: (b != "sim", b))
+
+
+def _backend_title(backend: str) -> str:
+    return f"{backend} (modelled)" if backend == "sim" else f"{backend} (measured)"
+
+
+def _time_label(backend: str) -> str:
+    return "simulated time (s)" if backend == "sim" else "wall time since start (s)"
+
+
+def format_seconds(x: float) -> str:
+    """Axis label for a duration in seconds: 250 µs, 1.5 ms, 2 s."""
+    if not math.isfinite(x) or x <= 0:
+        return "0"
+    if x < 1e-3:
+        return f"{x * 1e6:g} µs"
+    if x < 1:
+        return f"{x * 1e3:g} ms"
+    return f"{x:g} s"
+
+
+def _log_seconds_axis(ax: Axes, axis: str = "y") -> None:
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if axis == "y":
+        ax.set_yscale("log")
+    else:
+        ax.set_xscale("log")
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: format_seconds(v)))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _percent_axis(ax: Axes) -> None:
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}%"))
+
+
+def _tag(artists: Iterable[Artist], strategy: str) -> None:
+    """Label every artist drawn for a strategy with its name (tests check the colours)."""
+    for artist in artists:
+        artist.set_label(strategy)
+
+
+def _seeds_note(runs: pd.DataFrame, spread: str = "whiskers") -> str:
+    counts = runs.groupby(["strategy", "backend"])["seed"].nunique()
+    low, high = int(counts.min()), int(counts.max())
+    if high <= 1:
+        return "1 seed"
+    n = f"{low}" if low == high else f"{low}-{high}"
+    return f"mean over {n} seeds; {spread}: min-max"
+
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
+
+
+def strategy_markers(colors: dict[str, str]) -> dict[str, str]:
+    """A marker per strategy (in the colour mapping's order), so overlapping lines stay
+    distinguishable and figures read in black and white too."""
+    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(colors)}
+
+
+def _new_figure(rows: int, cols: int, *, width: float = 4.6, height: float = 3.2) -> Figure:
+    # room for the legend on the right; never so narrow that the title is cut
+    fig_width = max(8.0, 3.6 + width * cols)
+    fig = Figure(figsize=(fig_width, 1.1 + height * rows), dpi=DPI, layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.08, hspace=0.06)  # type: ignore[union-attr,call-arg]
+    return fig
+
+
+def _title(fig: Figure, scenario: str, title: str, note: str, caveat: str = "") -> None:
+    """Title (scenario: what) over a note (seeds); an optional caveat as a footnote."""
+    chars = int(fig.get_figwidth() * 11)
+    wrapped = "\n".join(textwrap.wrap(note, chars))
+    fig.suptitle(f"{scenario}: {title}\n{wrapped}")
+    if caveat:
+        footnote = "\n".join(textwrap.wrap(caveat, int(fig.get_figwidth() * 13)))
+        fig.supxlabel(footnote, fontsize="small", style="italic")
+
+
+def _legend(
+    fig: Figure,
+    colors: dict[str, str],
+    extra: Sequence[Artist] = (),
+    *,
+    lines: bool = False,
+) -> None:
+    handles: list[Artist] = []
+    markers = strategy_markers(colors)
+    for name, color in colors.items():
+        if lines:
+            handles.append(Line2D([], [], color=color, marker=markers[name], label=name))
+        else:
+            handles.append(Patch(facecolor=color, edgecolor=color, label=name))
+    handles.extend(extra)
+    fig.legend(handles=handles, loc="outside right upper", title="strategy", fontsize="small")
+
+
+def _pct_label(value: float) -> str:
+    if value == 0:
+        return "0%"
+    if abs(value) < 1:
+        return f"{value:.2g}%"
+    return f"{value:.1f}%"
+
+
+def _number(value: object) -> float:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+@dataclass(frozen=True)
+class _Stat:
+    mean: float
+    low: float
+    high: float
+    seeds: int
+
+
+def _stat(runs: pd.DataFrame, column: str, transform: Callable[[float], float] = float) -> _Stat:
+    """Mean, min and max of a summary metric over seeds (NaN when undefined everywhere)."""
+    if column not in runs.columns:
+        return _Stat(math.nan, math.nan, math.nan, 0)
+    values = np.array([transform(_number(v)) for v in runs[column]], dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return _Stat(math.nan, math.nan, math.nan, 0)
+    return _Stat(float(values.mean()), float(values.min()), float(values.max()), int(values.size))
+
+
+def _errorbar(
+    ax: Axes, x: float, stat: _Stat, color: str, strategy: str, marker: str, markersize: float
+) -> None:
+    if not math.isfinite(stat.mean):
+        return
+    yerr = None
+    if stat.seeds > 1:
+        yerr = [[stat.mean - stat.low], [stat.high - stat.mean]]
+    container = ax.errorbar(
+        [x],
+        [stat.mean],
+        yerr=yerr,
+        color=color,
+        capsize=3,
+        linestyle="none",
+        marker=marker,
+        markersize=markersize,
+    )
+    _tag(container.get_children(), strategy)
+
+
+# --- time series ------------------------------------------------------------------------------
+
+
+def _trim(ts: pd.DataFrame) -> pd.DataFrame:
+    """Drop each run's trailing intervals in which no request started (the run's drain)."""
+    keep = []
+    for _, run in ts.groupby(["strategy", "backend", "seed"], sort=False):
+        active = (run["reads"].fillna(0) + run["writes"].fillna(0)) > 0
+        if active.any():
+            last = active[active].index[-1]
+            keep.append(run.loc[:last])
+    return pd.concat(keep) if keep else ts.iloc[0:0]
+
+
+def warmup_span(ts: pd.DataFrame) -> tuple[float, float] | None:
+    """The warm-up as (start, end) in the run's time, from the `warmup` column."""
+    if "warmup" not in ts.columns:
+        return None
+    marked = ts[ts["warmup"].astype(str).str.lower().isin(["true", "1", "1.0"])]
+    if marked.empty:
+        return None
+    return float(marked["t"].min()), float(marked["t_end"].max())
+
+
+def _active(value: object) -> bool:
+    """True for a set flag: True, a non-zero number, or "true"/"yes"/a non-zero number as text."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in {"true", "yes"}:
+            return True
+        value = text
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return number == number and number != 0
+
+
+def fault_spans(ts: pd.DataFrame) -> list[tuple[float, float, str]]:
+    """Fault windows marked in a timeseries, as (start, end, label).
+
+    The hook for fault injection: a `fault` column holding a label (empty or NaN
+    when no fault is active) or `fault_<kind>` columns that are true/non-zero
+    while that fault is active. Adjacent intervals are merged. A timeseries
+    without such columns has no fault windows.
+    """
+    spans: list[tuple[float, float, str]] = []
+    columns = [c for c in ts.columns if c == "fault" or str(c).startswith("fault_")]
+    if not columns:
+        return spans
+    rows = ts.drop_duplicates("t").sort_values("t")
+    for column in columns:
+        labels: list[str | None] = []
+        kind = str(column)[len("fault_") :] if column != "fault" else "fault"
+        for value in rows[column]:
+            if column == "fault" and isinstance(value, str):
+                labels.append(value.strip() or None)
+            else:
+                labels.append(kind if _active(value) else None)
+        start = end = None
+        current: str | None = None
+        for t, t_end, label in zip(rows["t"], rows["t_end"], labels, strict=True):
+            if label is not None and label == current and end is not None and float(t) <= end:
+                end = float(t_end)
+                continue
+            if current is not None and start is not None and end is not None:
+                spans.append((start, end, current))
+            current = label
+            start, end = (float(t), float(t_end)) if label is not None else (None, None)
+        if current is not None and start is not None and end is not None:
+            spans.append((start, end, current))
+    return spans
+
+
+def _shade_time(ax: Axes, ts: pd.DataFrame) -> list[Artist]:
+    """Shade warm-up and fault windows; return legend handles for what was shaded."""
+    handles: list[Artist] = []
+    span = warmup_span(ts)
+    if span is not None:
+        ax.axvspan(span[0], span[1], color=WARMUP_COLOR, alpha=0.15, linewidth=0)
+        handles.append(Patch(facecolor=WARMUP_COLOR, alpha=0.3, label="warm-up\n(not in summary)"))
+    seen: set[str] = set()
+    for start, end, label in fault_spans(ts):
+        ax.axvspan(start, end, facecolor="none", edgecolor=FAULT_COLOR, hatch="//", alpha=0.3)
+        if label not in seen:
+            seen.add(label)
+            handles.append(
+                Patch(facecolor="none", edgecolor=FAULT_COLOR, hatch="//", label=f"fault: {label}")
+            )
+    return handles
+
+
+def _time_series_figure(
+    scenario: str,
+    runs: pd.DataFrame,
+    ts: pd.DataFrame,
+    colors: dict[str, str],
+    value: Callable[[pd.DataFrame], pd.Series],
+    *,
+    title: str,
+    ylabel: str,
+    percent: bool = False,
+) -> Figure:
+    backends = backends_of(runs)
+    fig = _new_figure(1, len(backends))
+    axes = fig.subplots(1, len(backends), squeeze=False, sharey=True)[0]
+    extra: dict[str, Artist] = {}
+    markers = strategy_markers(colors)
+    for ax, backend in zip(axes, backends, strict=True):
+        part = ts[ts["backend"] == backend]
+        for handle in _shade_time(ax, part):
+            extra.setdefault(str(handle.get_label()), handle)
+        for strategy, color in colors.items():
+            mine = part[part["strategy"] == strategy]
+            if mine.empty:
+                continue
+            frame = pd.DataFrame({"t": (mine["t"] + mine["t_end"]) / 2, "v": value(mine)})
+            by_t = frame.groupby("t")["v"].agg(["mean", "min", "max"]).sort_index()
+            x = by_t.index.to_numpy(dtype=float)
+            lines = ax.plot(
+                x,
+                by_t["mean"],
+                color=color,
+                marker=markers[strategy],
+                markersize=4,
+                linewidth=1.4,
+                alpha=0.9,
+            )
+            _tag(lines, strategy)
+            if mine["seed"].nunique() > 1:
+                band = ax.fill_between(x, by_t["min"], by_t["max"], color=color, alpha=0.18)
+                _tag([band], strategy)
+        ax.set_title(_backend_title(backend), fontsize="medium")
+        ax.set_xlabel(_time_label(backend))
+        ax.set_xlim(left=0)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    if percent:
+        # zoom in on the range the lines use (in steps of 10 points), so that
+        # strategies close to 100% stay apart; the axis says where it starts
+        drawn = [np.asarray(line.get_ydata(), dtype=float) for ax in axes for line in ax.lines]
+        finite = np.concatenate(drawn) if drawn else np.array([])
+        finite = finite[np.isfinite(finite)]
+        low = 0.0 if finite.size == 0 else max(0.0, math.floor((finite.min() - 5) / 10) * 10)
+        axes[0].set_ylim(low, 100 + (100 - low) * 0.03)
+        _percent_axis(axes[0])
+    else:
+        axes[0].set_ylim(bottom=0)
+    _title(fig, scenario, title, f"{_seeds_note(runs, 'bands')}; points at interval midpoints")
+    _legend(fig, colors, list(extra.values()), lines=True)
+    return fig
+
+
+def hit_ratio_figure(
+    scenario: str, runs: pd.DataFrame, ts: pd.DataFrame, colors: dict[str, str]
+) -> Figure:
+    """Hit ratio per interval over time."""
+
+    def value(rows: pd.DataFrame) -> pd.Series:
+        reads = rows["reads"].astype(float).replace(0, np.nan)
+        return 100 * rows["hits"].astype(float) / reads
+
+    return _time_series_figure(
+        scenario,
+        runs,
+        ts,
+        colors,
+        value,
+        title="hit ratio over time",
+        ylabel="hit ratio (% of reads per interval)",
+        percent=True,
+    )
+
+
+def origin_load_figure(
+    scenario: str, runs: pd.DataFrame, ts: pd.DataFrame, colors: dict[str, str]
+) -> Figure:
+    """Origin reads per second over time (per interval count / interval length)."""
+
+    def value(rows: pd.DataFrame) -> pd.Series:
+        width = (rows["t_end"] - rows["t"]).astype(float).replace(0, np.nan)
+        return rows["origin_reads"].astype(float) / width
+
+    return _time_series_figure(
+        scenario,
+        runs,
+        ts,
+        colors,
+        value,
+        title="origin (database) reads per second",
+        ylabel="origin reads / s",
+    )
+
+
+# --- summary charts ---------------------------------------------------------------------------
+
+LATENCY_POINTS = [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")]
+
+
+def latency_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str]) -> Figure:
+    """Read (and write) latency percentiles per strategy, on a log axis."""
+    backends = backends_of(runs)
+    ops = ["read"]
+    if _stat(runs, "writes").mean > 0 and _stat(runs, "write_latency_p50").seeds:
+        ops.append("write")
+    fig = _new_figure(len(ops), len(backends), height=3.0)
+    axes = fig.subplots(len(ops), len(backends), squeeze=False, sharey=True)
+    n = len(colors)
+    width = 0.7
+    for r, op in enumerate(ops):
+        for c, backend in enumerate(backends):
+            ax = axes[r][c]
+            part = runs[runs["backend"] == backend]
+            for i, (strategy, color) in enumerate(colors.items()):
+                mine = part[part["strategy"] == strategy]
+                if mine.empty:
+                    continue
+                for j, (key, _) in enumerate(LATENCY_POINTS):
+                    x = j - width / 2 + width * (i + 0.5) / n
+                    stat = _stat(mine, f"{op}_latency_{key}")
+                    _errorbar(ax, x, stat, color, strategy, marker="o", markersize=6)
+            ax.set_xticks(range(len(LATENCY_POINTS)), [label for _, label in LATENCY_POINTS])
+            ax.set_xlim(-0.5, len(LATENCY_POINTS) - 0.5)
+            _log_seconds_axis(ax)
+            ax.grid(True, axis="y", which="major", alpha=0.3)
+            ax.set_title(f"{op} latency, {_backend_title(backend)}", fontsize="medium")
+            if c == 0:
+                ax.set_ylabel(f"{op} latency (log scale)")
+            if r == len(ops) - 1:
+                ax.set_xlabel("percentile (from the intended start)")
+    _title(fig, scenario, "latency percentiles", _seeds_note(runs))
+    _legend(fig, colors)
+    return fig
+
+
+TAIL_POINTS = [("p50", 0.5), ("p95", 0.05), ("p99", 0.01), ("p999", 0.001)]
+
+
+def latency_tail_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str]) -> Figure:
+    """Read latency tail: share of reads slower than x, as a step approximation.
+
+    Only p50, p95, p99, p99.9 and max are kept per run (no per-request data), so
+    the curve is a staircase through those five points: at the p-th percentile
+    latency, at most (100 - p)% of reads are slower; between the points the true
+    curve is somewhere inside the step, and is not recorded.
+    """
+    backends = backends_of(runs)
+    fig = _new_figure(1, len(backends), height=3.4)
+    # shared axes: sim and real panels are compared by position
+    axes = fig.subplots(1, len(backends), squeeze=False, sharex=True, sharey=True)[0]
+    markers = strategy_markers(colors)
+    for ax, backend in zip(axes, backends, strict=True):
+        part = runs[runs["backend"] == backend]
+        floor = 1.0
+        for strategy, color in colors.items():
+            mine = part[part["strategy"] == strategy]
+            if mine.empty:
+                continue
+            reads = max(_stat(mine, "reads").mean, 1.0)
+            xs = [_stat(mine, f"read_latency_{key}").mean for key, _ in TAIL_POINTS]
+            ys = [share for _, share in TAIL_POINTS]
+            xs.append(_stat(mine, "read_latency_max").mean)
+            ys.append(1.0 / reads)
+            pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and x > 0]
+            if not pairs:
+                continue
+            floor = min(floor, pairs[-1][1])
+            px, py = zip(*pairs, strict=True)
+            lines = ax.step(px, py, where="post", color=color, linewidth=1.4, alpha=0.9)
+            lines += ax.plot(
+                px, py, linestyle="none", marker=markers[strategy], markersize=5, color=color
+            )
+            _tag(lines, strategy)
+        _log_seconds_axis(ax, "x")
+        ax.set_yscale("log")
+        ax.set_ylim(floor / 2, 1.0)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{100 * v:g}%"))
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_title(_backend_title(backend), fontsize="medium")
+        ax.set_xlabel("read latency x (log scale)")
+    axes[0].set_ylabel("share of reads slower than x (log scale)")
+    _title(
+        fig,
+        scenario,
+        "read latency tail",
+        _seeds_note(runs),
+        "Step approximation: only p50, p95, p99, p99.9 and max are recorded (markers; the "
+        "last one is the single slowest read). At each marker's latency at most that share "
+        "of reads was slower; the true curve between markers is not recorded.",
+    )
+    _legend(fig, colors, lines=True)
+    return fig
+
+
+def _bar(
+    ax: Axes, x: float, width: float, stat: _Stat, color: str, strategy: str, *, hatch: str = ""
+) -> None:
+    if not math.isfinite(stat.mean):
+        return
+    yerr = None
+    if stat.seeds > 1:
+        yerr = [[stat.mean - stat.low], [stat.high - stat.mean]]
+    bars = ax.bar(
+        [x],
+        [stat.mean],
+        width=width,
+        color=color,
+        edgecolor="black" if hatch else color,
+        hatch=hatch or None,
+        yerr=yerr,
+        capsize=3,
+        error_kw={"ecolor": "black", "elinewidth": 1},
+    )
+    _tag(bars.patches, strategy)
+
+
+def _strategy_axis(ax: Axes, names: Sequence[str]) -> None:
+    ax.set_xticks(
+        range(len(names)),
+        list(names),
+        rotation=20 if len(names) <= 4 else 35,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize="medium" if len(names) <= 4 else "small",
+    )
+    ax.set_xlim(-0.6, len(names) - 0.4)
+
+
+def _no_data(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="dimgray")
+    ax.set_yticks([])
+
+
+def staleness_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str]) -> Figure:
+    """Stale-read ratio, and the staleness age p50/p99 of the stale reads."""
+    backends = backends_of(runs)
+    names = list(colors)
+    fig = _new_figure(2, len(backends), height=2.9)
+    axes = fig.subplots(2, len(backends), squeeze=False, sharey="row")
+    for c, backend in enumerate(backends):
+        part = runs[runs["backend"] == backend]
+        top, bottom = axes[0][c], axes[1][c]
+        for i, strategy in enumerate(names):
+            mine = part[part["strategy"] == strategy]
+            if mine.empty:
+                continue
+            ratio = _stat(mine, "stale_read_ratio", lambda v: 100 * v)
+            _bar(top, i, 0.6, ratio, colors[strategy], strategy)
+            if math.isfinite(ratio.mean):
+                top.annotate(
+                    _pct_label(ratio.mean),
+                    (i, ratio.high if math.isfinite(ratio.high) else ratio.mean),
+                    textcoords="offset points",
+                    xytext=(0, 3),
+                    ha="center",
+                    fontsize="small",
+                )
+            p50 = _stat(mine, "staleness_age_p50")
+            p99 = _stat(mine, "staleness_age_p99")
+            if not math.isfinite(p50.mean) and not math.isfinite(p99.mean):
+                bottom.annotate(
+                    "no stale\nreads",
+                    (i, 0.02),
+                    xycoords=("data", "axes fraction"),
+                    ha="center",
+                    fontsize="small",
+                    color="dimgray",
+                )
+                continue
+            _errorbar(bottom, i - 0.12, p50, colors[strategy], strategy, marker="o", markersize=6)
+            _errorbar(bottom, i + 0.12, p99, colors[strategy], strategy, marker="^", markersize=7)
+        top.set_ylim(bottom=0, top=max(top.get_ylim()[1] * 1.15, 1.0))
+        _percent_axis(top)
+        top.set_title(f"stale reads, {_backend_title(backend)}", fontsize="medium")
+        _strategy_axis(top, names)
+        top.grid(True, axis="y", alpha=0.3)
+        _log_seconds_axis(bottom)
+        if not any(line.get_label() in colors for line in bottom.lines):
+            _no_data(bottom, "no stale reads in any run")
+        bottom.set_title("age of stale reads (since the newer write's ack)", fontsize="medium")
+        _strategy_axis(bottom, names)
+        bottom.grid(True, axis="y", which="major", alpha=0.3)
+        if c == 0:
+            top.set_ylabel("stale reads (% of reads)")
+            bottom.set_ylabel("staleness age (log scale)")
+    _title(fig, scenario, "staleness", _seeds_note(runs))
+    marks = [
+        Line2D([], [], color="black", marker="o", linestyle="none", label="age p50"),
+        Line2D([], [], color="black", marker="^", linestyle="none", label="age p99"),
+    ]
+    _legend(fig, colors, marks)
+    return fig
+
+
+@dataclass(frozen=True)
+class _Metric:
+    column: str
+    label: str
+    unit: str
+    transform: Callable[[float], float]
+    kind: str = "number"  # number | percent | count
+
+
+def _per_second(runs: pd.DataFrame) -> pd.DataFrame:
+    out = runs.copy()
+    if {"measured_time", "origin_reads"} <= set(out.columns):
+        measured = pd.to_numeric(out["measured_time"], errors="coerce")
+        origin = pd.to_numeric(out["origin_reads"], errors="coerce")
+        out["origin_reads_per_s"] = origin / measured.where(measured > 0)
+    return out
+
+
+KEY_METRICS = [
+    _Metric("hit_ratio", "hit ratio", "% of reads", lambda v: 100 * v, "percent"),
+    _Metric("stale_read_ratio", "stale reads", "% of reads", lambda v: 100 * v, "percent"),
+    _Metric("read_latency_p99", "read latency p99", "ms", lambda v: 1000 * v),
+    _Metric("write_latency_p99", "write latency p99", "ms", lambda v: 1000 * v),
+    _Metric("origin_reads_per_s", "origin reads per second", "reads/s (mean)", float),
+    _Metric("lost_writes", "lost writes", "writes", float, "count"),
+]
+
+
+# meaningless without writes (a read-only scenario), so left out of its figures
+WRITE_METRICS = {"stale_read_ratio", "write_latency_p99", "lost_writes"}
+
+
+def _short(value: float, kind: str) -> str:
+    if kind == "percent":
+        return _pct_label(value)
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def comparison_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str]) -> Figure:
+    """Key metrics side by side, one panel each; backends as adjacent bars."""
+    runs = _per_second(runs)
+    backends = backends_of(runs)
+    names = list(colors)
+    writes = _stat(runs, "writes").high > 0
+    metrics = [
+        m
+        for m in KEY_METRICS
+        if m.column in runs.columns
+        and (writes or m.column not in WRITE_METRICS)
+        and np.isfinite(pd.to_numeric(runs[m.column], errors="coerce")).any()
+    ]
+    cols = 3
+    rows = math.ceil(len(metrics) / cols)
+    fig = _new_figure(rows, cols, width=3.6, height=2.8)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    hatches = {
+        b: ("" if i == 0 else ["//", "..", "xx", "\\\\"][(i - 1) % 4])
+        for i, b in enumerate(backends)
+    }
+    width = 0.75 / len(backends)
+    for k, metric in enumerate(metrics):
+        ax = axes[k // cols][k % cols]
+        for i, strategy in enumerate(names):
+            for j, backend in enumerate(backends):
+                mine = runs[(runs["strategy"] == strategy) & (runs["backend"] == backend)]
+                if mine.empty:
+                    continue
+                x = i - 0.375 + width * (j + 0.5)
+                stat = _stat(mine, metric.column, metric.transform)
+                _bar(ax, x, width * 0.95, stat, colors[strategy], strategy, hatch=hatches[backend])
+                if math.isfinite(stat.mean):
+                    ax.annotate(
+                        _short(stat.mean, metric.kind),
+                        (x, stat.high if math.isfinite(stat.high) else stat.mean),
+                        textcoords="offset points",
+                        xytext=(0, 2),
+                        ha="center",
+                        fontsize="x-small",
+                    )
+        ax.set_title(metric.label, fontsize="medium")
+        ax.set_ylabel(metric.unit)
+        top = max(ax.get_ylim()[1] * 1.15, 1.0)
+        ax.set_ylim(bottom=0, top=min(top, 108.0) if metric.kind == "percent" else top)
+        if metric.kind == "percent":
+            _percent_axis(ax)
+        if metric.kind == "count":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _strategy_axis(ax, names)
+        ax.grid(True, axis="y", alpha=0.3)
+    for k in range(len(metrics), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    _title(fig, scenario, "key metrics per strategy", _seeds_note(runs))
+    extra: list[Artist] = []
+    if len(backends) > 1:
+        for backend in backends:
+            extra.append(
+                Patch(
+                    facecolor="white",
+                    edgecolor="black",
+                    hatch=hatches[backend] or None,
+                    label=_backend_title(backend),
+                )
+            )
+    _legend(fig, colors, extra)
+    return fig
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+TITLES = {
+    "comparison": "key metrics per strategy",
+    "hit_ratio": "hit ratio over time",
+    "latency": "latency percentiles",
+    "latency_tail": "read latency tail (step approximation)",
+    "staleness": "stale reads and their age",
+    "origin_load": "origin reads per second over time",
+}
+
+
+def scenario_figures(runs: pd.DataFrame, ts: pd.DataFrame | None) -> dict[str, Figure]:
+    """Every figure for one scenario's runs (and their stacked timeseries), by name."""
+    scenario = str(runs["scenario"].iloc[0])
+    colors = strategy_colors(str(s) for s in runs["strategy"])
+    out: dict[str, Figure] = {"comparison": comparison_figure(scenario, runs, colors)}
+    if ts is not None and not ts.empty and {"t", "t_end", "reads", "hits"} <= set(ts.columns):
+        ts = _trim(ts)
+        out["hit_ratio"] = hit_ratio_figure(scenario, runs, ts, colors)
+    out["latency"] = latency_figure(scenario, runs, colors)
+    out["latency_tail"] = latency_tail_figure(scenario, runs, colors)
+    if _stat(runs, "writes").high > 0:  # no writes, no staleness
+        out["staleness"] = staleness_figure(scenario, runs, colors)
+    if ts is not None and not ts.empty and "origin_reads" in ts.columns:
+        out["origin_load"] = origin_load_figure(scenario, runs, ts, colors)
+    return out
+
+
+def save_figure(fig: Figure, path: Path, fmt: str) -> Path:
+    """Write one figure atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    metadata: dict[str, str | None] = {"Date": None} if fmt == "svg" else {}
+    try:
+        with matplotlib.rc_context({"svg.hashsalt": "cachelab"}):
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def figures_dir(out_dir: str | Path, scenario: str) -> Path:
+    """Where a scenario's figures go: `<out_dir>/<scenario>/figures/`."""
+    return Path(out_dir) / scenario / "figures"
+
+
+def write_figures(
+    frame: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = FORMATS
+) -> dict[str, list[FigureFile]]:
+    """Write every scenario's figures under `<out_dir>/<scenario>/figures/`.
+
+    `frame` is a `load_all` table (its `path` column locates each run's
+    timeseries, read through `load_timeseries`). Returns the figures written,
+    by scenario, in reading order. Figure files of ours that this run did not
+    produce (say, a figure that needs data no longer there) are removed.
+    """
+    from lab.results import load_timeseries
+
+    written: dict[str, list[FigureFile]] = {}
+    if frame.empty:
+        return written
+    for scenario, runs in frame.groupby("scenario", sort=True):
+        runs = runs.reset_index(drop=True)
+        paths = [str(p) for p in runs["path"]] if "path" in runs.columns else []
+        ts = load_timeseries(*paths) if paths else None
+        folder = figures_dir(out_dir, str(scenario))
+        figures = scenario_figures(runs, ts)
+        files: list[FigureFile] = []
+        for name, fig in figures.items():
+            by_format = {fmt: save_figure(fig, folder / f"{name}.{fmt}", fmt) for fmt in formats}
+            files.append(FigureFile(str(scenario), name, TITLES.get(name, name), by_format))
+        for name in set(TITLES) - set(figures):
+            for fmt in FORMATS:
+                (folder / f"{name}.{fmt}").unlink(missing_ok=True)
+        written[str(scenario)] = files
+    return written
