@@ -23,9 +23,10 @@ from lab.metrics.oracle import Oracle
 from lab.metrics.recorder import Recorder
 from lab.patterns import build_strategy
 from lab.sampling import rng_for, sampler
-from lab.scenario import Cell, Scenario
+from lab.scenario import Cell, ClientSpec, Scenario
 from lab.sim.bus import SimBus
 from lab.sim.cluster import SimCluster
+from lab.sim.faults import schedule_faults
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
 from lab.workload.stream import RequestStream
@@ -83,6 +84,9 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         rtt=sampler(topo.network.rtt, rng_for(seed, "network.rtt")),
         service=sampler(topo.service_time, rng_for(seed, "node.service")),
         seed=seed,
+        timeout=scenario.strategies[cell.strategy].client.timeout,
+        replicas=topo.replicas,
+        replication_lag=sampler(topo.replication_lag, rng_for(seed, "node.replication")),
     )
     origin_spec = scenario.origin
     origin = SimOrigin(
@@ -102,6 +106,9 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     )
     oracle = Oracle()
     recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)
+    recorder.clock = rt.now
+    recorder.faults = [(f.kind, f.at, f.at + f.duration) for f in scenario.faults]
+    schedule_faults(env, scenario.faults, cluster, origin, bus, seed)
     metered = MeteredOrigin(origin, rt, recorder)
     spec = scenario.strategies[cell.strategy]
     versions = VersionClock()  # shared by all app instances of the run
@@ -117,6 +124,7 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
             value_size=scenario.keyspace.value_size,
             versions=versions,
             bus=bus,
+            resilient=bool(scenario.faults) or spec.client != ClientSpec(),
         )
         for instance in range(scenario.workload.instances)
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -240,6 +241,8 @@ class Topology(_Model):
     network: Network = Network()
     service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
     bus: BusSpec = BusSpec()
+    replicas: Annotated[int, Field(ge=0, le=1)] = 0
+    replication_lag: Distribution = Distribution(distribution="lognormal", median=0.001, p99=0.02)
 
 
 class OriginSpec(_Model):
@@ -357,6 +360,23 @@ class FlushSpec(_Model):
     batch: Annotated[int, Field(ge=1)] = 100
 
 
+class Breaker(_Model):
+    """Circuit breaker: after `failures` cache errors in a row, skip the cache for `reset`."""
+
+    failures: Annotated[int, Field(ge=1)] = 5
+    reset: PositiveDuration = 1.0
+
+
+class ClientSpec(_Model):
+    """How an app instance treats a failing cache."""
+
+    timeout: PositiveDuration = 0.1
+    fallback: bool = True
+    retries: Annotated[int, Field(ge=0, le=10)] = 0
+    backoff: Duration = 0.01
+    breaker: Breaker | None = None
+
+
 class StrategySpec(_Model):
     """A strategy names its parts: `{read: cache-aside, write: invalidate, ttl: 5m}`."""
 
@@ -371,6 +391,7 @@ class StrategySpec(_Model):
     near: NearSpec | None = None
     namespace: Annotated[int, Field(ge=1)] = 100
     """Versioned keys: how many consecutive key ids share one namespace version."""
+    client: ClientSpec = ClientSpec()
 
     @model_validator(mode="after")
     def _parts_fit_together(self) -> StrategySpec:
@@ -422,6 +443,95 @@ class StrategySpec(_Model):
         return value
 
 
+# --- faults ----------------------------------------------------------------------------------
+
+
+class _Fault(_Model):
+    at: Duration
+    duration: PositiveDuration
+
+
+class NodeCrash(_Fault):
+    """The node dies with all its data; after `duration` it restarts empty."""
+
+    kind: Literal["node_crash"]
+    node: Annotated[int, Field(ge=0)] = 0
+
+
+class NodePause(_Fault):
+    """The node stops answering (SIGSTOP); after `duration` it resumes with its data."""
+
+    kind: Literal["node_pause"]
+    node: Annotated[int, Field(ge=0)] = 0
+
+
+class Latency(_Fault):
+    """Extra delay between the clients and one node."""
+
+    kind: Literal["latency"]
+    node: Annotated[int, Field(ge=0)] = 0
+    add: Distribution = Distribution(distribution="lognormal", median=0.02, p99=0.1)
+
+
+class Partition(_Fault):
+    """Clients cannot reach the node: connections hang (until the client timeout) or are
+    refused at once."""
+
+    kind: Literal["partition"]
+    node: Annotated[int, Field(ge=0)] = 0
+    mode: Literal["hang", "refuse"] = "hang"
+
+
+class OriginSlow(_Fault):
+    """The origin's service times are multiplied by `factor`."""
+
+    kind: Literal["origin_slow"]
+    factor: Annotated[float, Field(gt=1)] = 5.0
+
+
+class OriginDown(_Fault):
+    """The origin refuses every request."""
+
+    kind: Literal["origin_down"]
+
+
+class BusLoss(_Fault):
+    """Invalidation messages published in the window are lost (subscribers disconnected)."""
+
+    kind: Literal["bus_loss"]
+
+
+class BusDelay(_Fault):
+    """Invalidation messages published in the window arrive late."""
+
+    kind: Literal["bus_delay"]
+    add: Distribution = Distribution(distribution="lognormal", median=0.5, p99=2.0)
+
+
+class Failover(_Fault):
+    """The node's primary dies and its replica is promoted `duration` later (the
+    detection and election time, when the node answers nobody) with whatever it had
+    replicated: writes not yet replicated (topology.replication_lag) are gone."""
+
+    kind: Literal["failover"]
+    node: Annotated[int, Field(ge=0)] = 0
+    duration: PositiveDuration = 1.0
+
+
+Fault = Annotated[
+    NodeCrash
+    | NodePause
+    | Latency
+    | Partition
+    | OriginSlow
+    | OriginDown
+    | BusLoss
+    | BusDelay
+    | Failover,
+    Field(discriminator="kind"),
+]
+
+
 class Metrics(_Model):
     interval: PositiveDuration = 1.0
 
@@ -441,16 +551,9 @@ class Scenario(_Model):
     topology: Topology = Topology()
     origin: OriginSpec = OriginSpec()
     strategies: Annotated[dict[str, StrategySpec], Field(min_length=1)]
-    faults: list[dict[str, Any]] = []
+    faults: list[Fault] = []
     backends: Annotated[list[Literal["sim", "redis"]], Field(min_length=1)] = ["sim"]
     metrics: Metrics = Metrics()
-
-    @field_validator("faults")
-    @classmethod
-    def _no_faults_yet(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if value:
-            raise ValueError("fault injection is not implemented yet; remove the faults list")
-        return value
 
     @field_validator("strategies")
     @classmethod
@@ -466,6 +569,15 @@ class Scenario(_Model):
             raise ValueError("give exactly one of duration (for example 60s) or requests")
         if self.duration is not None and self.warmup >= self.duration:
             raise ValueError("warmup must be shorter than duration")
+        for i, fault in enumerate(self.faults):
+            node = getattr(fault, "node", None)
+            if node is not None and node >= self.topology.nodes:
+                raise ValueError(
+                    f"faults.{i}.node: there are {self.topology.nodes} nodes (0.."
+                    f"{self.topology.nodes - 1}), got {node}"
+                )
+            if fault.kind == "failover" and not self.topology.replicas:
+                raise ValueError(f"faults.{i}: failover needs topology.replicas: 1")
         return self
 
     def config_hash(self) -> str:
@@ -538,6 +650,9 @@ def _describe(error: Any) -> str:
         }[kind]
         bound = next(iter(ctx.values()))
         return f"must be {op} {bound}, got {got!r}"
+    if kind == "union_tag_invalid":
+        known = str(ctx.get("expected_tags")).replace("'", "")
+        return f"unknown kind {ctx.get('tag')!r}; known: {known}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}, got {got!r}"
     if kind == "value_error":
@@ -560,9 +675,12 @@ def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
         errors = exc.errors()
         first = errors[0]
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ScenarioError(
-            f"{source}: {_location(first['loc'])}: {_fraction_or(first)}{more}"
-        ) from None
+        where, problem = _location(first["loc"]), _fraction_or(first)
+        if first["type"] == "union_tag_invalid":
+            where += ".kind"
+        if not first["loc"] and re.match(r"^[\w.]+: ", problem):
+            where, _, problem = problem.partition(": ")  # the message names the field
+        raise ScenarioError(f"{source}: {where}: {problem}{more}") from None
 
 
 def _fraction_or(error: Any) -> str:

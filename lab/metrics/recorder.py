@@ -10,6 +10,7 @@ of the summary.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -87,7 +88,10 @@ class Recorder:
         self._observed: dict[str, list[float]] = {}
         self._observed_hists: dict[str, LogHistogram] = {}
         self._counts: dict[str, int] = {}
+        self._count_times: dict[str, list[float]] = {}
         self._peaks: dict[str, float] = {}
+        self.clock: Callable[[], float] | None = None  # lets count() place events in time
+        self.faults: list[tuple[str, float, float]] = []  # (kind, start, end)
         self.end_time = 0.0
 
     # --- hot path ---------------------------------------------------------------------------
@@ -131,7 +135,18 @@ class Recorder:
             samples.clear()
 
     def count(self, name: str, n: int = 1) -> None:
-        self._counts[name] = self._counts.get(name, 0) + n
+        """Counted over the measured window in the summary, per interval in the timeseries."""
+        t = self.clock() if self.clock is not None else self.warmup
+        times = self._count_times.get(name)
+        if times is None:
+            times = self._count_times[name] = []
+            self._counts.setdefault(name, 0)
+        times.extend([t] * n)
+        if t >= self.warmup:
+            self._counts[name] += n
+        if len(times) >= FLUSH:
+            self._series.add(name, self._index(np.array(times)))
+            times.clear()
 
     def peak(self, name: str, value: float) -> None:
         if value > self._peaks.get(name, -math.inf):
@@ -206,6 +221,10 @@ class Recorder:
                 per_second[s] = per_second.get(s, 0) + c
             series.add("origin_reads", self._index(t))
             self.origin_read_times.clear()
+        for name, times in self._count_times.items():
+            if times:
+                self._series.add(name, self._index(np.array(times)))
+                times.clear()
         if self.origin_write_times:
             t = np.array(self.origin_write_times)
             self.origin_writes += int((t >= warm).sum())
@@ -255,7 +274,47 @@ class Recorder:
             out[f"{name}_max"] = _none_if_nan(hist.percentile(100))
         out.update(self._counts)
         out.update({f"{name}_max": value for name, value in self._peaks.items()})
+        out.update(self._fault_effects())
         return out
+
+    def _fault_effects(self) -> dict[str, Any]:
+        """Recovery after faults that empty or cut off the cache, and the origin spike.
+
+        recovery_time: from the end of the fault until the hit ratio is back to 90% of
+        its mean over the five intervals before the fault (None if it never is).
+        fault_origin_peak_per_s: the busiest interval for the origin from the fault's start
+        until it recovered (or the end of the run), in reads per second.
+        """
+        if not self.faults:
+            return {}
+        series = self.timeseries()
+        t = series["t"].to_numpy()
+        hit = series["hit_ratio"].to_numpy()
+        origin = series["origin_reads"].to_numpy() / self.interval
+        recoveries: list[float | None] = []
+        peak = 0.0
+        for kind, start, end in self.faults:
+            before = hit[(t + self.interval <= start) & (t >= self.warmup)][-5:]
+            before = before[~np.isnan(before)]
+            level = float(before.mean()) if before.size else math.nan
+            recovered: float | None = None
+            if level == level and kind in ("node_crash", "failover", "node_pause", "partition"):
+                after = np.nonzero((t >= end) & (hit >= 0.9 * level))[0]
+                recovered = float(t[after[0]] + self.interval - end) if after.size else None
+                recoveries.append(recovered)
+            stop = end + (recovered if recovered is not None else math.inf)
+            window = (t + self.interval > start) & (t < stop)
+            if window.any():
+                peak = max(peak, float(origin[window].max()))
+        finite = [r for r in recoveries if r is not None]
+        return {
+            "recovery_time": (
+                None
+                if not recoveries
+                else (max(finite) if len(finite) == len(recoveries) else None)
+            ),
+            "fault_origin_peak_per_s": peak,
+        }
 
     def timeseries(self) -> pd.DataFrame:
         """One row per interval: counts, ratios, read p99, origin load, gauges."""
@@ -284,6 +343,13 @@ class Recorder:
             for i in range(n)
         ]
         frame["warmup"] = frame["t"] < self.warmup
+        for name in self._count_times:
+            frame[name] = series.column(name).astype(np.int64)
+        if self.faults:
+            frame["fault"] = [
+                ",".join(k for k, start, end in self.faults if start < t1 and end > t0)
+                for t0, t1 in zip(frame["t"], frame["t_end"], strict=True)
+            ]
         if self._gauges:
             gauges = pd.DataFrame([{"t_end": t, **v} for t, v in self._gauges])
             cumulative = gauges.set_index("t_end")

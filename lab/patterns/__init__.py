@@ -49,10 +49,18 @@ def build_strategy(
     value_size: int = 1024,
     versions: VersionClock | None = None,
     bus: Bus | None = None,
+    resilient: bool = False,
 ) -> Strategy:
     """Instantiate the parts a strategy spec names, wired to one backend.
 
-    `seed` feeds the parts' own random draws (one value per app instance)."""
+    `seed` feeds the parts' own random draws (one value per app instance). With
+    `resilient`, the parts see the cache through the strategy's client behaviour
+    (timeouts, retries, fallback, breaker): runs with faults need it."""
+    if resilient:
+        from lab.core import NoMetrics
+        from lab.patterns.resilience import ResilientCache
+
+        cache = ResilientCache(cache, rt, spec.client, metrics or NoMetrics())
     reader_class = (
         STAMPEDE_GUARDS[spec.stampede.kind] if spec.stampede is not None else READ_PATHS[spec.read]
     )

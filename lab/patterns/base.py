@@ -37,6 +37,7 @@ class Part:
         versions: VersionClock | None = None,
     ) -> None:
         self.cache = cache
+        self.direct_cache: Cache = getattr(cache, "_cache", cache)  # without client fallbacks
         self.origin = origin
         self.rt = rt
         self.spec = spec

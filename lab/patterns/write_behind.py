@@ -9,9 +9,16 @@ is chosen when the cache accepts it (from the run's VersionClock), and the
 origin keeps the newest version it is given, so late or reordered flushes
 never roll it back.
 
-Reported: `flush_lag` (acknowledgement to origin commit, p50/p99/max),
+The app instance only tracks which keys are dirty; the values live in the
+cache, and the flusher reads them back (as write-behind caches that keep the
+queue in the cache do). A dirty key the cache lost before its flush (a
+crash, an eviction) is dropped: an acknowledged write that the origin never
+gets, which the oracle counts in `lost_writes`.
+
+Reported: `flush_lag` (from a key's first unflushed acknowledged write to the
+origin commit that covers it, p50/p99/max: how long the cache alone held it),
 `write_backlog_max` (pending writes in one instance), `flushed_writes`,
-`coalesced_writes`.
+`coalesced_writes`, `dropped_writes`.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.core import Key, Versioned
-from lab.core.errors import BackendError
+from lab.core.errors import BackendError, CacheUnavailable
 from lab.patterns.base import WritePath, write_path
 from lab.scenario import FlushSpec
 
@@ -42,13 +49,22 @@ class WriteBehind(WritePath):
     async def write(self, key: Key) -> Versioned:
         value = Versioned(self.versions.next(key), self.value_size)
         version = value.version
-        await self.cache.set(key, value, ttl=self.ttl)
+        try:
+            await self.direct_cache.set(key, value, ttl=self.ttl)
+        except CacheUnavailable:
+            if not self.spec.client.fallback:
+                raise
+            # the cache cannot take it: write it through to the origin instead
+            self.metrics.count("degraded")
+            return await self.origin.write(key, value)
         acked = self.rt.now()
         earlier = self._pending.get(key)
-        if earlier is None or earlier[0].version < version:
-            if earlier is not None:
-                self.metrics.count("coalesced_writes")
+        if earlier is None:
             self._pending[key] = (value, acked)
+        elif earlier[0].version < version:
+            # coalesce; the key has been dirty since its first unflushed write
+            self.metrics.count("coalesced_writes")
+            self._pending[key] = (value, earlier[1])
         self.metrics.peak("write_backlog", len(self._pending))
         if not self._flusher_started:
             self._flusher_started = True
@@ -59,9 +75,14 @@ class WriteBehind(WritePath):
         return value
 
     async def _flush_every_interval(self) -> None:
+        """Each tick flushes what is pending at that moment (in batches), no more: writes
+        that arrive meanwhile wait for the next tick or a full batch."""
         while not self._closed:
             await self.rt.sleep(self.flush.interval)
-            while self._pending and not self._closed:
+            batches = -(-len(self._pending) // self.flush.batch)
+            for _ in range(batches):
+                if self._closed:
+                    break
                 await self._flush_one_batch()
 
     async def _flush_batch_now(self) -> None:
@@ -84,9 +105,16 @@ class WriteBehind(WritePath):
         self._in_flight -= len(batch)
 
     async def _flush_one(self, item: tuple[Key, Versioned, float], done: Any) -> None:
+        """Read the dirty value back from the cache and write it to the origin: the cache,
+        not the app, holds the write, so if the cache lost it (a crash, an eviction) it
+        is gone, and the oracle will count it as a lost write."""
         key, value, acked = item
         try:
-            await self.origin.write(key, value)
+            held = await self.direct_cache.get(key)
+            if held is None or held.version < value.version:
+                self.metrics.count("dropped_writes")  # the cache lost it before the flush
+                return
+            await self.origin.write(key, held)
         except BackendError:
             if key not in self._pending:  # not superseded meanwhile: try again next flush
                 self._pending[key] = (value, acked)

@@ -37,6 +37,17 @@ class SimBus:
         self.published = 0
         self.delivered = 0
         self.lost = 0
+        self._losing = False  # bus_loss: subscribers disconnected
+        self._extra: Sampler | None = None  # bus_delay
+
+    def start_losing(self) -> None:
+        self._losing = True
+
+    def start_delaying(self, extra: Sampler) -> None:
+        self._extra = extra
+
+    def recover(self) -> None:
+        self._losing, self._extra = False, None
 
     def subscribe(self, channel: str, handler: Callable[[Key], None]) -> None:
         self._subscribers.setdefault(channel, []).append(handler)
@@ -47,10 +58,11 @@ class SimBus:
         self.published += 1
         half = self._rtt() * 0.5
         for handler in self._subscribers.get(channel, ()):
-            if self.loss and self._random.random() < self.loss:
+            if self._losing or (self.loss and self._random.random() < self.loss):
                 self.lost += 1
                 continue
-            delivery = wake_after(env, half + self._delay())
+            delay = half + self._delay() + (self._extra() if self._extra is not None else 0.0)
+            delivery = wake_after(env, delay)
             delivery.callbacks.append(self._deliver(handler, message))
         yield wake_after(env, 2 * half)
 

@@ -15,7 +15,7 @@ jitter, which is documented in docs/architecture.md.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import coroutine
 from typing import Any
 
@@ -23,6 +23,7 @@ import simpy
 from simpy.events import Event
 
 from lab.core import Key, Versioned
+from lab.core.errors import CacheUnavailable
 from lab.sampling import Sampler
 from lab.sharding import Sharding, key_name, owner_table, router
 from lab.sim.bridge import wake_after
@@ -30,9 +31,22 @@ from lab.sim.store import Eviction, Store, make_store
 
 
 class SimNode:
-    """One cache server: a store plus the time until which it is busy."""
+    """One cache server: a store, the time until which it is busy, and its fault state."""
 
-    __slots__ = ("alive", "busy_until", "index", "ops", "service", "store")
+    __slots__ = (
+        "busy_until",
+        "extra",
+        "faulty",
+        "generation",
+        "hang_until",
+        "index",
+        "ops",
+        "paused_until",
+        "refuse_until",
+        "replica",
+        "service",
+        "store",
+    )
 
     def __init__(self, index: int, store: Store, service: Sampler) -> None:
         self.index = index
@@ -40,13 +54,26 @@ class SimNode:
         self.service = service
         self.busy_until = 0.0
         self.ops = 0
-        self.alive = True
+        # faults (lab/sim/faults.py sets these; `faulty` keeps the no-fault path cheap)
+        self.faulty = False
+        self.refuse_until = 0.0  # crashed, failing over or partitioned (refuse)
+        self.hang_until = 0.0  # partitioned (hang): requests get no answer
+        self.paused_until = 0.0  # SIGSTOPped: requests wait, then are served
+        self.extra: Sampler | None = None  # added latency
+        self.replica: Store | None = None
+        self.generation = 0  # bumped when the store is replaced (crash, failover)
 
     def delay(self, now: float, rtt: float) -> float:
         """Time from invocation to reply: half RTT, queueing, service, half RTT."""
         half = rtt * 0.5
         arrive = now + half
         busy = self.busy_until
+        if self.faulty:
+            if self.paused_until > busy:
+                busy = self.paused_until
+            if self.extra is not None:
+                half += self.extra() * 0.5
+                arrive = now + half
         done = (arrive if arrive > busy else busy) + self.service()
         self.busy_until = done
         self.ops += 1
@@ -68,11 +95,20 @@ class SimCluster:
         rtt: Sampler,
         service: Sampler,
         seed: int = 0,
+        timeout: float = 0.1,
+        replicas: int = 0,
+        replication_lag: Sampler | None = None,
     ) -> None:
         self.env = env
+        self.timeout = timeout
+        self._replication_lag: Sampler = replication_lag or (lambda: 0.001)
         self.nodes = [
             SimNode(i, make_store(capacity, eviction, seed + i), service) for i in range(nodes)
         ]
+        self._capacity, self._eviction, self._seed = capacity, eviction, seed
+        if replicas:
+            for node in self.nodes:
+                node.replica = make_store(capacity, eviction, seed + 1000 + node.index)
         self._rtt = rtt
         self._route_name = router(sharding, nodes)
         self._owner_of_int: list[int] = owner_table(sharding, nodes, keys) if keys else []
@@ -97,6 +133,25 @@ class SimCluster:
         except (IndexError, TypeError):
             return self.nodes[self.owner(key)]
 
+    def _blocked(self, node: SimNode, now: float) -> tuple[float, str] | None:
+        """How long until a client learns the node is unreachable, and why; None if it is."""
+        if node.refuse_until > now:
+            return self._rtt(), f"node {node.index}: connection refused"
+        if node.hang_until > now:
+            return self.timeout, f"node {node.index}: timed out (no answer)"
+        return None
+
+    def _replicate(self, node: SimNode, now: float, apply: Callable[[Store], object]) -> None:
+        """Apply a mutation to the node's replica after a sampled replication lag."""
+        replica, generation = node.replica, node.generation
+        assert replica is not None
+
+        def later(_: Event) -> None:
+            if node.generation == generation and node.replica is replica:
+                apply(replica)
+
+        wake_after(self.env, self._replication_lag()).callbacks.append(later)
+
     @coroutine
     def get(self, key: Key) -> Generator[Event, Any, Versioned | None]:
         env = self.env
@@ -105,6 +160,11 @@ class SimCluster:
             node = self.nodes[self._owner_of_int[key]]  # type: ignore[index]
         except (IndexError, TypeError):
             node = self.nodes[self.owner(key)]
+        if node.faulty:
+            found: Versioned | None = yield from self._faulty(
+                node, now, lambda store: store.get(key, now)
+            )
+            return found
         value = node.store.get(key, now)
         # node.delay(), inlined on the hottest path
         half = self._rtt() * 0.5
@@ -116,57 +176,93 @@ class SimCluster:
         yield wake_after(env, done + half - now)
         return value
 
+    def _faulty(
+        self, node: SimNode, now: float, apply: Callable[[Store], Any]
+    ) -> Generator[Event, Any, Any]:
+        """An operation on a node with an active fault: refused, hung, slow or paused."""
+        env = self.env
+        blocked = self._blocked(node, now)
+        if blocked is not None:
+            yield wake_after(env, blocked[0])
+            raise CacheUnavailable(blocked[1])
+        result = apply(node.store)  # it reached the server: it takes effect
+        delay = node.delay(now, self._rtt())
+        if delay > self.timeout:
+            yield wake_after(env, self.timeout)
+            raise CacheUnavailable(f"node {node.index}: timed out after {self.timeout}s")
+        yield wake_after(env, delay)
+        return result
+
+    def _op(
+        self, key: Key, mutate: Callable[[Store], Any], replicate: Callable[[Store], Any] | None
+    ) -> Generator[Event, Any, Any]:
+        """Run a mutation on the key's node (and later on its replica)."""
+        env = self.env
+        now = env._now
+        node = self._node(key)
+        if node.faulty:
+            result = yield from self._faulty(node, now, mutate)
+        else:
+            result = mutate(node.store)
+            yield wake_after(env, node.delay(now, self._rtt()))
+        if node.replica is not None and replicate is not None:
+            self._replicate(node, now, replicate)
+        return result
+
     @coroutine
     def set(
         self, key: Key, value: Versioned, ttl: float | None = None, nx: bool = False
     ) -> Generator[Event, Any, bool]:
-        env = self.env
-        now = env._now
-        node = self._node(key)
-        store = node.store
-        stored = not (nx and store.contains(key, now))
-        if stored:
+        now = self.env._now
+
+        def mutate(store: Store) -> bool:
+            if nx and store.contains(key, now):
+                return False
             store.set(key, value, ttl, now)
-        yield wake_after(env, node.delay(now, self._rtt()))
+            return True
+
+        stored: bool = yield from self._op(key, mutate, mutate)
         return stored
 
     @coroutine
     def delete(self, key: Key) -> Generator[Event, Any, None]:
-        env = self.env
-        now = env._now
-        node = self._node(key)
-        node.store.delete(key)
-        yield wake_after(env, node.delay(now, self._rtt()))
+        def mutate(store: Store) -> None:
+            store.delete(key)
+
+        yield from self._op(key, mutate, mutate)
 
     @coroutine
     def set_if_equal(
         self, key: Key, value: Versioned, ttl: float | None, check: Key, expected: Versioned
     ) -> Generator[Event, Any, bool]:
         """Both keys must live on one node (as in Redis Cluster, with a {hash tag})."""
-        env = self.env
-        now = env._now
-        node = self._node(key)
-        if self._node(check) is not node:
+        if self._node(check) is not self._node(key):
             raise ValueError(f"{key!r} and {check!r} live on different nodes; use a hash tag")
-        store = node.store
-        ok = store.get(check, now) == expected
-        if ok:
+        now = self.env._now
+
+        def mutate(store: Store) -> bool:
+            if store.get(check, now) != expected:
+                return False
             store.set(key, value, ttl, now)
             store.delete(check)
-        yield wake_after(env, node.delay(now, self._rtt()))
-        return ok
+            return True
+
+        done: bool = yield from self._op(key, mutate, mutate)
+        return done
 
     @coroutine
     def incr(self, key: Key, amount: int = 1) -> Generator[Event, Any, int]:
         """A counter lives in the store like any key (so it can be evicted, as in Redis)."""
-        env = self.env
-        now = env._now
-        node = self._node(key)
-        current = node.store.get(key, now)
-        value = (current.version if current is not None else 0) + amount
-        node.store.set(key, Versioned(value, 8), None, now)
-        yield wake_after(env, node.delay(now, self._rtt()))
-        return value
+        now = self.env._now
+
+        def mutate(store: Store) -> int:
+            current = store.get(key, now)
+            value = (current.version if current is not None else 0) + amount
+            store.set(key, Versioned(value, 8), None, now)
+            return value
+
+        counted: int = yield from self._op(key, mutate, mutate)
+        return counted
 
     def orphaned_versioned_keys(self) -> tuple[int, int]:
         """(keys, bytes) cached under an older namespace version than the current one."""
@@ -191,6 +287,10 @@ class SimCluster:
                         keys += 1
                         size += value.size
         return keys, size
+
+    def fresh_store(self, node: SimNode) -> Store:
+        """An empty store like the node's (a cold restart)."""
+        return make_store(self._capacity, self._eviction, self._seed + 7919 * (node.generation + 1))
 
     @property
     def evictions(self) -> int:

@@ -29,6 +29,7 @@ import simpy
 from simpy.events import Event
 
 from lab.core import Key, Versioned
+from lab.core.errors import OriginUnavailable
 from lab.sampling import Sampler
 from lab.sim.bridge import wake_after
 
@@ -57,9 +58,24 @@ class SimOrigin:
         self._write_latency = write_latency
         self._rtt = rtt
         self._free_at = [0.0] * concurrency
+        self._slow = 1.0  # origin_slow multiplies service times
+        self.down = False  # origin_down refuses requests
         # per key: [(commit time, value), ...], oldest first, pruned as time passes
         self._rows: dict[Key, list[tuple[float, Versioned]]] = {}
         self._initial = Versioned(0, value_size)
+
+    def slow(self, factor: float) -> None:
+        self._slow = factor
+
+    def go_down(self) -> None:
+        self.down = True
+
+    def recover(self) -> None:
+        self._slow, self.down = 1.0, False
+
+    def _refuse(self) -> Generator[Event, Any, None]:
+        yield wake_after(self.env, self._rtt())
+        raise OriginUnavailable("origin: connection refused")
 
     def _start(self, arrive: float, service: float) -> float:
         """Book the earliest free worker; return when the request starts."""
@@ -81,8 +97,10 @@ class SimOrigin:
     def read(self, key: Key) -> Generator[Event, Any, Versioned]:
         env = self.env
         now = env._now
+        if self.down:
+            yield from self._refuse()
         half = self._rtt() * 0.5
-        service = self._read_latency()
+        service = self._read_latency() * self._slow
         start = self._start(now + half, service)
         yield wake_after(env, start + service + half - now)
         return self._as_of(key, start)
@@ -91,8 +109,10 @@ class SimOrigin:
     def write(self, key: Key, value: Versioned | None = None) -> Generator[Event, Any, Versioned]:
         env = self.env
         now = env._now
+        if self.down:
+            yield from self._refuse()
         half = self._rtt() * 0.5
-        service = self._write_latency()
+        service = self._write_latency() * self._slow
         end = self._start(now + half, service) + service
         history = self._rows.get(key)
         if history is None:

@@ -231,7 +231,18 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         "topology.sharding",
         ["must be one of", "'rendezvous'"],
     ),
-    ("faults", {"faults": [{"kind": "partition", "at": "10s"}]}, "faults", ["not implemented"]),
+    (
+        "fault-missing-duration",
+        {"faults": [{"kind": "partition", "at": "10s"}]},
+        "faults.0.partition.duration",
+        ["required field is missing"],
+    ),
+    (
+        "fault-unknown-kind",
+        {"faults": [{"kind": "meteor", "at": "1s", "duration": "1s"}]},
+        "faults.0.kind",
+        ["unknown kind 'meteor'", "node_crash"],
+    ),
     (
         "hot-share",
         {"workload": {"keys": {"hot_share": 2}}},

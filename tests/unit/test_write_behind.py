@@ -61,7 +61,8 @@ def test_a_full_batch_flushes_before_the_interval() -> None:
 
 def test_a_plain_set_fill_can_overwrite_an_unflushed_write() -> None:
     """The stale-set race, write-behind edition: a reader that loaded the old version
-    from the origin sets it over the newer write the cache had just accepted."""
+    from the origin sets it over the newer write the cache had just accepted, so reads
+    go stale (and if that write was still unflushed, the flusher, which reads dirty
+    values back from the cache, drops it)."""
     behind = _run(None, {"interval": "500ms", "batch": 1000}, fill="set")["behind"]
     assert behind["stale_reads"] > 0
-    assert behind["lost_writes"] == 0  # the flusher still delivers the newer version

@@ -1,0 +1,86 @@
+"""What an app instance does when the cache fails: time out, retry with backoff,
+fall back to the origin, and stop calling a dead cache for a while (a circuit breaker).
+
+`ResilientCache` wraps the Cache every part of a strategy uses, so the parts
+stay written for the happy path, as most production code is: with
+`fallback`, a failed `get` is a miss (the read goes to the origin) and a
+failed `set`/`delete` is skipped, which is exactly how a cache outage turns
+into origin load, and a skipped invalidation into stale reads later. Counted:
+`cache_errors`, `degraded` (operations answered by the fallback),
+`breaker_opened`; the timeseries gets them per interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from lab.core import Cache, Key, Metrics, Runtime, Versioned
+from lab.core.errors import CacheUnavailable
+from lab.scenario import ClientSpec
+
+T = TypeVar("T")
+
+
+class ResilientCache:
+    """A Cache that applies the strategy's client behaviour to cache failures."""
+
+    def __init__(self, cache: Cache, rt: Runtime, client: ClientSpec, metrics: Metrics) -> None:
+        self._cache = cache
+        self._rt = rt
+        self._client = client
+        self._metrics = metrics
+        self._failures = 0  # consecutive
+        self._open_until = -1.0
+
+    async def _call(self, attempt: Callable[[], Awaitable[T]], fallback: T) -> T:
+        client, rt, metrics = self._client, self._rt, self._metrics
+        if self._open_until > rt.now():  # the breaker is open: do not even try
+            if client.fallback:
+                metrics.count("degraded")
+                return fallback
+            raise CacheUnavailable("circuit breaker open")
+        tries = 0
+        while True:
+            try:
+                result = await attempt()
+            except CacheUnavailable:
+                tries += 1
+                self._failures += 1
+                metrics.count("cache_errors")
+                breaker = client.breaker
+                if breaker is not None and self._failures >= breaker.failures:
+                    self._open_until = rt.now() + breaker.reset
+                    self._failures = 0
+                    metrics.count("breaker_opened")
+                elif tries <= client.retries:
+                    await rt.sleep(client.backoff * 2 ** (tries - 1))
+                    continue
+                if client.fallback:
+                    metrics.count("degraded")
+                    return fallback
+                raise
+            self._failures = 0
+            return result
+
+    def get(self, key: Key) -> Awaitable[Versioned | None]:
+        return self._call(lambda: self._cache.get(key), None)
+
+    def set(
+        self, key: Key, value: Versioned, ttl: float | None = None, nx: bool = False
+    ) -> Awaitable[bool]:
+        return self._call(lambda: self._cache.set(key, value, ttl, nx), False)
+
+    def delete(self, key: Key) -> Awaitable[None]:
+        return self._call(lambda: self._cache.delete(key), None)
+
+    def set_if_equal(
+        self, key: Key, value: Versioned, ttl: float | None, check: Key, expected: Versioned
+    ) -> Awaitable[bool]:
+        return self._call(lambda: self._cache.set_if_equal(key, value, ttl, check, expected), False)
+
+    def incr(self, key: Key, amount: int = 1) -> Awaitable[int]:
+        return self._call(lambda: self._cache.incr(key, amount), 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cache, name)
