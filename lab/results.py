@@ -1,9 +1,11 @@
 """Results on disk, and loading them back as one tidy DataFrame.
 
 Layout: `results/<scenario>/<strategy>.<backend>.s<seed>/` holding
-`scenario.yaml` (the scenario as run, with its config hash), `summary.json`
-and `timeseries.csv`. A run folder is written under a temporary name and
-renamed into place, so an interrupted run never leaves half a result.
+`scenario.yaml` (the scenario as run, with its config hash), `summary.json`,
+`timeseries.csv`, `distributions.csv` (latency and staleness-age histograms)
+and `staleness_curve.csv` (P(fresh | time since the key's last write)). A run
+folder is written under a temporary name and renamed into place, so an
+interrupted run never leaves half a result.
 Reports and notebooks read results only through `load_all`.
 """
 
@@ -58,6 +60,10 @@ def write_run(root: str | Path, scenario: Scenario, result: RunResult) -> Path:
         summary = _clean({**result.summary, "notes": result.notes})
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         result.timeseries.to_csv(tmp / "timeseries.csv", index=False)
+        if result.distributions is not None:
+            result.distributions.to_csv(tmp / "distributions.csv", index=False)
+        if result.staleness_curve is not None:
+            result.staleness_curve.to_csv(tmp / "staleness_curve.csv", index=False)
         if final.exists():
             old = final.parent / f".old-{result.cell.run_id}-{os.getpid()}"
             final.rename(old)
@@ -101,15 +107,34 @@ def load_all(*paths: str | Path) -> pd.DataFrame:
     return frame.sort_values(first, kind="stable").reset_index(drop=True)
 
 
-def load_timeseries(*paths: str | Path) -> pd.DataFrame:
-    """Every run's timeseries, stacked, with the identity columns of its run."""
+def _load_per_run(name: str, paths: tuple[str | Path, ...]) -> pd.DataFrame:
+    """Every run's `name` CSV, stacked, with the identity columns of its run."""
     frames = []
     for _, row in load_all(*paths).iterrows():
-        ts = pd.read_csv(Path(row["path"]) / "timeseries.csv")
+        file = Path(row["path"]) / name
+        if not file.exists():
+            continue
+        frame = pd.read_csv(file)
         for column in reversed(IDENTITY):
-            if column not in ts:
-                ts.insert(0, column, row[column])
-        frames.append(ts)
+            if column not in frame:
+                frame.insert(0, column, row[column])
+        frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=IDENTITY)
     return pd.concat(frames, ignore_index=True)
+
+
+def load_timeseries(*paths: str | Path) -> pd.DataFrame:
+    """Every run's timeseries (one row per interval), stacked, with identity columns."""
+    return _load_per_run("timeseries.csv", paths)
+
+
+def load_distributions(*paths: str | Path) -> pd.DataFrame:
+    """Every run's histograms as (metric, value, count) rows: read_latency,
+    write_latency, staleness_age. For CDFs: cumulative count / total per run."""
+    return _load_per_run("distributions.csv", paths)
+
+
+def load_staleness_curves(*paths: str | Path) -> pd.DataFrame:
+    """Every run's P(fresh | time since the key's last write) table."""
+    return _load_per_run("staleness_curve.csv", paths)

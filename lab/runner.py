@@ -48,6 +48,8 @@ class RunResult:
     summary: dict[str, Any]
     timeseries: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    distributions: pd.DataFrame | None = None  # latency / staleness-age histograms
+    staleness_curve: pd.DataFrame | None = None  # P(fresh | time since last write)
 
 
 Progress = Callable[[float], None]
@@ -187,7 +189,14 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     notes = []
     if summary["requests"] == 0:
         notes.append("no request started after the warm-up: make warmup shorter than the run")
-    return RunResult(cell, summary, recorder.timeseries(), notes)
+    return RunResult(
+        cell,
+        summary,
+        recorder.timeseries(),
+        notes,
+        distributions=recorder.distributions(),
+        staleness_curve=recorder.staleness_curve(),
+    )
 
 
 def _progress_hooks(

@@ -53,7 +53,7 @@ class LogHistogram:
         index[values <= 0] = 0
         return np.asarray(np.clip(index, 0, self.counts.size - 1))
 
-    def _midpoint(self, index: int) -> float:
+    def midpoint(self, index: int) -> float:
         if index == 0:
             return 0.0
         octave, sub = divmod(index - 1, self._per_octave)
@@ -68,7 +68,7 @@ class LogHistogram:
             return self.max
         rank = max(1, math.ceil(q / 100.0 * self.total))
         index = int(np.searchsorted(np.cumsum(self.counts), rank))
-        return min(max(self._midpoint(index), self.min), self.max)
+        return min(max(self.midpoint(index), self.min), self.max)
 
     @property
     def mean(self) -> float:

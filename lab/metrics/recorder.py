@@ -22,6 +22,10 @@ from lab.metrics.oracle import Oracle
 
 FLUSH = 1 << 15
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+# time since the key's last acknowledged write, for P(fresh | time since write): 1-2-5 steps
+SINCE_EDGES = np.array(
+    [0.0] + [m * 10.0**e for e in range(-4, 3) for m in (1, 2, 5)] + [1000.0, 3600.0, np.inf]
+)
 
 
 class _Counters:
@@ -71,6 +75,11 @@ class Recorder:
         self._write_t: list[float] = []
         self._write_lat: list[float] = []
         self._error_t: list[float] = []
+        self._since_t: list[float] = []
+        self._since: list[float] = []
+        self._since_stale: list[bool] = []
+        self._curve_reads = np.zeros(SINCE_EDGES.size - 1, dtype=np.int64)
+        self._curve_stale = np.zeros(SINCE_EDGES.size - 1, dtype=np.int64)
         self.origin_read_times: list[float] = []
         self.origin_write_times: list[float] = []
         # aggregates over the measured window
@@ -104,12 +113,23 @@ class Recorder:
         self._read_lat.append(end - intended)
         self._read_hit.append(hit)
         h = self._history.get(key)
-        if h is not None and version < h.max_acked:
-            judged = self.oracle.judge(key, version, start)
-            if judged is not None:
-                self._stale_t.append(intended)
-                self._stale_age.append(judged[0])
-                self._stale_lag.append(judged[1])
+        if h is not None:
+            stale = False
+            if version < h.max_acked:
+                judged = self.oracle.judge(key, version, start)
+                if judged is not None:
+                    stale = True
+                    self._stale_t.append(intended)
+                    self._stale_age.append(judged[0])
+                    self._stale_lag.append(judged[1])
+            acks = h.acks
+            i = h.max_acked - h.base
+            while i >= 0 and acks[i] > start:  # acked while the read was under way
+                i -= 1
+            if i >= 0:
+                self._since_t.append(intended)
+                self._since.append(start - acks[i])
+                self._since_stale.append(stale)
         if len(self._read_t) >= FLUSH:
             self.flush()
 
@@ -197,6 +217,16 @@ class Recorder:
             self._stale_t.clear()
             self._stale_age.clear()
             self._stale_lag.clear()
+        if self._since_t:
+            measured = np.array(self._since_t) >= warm
+            bins = np.digitize(np.array(self._since)[measured], SINCE_EDGES[1:-1])
+            stale = np.array(self._since_stale, dtype=bool)[measured]
+            size = SINCE_EDGES.size - 1
+            self._curve_reads += np.bincount(bins, minlength=size)
+            self._curve_stale += np.bincount(bins[stale], minlength=size)
+            self._since_t.clear()
+            self._since.clear()
+            self._since_stale.clear()
         if self._write_t:
             t = np.array(self._write_t)
             lat = np.array(self._write_lat)
@@ -315,6 +345,45 @@ class Recorder:
             ),
             "fault_origin_peak_per_s": peak,
         }
+
+    def staleness_curve(self) -> pd.DataFrame:
+        """P(fresh | time since the key's last acknowledged write), over the measured reads
+        of keys written at least once (a never-written key cannot be stale)."""
+        self.flush()
+        reads, stale = self._curve_reads, self._curve_stale
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p_fresh = 1.0 - stale / reads
+        return pd.DataFrame(
+            {
+                "since_lo": SINCE_EDGES[:-1],
+                "since_hi": SINCE_EDGES[1:],
+                "reads": reads,
+                "stale_reads": stale,
+                "p_fresh": p_fresh,
+            }
+        )
+
+    def distributions(self) -> pd.DataFrame:
+        """The measured histograms (read/write latency, staleness age) as (metric, value,
+        count) rows, for CDFs: each value is a bucket's midpoint (<= 0.4% error)."""
+        self.flush()
+        frames = []
+        for metric, hist in (
+            ("read_latency", self.read_hist),
+            ("write_latency", self.write_hist),
+            ("staleness_age", self.staleness_hist),
+        ):
+            index = np.nonzero(hist.counts)[0]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "metric": metric,
+                        "value": [hist.midpoint(int(i)) for i in index],
+                        "count": hist.counts[index],
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
 
     def timeseries(self) -> pd.DataFrame:
         """One row per interval: counts, ratios, read p99, origin load, gauges."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from lab.results import load_all, load_timeseries
+from lab.results import load_all, load_distributions, load_staleness_curves, load_timeseries
 
 SMALL = {
     "name": "cli-small",
@@ -48,7 +48,9 @@ def test_run_writes_results_that_load_into_pandas(tmp_path: Path) -> None:
     assert runs == ["aside.sim.s1", "aside.sim.s2", "ttl.sim.s1", "ttl.sim.s2"]
     run = tmp_path / "out" / "cli-small" / "aside.sim.s1"
     assert sorted(p.name for p in run.iterdir()) == [
+        "distributions.csv",
         "scenario.yaml",
+        "staleness_curve.csv",
         "summary.json",
         "timeseries.csv",
     ]
@@ -59,6 +61,11 @@ def test_run_writes_results_that_load_into_pandas(tmp_path: Path) -> None:
     frame = load_all(tmp_path / "out")
     assert list(frame.columns[:4]) == ["scenario", "strategy", "backend", "seed"]
     assert len(frame) == 4 and frame["hit_ratio"].between(0, 1).all()
+    dists = load_distributions(tmp_path / "out")
+    reads = dists[(dists["metric"] == "read_latency") & (dists["strategy"] == "aside")]
+    assert int(reads["count"].sum()) == int(frame.loc[frame["strategy"] == "aside", "reads"].sum())
+    curves = load_staleness_curves(tmp_path / "out")
+    assert {"since_lo", "since_hi", "reads", "stale_reads", "p_fresh"} <= set(curves.columns)
     series = load_timeseries(tmp_path / "out")
     assert {"strategy", "seed", "hit_ratio", "read_p99"} <= set(series.columns)
     assert isinstance(series, pd.DataFrame) and len(series) >= 4

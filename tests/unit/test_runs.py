@@ -176,3 +176,23 @@ def test_ttl_jitter_spreads_expiries_and_flattens_the_origin_peak() -> None:
     jittered = run_cell(sc, Cell(sc.name, "jittered", "sim", 1)).summary
     # every key was filled in the first second, so without jitter they all expire together
     assert jittered["origin_reads_peak_per_s"] < 0.7 * fixed["origin_reads_peak_per_s"]
+
+
+def test_staleness_curve_and_distributions_agree_with_the_summary() -> None:
+    sc = _scenario()
+    result = run_cell(sc, Cell(sc.name, "around", "sim", 1))
+    s, curve, dists = result.summary, result.staleness_curve, result.distributions
+    assert curve is not None and dists is not None
+    # every stale read is of a written key, so all of them are in the curve
+    assert int(curve["stale_reads"].sum()) == s["stale_reads"]
+    assert int(curve["reads"].sum()) <= s["reads"]
+    # write-around: right after a write nearly every read is stale; long after, fresh again
+    early = curve[curve["since_hi"] <= 0.1]
+    late = curve[curve["since_lo"] >= 2.0]
+    p_early = 1 - early["stale_reads"].sum() / early["reads"].sum()
+    p_late = 1 - late["stale_reads"].sum() / late["reads"].sum()
+    assert p_early < 0.2 < 0.8 < p_late
+    by_metric = dists.groupby("metric")["count"].sum()
+    assert by_metric["read_latency"] == s["reads"]
+    assert by_metric["write_latency"] == s["writes"]
+    assert by_metric["staleness_age"] == s["stale_reads"]
