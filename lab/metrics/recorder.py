@@ -75,9 +75,7 @@ class Recorder:
         self._write_t: list[float] = []
         self._write_lat: list[float] = []
         self._error_t: list[float] = []
-        self._since_t: list[float] = []
-        self._since: list[float] = []
-        self._since_stale: list[bool] = []
+        self._since: list[float] = []  # time since the key's last write; stale as -(x + 1)
         self._curve_reads = np.zeros(SINCE_EDGES.size - 1, dtype=np.int64)
         self._curve_stale = np.zeros(SINCE_EDGES.size - 1, dtype=np.int64)
         self.origin_read_times: list[float] = []
@@ -126,10 +124,10 @@ class Recorder:
             i = h.max_acked - h.base
             while i >= 0 and acks[i] > start:  # acked while the read was under way
                 i -= 1
-            if i >= 0:
-                self._since_t.append(intended)
-                self._since.append(start - acks[i])
-                self._since_stale.append(stale)
+            if i >= 0 and intended >= self.warmup:
+                since = start - acks[i]
+                # one append on the hot path: a stale read is stored as -(since + 1)
+                self._since.append(-since - 1.0 if stale else since)
         if len(self._read_t) >= FLUSH:
             self.flush()
 
@@ -217,16 +215,15 @@ class Recorder:
             self._stale_t.clear()
             self._stale_age.clear()
             self._stale_lag.clear()
-        if self._since_t:
-            measured = np.array(self._since_t) >= warm
-            bins = np.digitize(np.array(self._since)[measured], SINCE_EDGES[1:-1])
-            stale = np.array(self._since_stale, dtype=bool)[measured]
+        if self._since:
+            encoded = np.array(self._since)
+            stale = encoded < 0
+            since = np.where(stale, -encoded - 1.0, encoded)
+            bins = np.digitize(since, SINCE_EDGES[1:-1])
             size = SINCE_EDGES.size - 1
             self._curve_reads += np.bincount(bins, minlength=size)
             self._curve_stale += np.bincount(bins[stale], minlength=size)
-            self._since_t.clear()
             self._since.clear()
-            self._since_stale.clear()
         if self._write_t:
             t = np.array(self._write_t)
             lat = np.array(self._write_lat)

@@ -213,7 +213,16 @@ class SimCluster:
     def set(
         self, key: Key, value: Versioned, ttl: float | None = None, nx: bool = False
     ) -> Generator[Event, Any, bool]:
-        now = self.env._now
+        env = self.env
+        now = env._now
+        node = self._node(key)
+        if not node.faulty and node.replica is None:  # the common case, without closures
+            store = node.store
+            done = not (nx and store.contains(key, now))
+            if done:
+                store.set(key, value, ttl, now)
+            yield wake_after(env, node.delay(now, self._rtt()))
+            return done
 
         def mutate(store: Store) -> bool:
             if nx and store.contains(key, now):
@@ -226,6 +235,13 @@ class SimCluster:
 
     @coroutine
     def delete(self, key: Key) -> Generator[Event, Any, None]:
+        env = self.env
+        node = self._node(key)
+        if not node.faulty and node.replica is None:  # the common case, without closures
+            node.store.delete(key)
+            yield wake_after(env, node.delay(env._now, self._rtt()))
+            return
+
         def mutate(store: Store) -> None:
             store.delete(key)
 
