@@ -142,7 +142,13 @@ class Recorder:
 
     # --- the Metrics protocol, for what parts report (flush lag, backlog, ...) -----------------
 
+    def _measuring(self) -> bool:
+        return self.clock is None or self.clock() >= self.warmup
+
     def observe(self, name: str, value: float) -> None:
+        """A sample of `name` (summary: p50/p99/max over the measured window)."""
+        if not self._measuring():
+            return
         samples = self._observed.get(name)
         if samples is None:
             samples = self._observed[name] = []
@@ -167,6 +173,9 @@ class Recorder:
             times.clear()
 
     def peak(self, name: str, value: float) -> None:
+        """The largest `name` seen in the measured window."""
+        if not self._measuring():
+            return
         if value > self._peaks.get(name, -math.inf):
             self._peaks[name] = value
 

@@ -58,6 +58,13 @@ class Part:
             return base
         return base * (1.0 + self._jitter * (2.0 * self.random.random() - 1.0))
 
+    def with_expiry(self, value: Versioned, ttl: float | None) -> Versioned:
+        """The value as a cache entry set now with `ttl`: it carries its expiry, so that
+        refresh-ahead and XFetch can act on entries a write path put in the cache."""
+        if ttl is None:
+            return value
+        return Versioned(value.version, value.size, expiry=self.rt.now() + ttl)
+
     async def close(self) -> None:
         """Finish background work at the end of a run (write-behind drains its queue)."""
 

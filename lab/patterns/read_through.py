@@ -57,7 +57,13 @@ class LoadingCache:
     async def put(self, key: Key) -> Versioned:
         """Write-through: commit to the origin, then store the committed value."""
         stored = await self.origin.write(key)
-        await self.cache.set(key, stored, ttl=self.ttl())
+        ttl = self.ttl()
+        entry = (
+            stored
+            if ttl is None
+            else Versioned(stored.version, stored.size, expiry=self.rt.now() + ttl)
+        )
+        await self.cache.set(key, entry, ttl=ttl)
         return stored
 
 

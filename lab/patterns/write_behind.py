@@ -49,8 +49,9 @@ class WriteBehind(WritePath):
     async def write(self, key: Key) -> Versioned:
         value = Versioned(self.versions.next(key), self.value_size)
         version = value.version
+        ttl = self.ttl
         try:
-            await self.direct_cache.set(key, value, ttl=self.ttl)
+            await self.direct_cache.set(key, self.with_expiry(value, ttl), ttl=ttl)
         except CacheUnavailable:
             if not self.spec.client.fallback:
                 raise

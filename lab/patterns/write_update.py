@@ -18,5 +18,6 @@ class WriteUpdate(WritePath):
 
     async def write(self, key: Key) -> Versioned:
         stored = await self.origin.write(key)
-        await self.cache.set(key, stored, ttl=self.ttl)
+        ttl = self.ttl
+        await self.cache.set(key, self.with_expiry(stored, ttl), ttl=ttl)
         return stored

@@ -79,3 +79,24 @@ def test_a_lease_admits_one_load_and_stale_mode_answers_at_once(
     assert lease["origin_reads"] < results["no-guard"]["origin_reads"] / 3
     # with stale: true nobody waits for the load: the tail is a cache round trip
     assert stale["read_latency_p99"] < lease["read_latency_p99"] / 5
+
+
+def test_refresh_ahead_also_refreshes_entries_a_write_put_in_the_cache() -> None:
+    """Write-update and write-through set entries with their expiry, so refresh-ahead
+    keeps refreshing a hot key after it was written instead of letting it stampede."""
+    sc = load_scenario(SCENARIO).scaled(0.4)
+    sc = sc.model_copy(
+        update={
+            "workload": sc.workload.model_copy(
+                update={"mix": sc.workload.mix.model_copy(update={"read": 0.999, "write": 0.001})}
+            ),
+            "strategies": {
+                "update": sc.strategies["refresh-ahead"].model_copy(update={"write": "update"}),
+                "through": sc.strategies["refresh-ahead"].model_copy(update={"write": "through"}),
+            },
+        }
+    )
+    for name in ("update", "through"):
+        summary = run_cell(sc, Cell(sc.name, name, "sim", 1)).summary
+        assert summary["writes"] > 5
+        assert summary["origin_same_key_max"] <= 4, name  # one refresh per instance at most
