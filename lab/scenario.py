@@ -213,10 +213,19 @@ class Arrivals(_Model):
 
 
 class Workload(_Model):
+    """The request stream; `preset: ycsb-a|b|c|d` fills in YCSB's mix and key distribution."""
+
     mix: Mix = Mix()
     keys: KeyChooser = KeyChooser()
     arrivals: Arrivals = Arrivals(rate=1000.0)
     instances: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        from lab.workload.ycsb import expand
+
+        return expand(data) if isinstance(data, dict) else data
 
 
 # --- topology and origin ---------------------------------------------------------------------
