@@ -104,7 +104,9 @@ def load_all(*paths: str | Path) -> pd.DataFrame:
     frame = pd.json_normalize(rows)
     first = [c for c in IDENTITY if c in frame.columns]
     frame = frame[first + [c for c in frame.columns if c not in first]]
-    return frame.sort_values(first, kind="stable").reset_index(drop=True)
+    # strategies in the order their scenario lists them, where the runs say so
+    order = ["scenario", "strategy_index", *first[1:]] if "strategy_index" in frame else first
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def _load_per_run(name: str, paths: tuple[str | Path, ...]) -> pd.DataFrame:

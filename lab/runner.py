@@ -222,6 +222,7 @@ def _identity(scenario: Scenario, cell: Cell) -> dict[str, Any]:
     return {
         "scenario": scenario.name,
         "strategy": cell.strategy,
+        "strategy_index": list(scenario.strategies).index(cell.strategy),  # order in the file
         "backend": cell.backend,
         "seed": cell.seed,
         "config_hash": scenario.config_hash(),

@@ -595,9 +595,16 @@ class Scenario(_Model):
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def scaled(self, factor: float) -> Scenario:
-        """The same scenario run shorter (QUICK mode): length and warm-up times `factor`,
-        first seed only."""
-        update: dict[str, Any] = {"seeds": self.seeds[:1], "warmup": self.warmup * factor}
+        """The same scenario run shorter (QUICK mode): length, warm-up and fault times
+        times `factor`, first seed only."""
+        update: dict[str, Any] = {
+            "seeds": self.seeds[:1],
+            "warmup": self.warmup * factor,
+            "faults": [
+                f.model_copy(update={"at": f.at * factor, "duration": f.duration * factor})
+                for f in self.faults
+            ],
+        }
         if self.duration is not None:
             update["duration"] = self.duration * factor
         if self.requests is not None:

@@ -12,6 +12,7 @@ A scenario's durations are wall time here: a 30 s scenario takes 30 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import time
 from collections.abc import Callable
@@ -26,16 +27,18 @@ from lab.metrics.oracle import Oracle
 from lab.metrics.recorder import Recorder
 from lab.patterns import build_strategy
 from lab.real import servers as srv
+from lab.real.bus import RedisBus
 from lab.real.capacity import Calibration, CapacityController, calibrate
+from lab.real.faults import FaultSchedule, unsupported
 from lab.real.origin import latency_from_env, make_origin
-from lab.real.redis_cache import RedisCache
-from lab.real.runtime import AsyncioRuntime
+from lab.real.redis_cache import RedisCache, decode
+from lab.real.runtime import AsyncioRuntime, run_bounded
 from lab.runner import CellSkipped, Progress, RunResult, _identity
 from lab.sampling import rng_for, sampler
-from lab.scenario import Cell, Scenario
+from lab.scenario import Cell, ClientSpec, Scenario
 from lab.workload.stream import RequestStream
 
-OFFERS = frozenset({"ttl", "nx", "incr"})
+OFFERS = frozenset({"ttl", "nx", "incr", "set_if_equal", "pubsub"})
 """Capabilities this backend provides to strategy parts."""
 
 POLICIES = {"lru": "allkeys-lru", "random": "allkeys-random"}
@@ -44,6 +47,12 @@ POLICIES = {"lru": "allkeys-lru", "random": "allkeys-random"}
 MAXMEMORY_SAMPLES = 10
 POOL_SIZE = 64
 """Connections per node at most (closed loop: one per client, up to this)."""
+LAG_PROBE = 0.01
+"""Seconds between probes of the event loop's lag (the load generator's health)."""
+DRIVER_LAG_WARN = 0.005
+"""Event loop lag p99 above which the run gets a note: the generator itself was late."""
+CLIENT_TIMEOUT = 1.0
+"""Cache command timeout (s) unless the strategy's `client.timeout` is given."""
 DRAIN_GRACE = 30.0
 """Seconds requests still in flight at the end of a timed run may take to finish."""
 
@@ -59,6 +68,14 @@ def run_redis(
     """Run a cell on fresh local servers; raise CellSkipped for what cannot run here."""
     topo = scenario.topology
     spec = scenario.strategies[cell.strategy]
+    missing_faults = unsupported(scenario.faults)
+    if missing_faults:
+        raise CellSkipped(
+            f"faults {', '.join(missing_faults)} cannot be injected on real servers yet "
+            "(failover needs replicas)"
+        )
+    if topo.replicas:
+        raise CellSkipped("replicas need the Redis Cluster topology, not wired into runs yet")
     policy: str | None = None
     if topo.capacity is not None:
         policy = POLICIES.get(topo.eviction)
@@ -102,7 +119,14 @@ def run_redis(
             for control in controls:
                 control.config_resetstat()
             result = _Run(
-                scenario, cell, shards, controls, progress, emulate_origin_latency, calibrations
+                scenario,
+                cell,
+                shards,
+                controls,
+                progress,
+                emulate_origin_latency,
+                calibrations,
+                policy,
             )
             summary, timeseries = result.execute()
         finally:
@@ -111,6 +135,7 @@ def run_redis(
     finally:
         shards.stop()
     notes.extend(result.notes)
+    summary.update(result.driver_lag)
     summary["wall_time"] = time.perf_counter() - wall_start
     summary.update(_identity(scenario, cell))
     summary["versions"].update(
@@ -130,6 +155,48 @@ def run_redis(
     return RunResult(cell, summary, timeseries, notes)
 
 
+def _raw(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def orphaned_versioned_keys(controls: list[redis.Redis]) -> tuple[int, int]:
+    """(keys, bytes) cached under an older namespace version than the current one, as
+    the simulator counts them: `<ns>:version` counters, `<ns>:v<n>:...` entries."""
+    names: list[list[str]] = []
+    current: dict[str, int] = {}
+    for control in controls:
+        on_node = [_raw(n).decode() for n in control.scan_iter(count=1000)]
+        names.append(on_node)
+        counters = [n for n in on_node if n.endswith(":version")]
+        values = control.mget(counters) if counters else []
+        for name, raw in zip(counters, values, strict=True):
+            if raw is not None:
+                current[name[: -len(":version")]] = decode(_raw(raw)).version
+    keys = size = 0
+    for control, on_node in zip(controls, names, strict=True):
+        stale = []
+        for name in on_node:
+            namespace, sep, rest = name.partition(":v")
+            version = rest.partition(":")[0]
+            if sep and version.isdigit() and int(version) < current.get(namespace, 0):
+                stale.append(name)
+        for raw in control.mget(stale) if stale else []:
+            if raw is not None:
+                keys += 1
+                size += decode(_raw(raw)).size
+    return keys, size
+
+
+def _lag_summary(lags: list[float]) -> dict[str, float]:
+    if not lags:
+        return {"driver_lag_p99": 0.0, "driver_lag_max": 0.0}
+    ordered = sorted(lags)
+    return {
+        "driver_lag_p99": max(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 0.0),
+        "driver_lag_max": max(ordered[-1], 0.0),
+    }
+
+
 def _package_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -142,21 +209,30 @@ class _Gauges:
 
     Called synchronously by the client loop's ticker once per interval: a
     millisecond of blocking per second, for exact sampling times. A node that
-    does not answer keeps its last value.
+    is down or paused is not asked (it would block the loop) and keeps its last
+    value; a restarted node's eviction counter starts again from 0, so it is
+    carried over.
     """
 
-    def __init__(self, controls: list[redis.Redis]) -> None:
+    def __init__(self, controls: list[redis.Redis], shards: srv.ServerGroup) -> None:
         self.controls = controls
+        self.shards = shards
         self.evicted = [0] * len(controls)
+        self._seen = [0] * len(controls)
         self.keys = [0] * len(controls)
 
     def poll(self) -> None:
         for i, control in enumerate(self.controls):
+            server = self.shards[i]
+            if not server.alive or server.paused:
+                continue
             try:
-                self.evicted[i] = int(control.info("stats")["evicted_keys"])
+                counter = int(control.info("stats")["evicted_keys"])
                 self.keys[i] = int(control.dbsize())
             except (redis.ConnectionError, redis.TimeoutError, OSError):
-                pass
+                continue
+            self.evicted[i] += counter - self._seen[i] if counter >= self._seen[i] else counter
+            self._seen[i] = counter
 
     @property
     def evictions(self) -> int:
@@ -179,37 +255,62 @@ class _Run:
         progress: Progress | None,
         emulate_origin_latency: bool,
         calibrations: list[Calibration],
+        policy: str | None,
     ) -> None:
         self.scenario = scenario
         self.cell = cell
         self.shards = shards
-        self.gauges = _Gauges(controls)
+        self.gauges = _Gauges(controls, shards)
         self.progress = progress
         self.emulate_origin_latency = emulate_origin_latency
         self.calibrations = calibrations
+        self.policy = policy
+        self.controller: CapacityController | None = None
         self.capacity_adjustments = 0
         self.keys_end: list[int] = []
+        self.driver_lag: dict[str, float] = {}
         self.notes: list[str] = []
         self.origin_version = ""
 
     def execute(self) -> tuple[dict[str, Any], Any]:
-        return asyncio.run(self._main())
+        return run_bounded(self._main())
+
+    def _reconfigure(self, index: int) -> None:
+        """Re-apply the eviction settings to a restarted node (CONFIG SET is not kept)."""
+        if not self.calibrations or self.policy is None:
+            return
+        limit = (
+            self.controller.limits[index]
+            if self.controller is not None
+            else self.calibrations[index].maxmemory
+        )
+        control = srv._client(self.shards[index].port, 5.0)
+        try:
+            control.config_set("maxmemory-policy", self.policy)
+            control.config_set("maxmemory-samples", MAXMEMORY_SAMPLES)
+            control.config_set("maxmemory", limit)
+        finally:
+            control.close()
 
     async def _main(self) -> tuple[dict[str, Any], Any]:
         scenario, cell = self.scenario, self.cell
         addresses = [(srv.HOST, s.port) for s in self.shards]
         controller = CapacityController(addresses, self.calibrations) if self.calibrations else None
+        self.controller = controller
         seed = cell.seed
         topo = scenario.topology
         spec = scenario.strategies[cell.strategy]
         arrivals = scenario.workload.arrivals
         pool_size = max(1, min(arrivals.clients or POOL_SIZE, POOL_SIZE))
+        resilient = bool(scenario.faults) or spec.client != ClientSpec()
         cache = RedisCache(
             addresses,
             sharding=topo.sharding,
             keys=scenario.keyspace.keys,
             max_connections=pool_size,
+            timeout=spec.client.timeout if resilient else CLIENT_TIMEOUT,
         )
+        bus = RedisBus(*addresses[0])
         origin = make_origin(
             scenario.origin,
             value_size=scenario.keyspace.value_size,
@@ -228,6 +329,8 @@ class _Run:
             rt = AsyncioRuntime()
             oracle = Oracle()
             recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)
+            recorder.clock = rt.now
+            recorder.faults = [(f.kind, f.at, f.at + f.duration) for f in scenario.faults]
             metered = MeteredOrigin(origin, rt, recorder)
             versions = VersionClock()  # shared by all app instances of the run
             strategies = [
@@ -241,6 +344,8 @@ class _Run:
                     metrics=recorder,
                     value_size=scenario.keyspace.value_size,
                     versions=versions,
+                    bus=bus,
+                    resilient=resilient,
                 )
                 for instance in range(scenario.workload.instances)
             ]
@@ -250,6 +355,7 @@ class _Run:
                     f"strategy needs {', '.join(sorted(missing))}, which the redis backend "
                     "does not offer yet"
                 )
+            await bus.start()
             loop = ClientLoop(
                 rt,
                 strategies,
@@ -279,7 +385,30 @@ class _Run:
                 self.gauges.poll()
                 evictions_at_warmup.append(self.gauges.evictions)
 
+            lags: list[float] = []
+
+            async def watch_driver() -> None:
+                """How late the event loop wakes up: the load generator's own delay."""
+                while True:
+                    t = rt.now()
+                    await asyncio.sleep(LAG_PROBE)
+                    lags.append(rt.now() - t - LAG_PROBE)
+
+            faults = FaultSchedule(
+                scenario.faults,
+                self.shards,
+                origin,
+                rt,
+                self._reconfigure,
+                cache=cache,
+                bus=bus,
+                seed=seed,
+            )
+
             async def main() -> None:
+                rt.spawn(watch_driver())
+                if scenario.faults:
+                    rt.spawn(faults.run())
                 if controller is not None:
                     rt.spawn(controller.run())
                 if scenario.warmup > 0:
@@ -298,6 +427,16 @@ class _Run:
                 )
                 recorder.end_time = rt.now()
             finish_progress()
+            self.notes.extend(f"at {t:.2f}s: {what}" for t, what in faults.log)
+            if rt.stuck:
+                self.notes.append(f"{rt.stuck} task(s) ignored cancellation at the end")
+            self.driver_lag = _lag_summary(lags)
+            if self.driver_lag["driver_lag_p99"] > DRIVER_LAG_WARN:
+                self.notes.append(
+                    f"the load generator fell behind (event loop lag p99 "
+                    f"{self.driver_lag['driver_lag_p99'] * 1000:.1f} ms): latencies include "
+                    "its own queueing; lower the rate or free CPU (other processes?)"
+                )
             if scenario.duration is not None:
                 recorder.end_time = max(scenario.duration, scenario.warmup)
             summary = recorder.summary()
@@ -308,14 +447,21 @@ class _Run:
             summary["cache_keys"] = sum(self.gauges.keys)
             self.keys_end = list(self.gauges.keys)
             summary["lost_writes"] = oracle.lost_writes(await origin.versions())
+            if spec.read == "versioned":
+                summary["orphaned_keys"], summary["orphaned_bytes"] = orphaned_versioned_keys(
+                    self.gauges.controls
+                )
             summary["simulated_time"] = None
             return summary, recorder.timeseries()
         finally:
-            await cache.close()
-            await origin.close()
-            if controller is not None:
-                self.capacity_adjustments = controller.adjustments
-                await controller.close()
+            # every resource is closed even if closing another one fails
+            async with contextlib.AsyncExitStack() as stack:
+                stack.push_async_callback(origin.close)
+                stack.push_async_callback(cache.close)
+                stack.push_async_callback(bus.close)
+                if controller is not None:
+                    self.capacity_adjustments = controller.adjustments
+                    stack.push_async_callback(controller.close)
 
 
 def _progress_hooks(

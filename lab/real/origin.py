@@ -64,6 +64,12 @@ class RealOrigin(Protocol):
 
     async def write(self, key: Key, value: Versioned | None = None) -> Versioned: ...
 
+    def slow(self, factor: float) -> None: ...
+
+    def go_down(self) -> None: ...
+
+    def recover(self) -> None: ...
+
     async def versions(self) -> dict[Key, int]: ...
 
 
@@ -75,6 +81,12 @@ class _Emulation:
         self.read_latency: Sampler = sampler(spec.read_latency, rng_for(seed, "origin.read"))
         self.write_latency: Sampler = sampler(spec.write_latency, rng_for(seed, "origin.write"))
         self.slots = asyncio.Semaphore(spec.concurrency)
+        self.factor = 1.0  # origin_slow multiplies the emulated latency
+        self.down = False  # origin_down refuses every request
+
+    def check(self) -> None:
+        if self.down:
+            raise OriginUnavailable("origin: connection refused")
 
 
 class _Names:
@@ -223,11 +235,12 @@ class SqliteOrigin:
         emu = self._emu
         assert emu is not None, "open() the origin first"
         name = self._names.name(key)
+        emu.check()
         if not emu.enabled:
             return Versioned(await self._call(self._read, name), self.value_size)
         async with emu.slots:
             version = await self._call(self._read, name)  # data as of the start of service
-            await asyncio.sleep(emu.read_latency())
+            await asyncio.sleep(emu.read_latency() * emu.factor)
         return Versioned(version, self.value_size)
 
     async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
@@ -236,9 +249,10 @@ class SqliteOrigin:
         emu = self._emu
         assert emu is not None, "open() the origin first"
         name = self._names.name(key)
+        emu.check()
         if emu.enabled:
             async with emu.slots:
-                await asyncio.sleep(emu.write_latency())
+                await asyncio.sleep(emu.write_latency() * emu.factor)
                 version = await self._commit(name, value)  # commits at the end of service
         else:
             version = await self._commit(name, value)
@@ -248,6 +262,20 @@ class SqliteOrigin:
         if value is None:
             return await self._call(self._write, name)
         return await self._call(self._write_version, name, value.version, value.size)
+
+    def slow(self, factor: float) -> None:
+        """origin_slow: multiply the emulated latency by `factor`."""
+        assert self._emu is not None, "open() the origin first"
+        self._emu.factor = factor
+
+    def go_down(self) -> None:
+        """origin_down: refuse every request."""
+        assert self._emu is not None, "open() the origin first"
+        self._emu.down = True
+
+    def recover(self) -> None:
+        assert self._emu is not None, "open() the origin first"
+        self._emu.factor, self._emu.down = 1.0, False
 
     async def versions(self) -> dict[Key, int]:
         return {self._names.key(k): v for k, v in await self._call(self._all)}
@@ -352,12 +380,13 @@ class PostgresOrigin:
         emu = self._emu
         assert emu is not None, "open() the origin first"
         name = self._names.name(key)
+        emu.check()
         if not emu.enabled:
             row = await self._fetch(self._read_sql, (name,))
             return Versioned(0 if row is None else int(row[0]), self.value_size)
         async with emu.slots:
             row = await self._fetch(self._read_sql, (name,))
-            await asyncio.sleep(emu.read_latency())
+            await asyncio.sleep(emu.read_latency() * emu.factor)
         return Versioned(0 if row is None else int(row[0]), self.value_size)
 
     async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
@@ -366,9 +395,10 @@ class PostgresOrigin:
         emu = self._emu
         assert emu is not None, "open() the origin first"
         name = self._names.name(key)
+        emu.check()
         if emu.enabled:
             async with emu.slots:
-                await asyncio.sleep(emu.write_latency())
+                await asyncio.sleep(emu.write_latency() * emu.factor)
                 version = await self._commit(name, value)  # commits at the end of service
         else:
             version = await self._commit(name, value)
@@ -396,6 +426,20 @@ class PostgresOrigin:
             raise OriginUnavailable(str(exc)) from exc
         finally:
             self._idle.put_nowait(conn)
+
+    def slow(self, factor: float) -> None:
+        """origin_slow: multiply the emulated latency by `factor`."""
+        assert self._emu is not None, "open() the origin first"
+        self._emu.factor = factor
+
+    def go_down(self) -> None:
+        """origin_down: refuse every request."""
+        assert self._emu is not None, "open() the origin first"
+        self._emu.down = True
+
+    def recover(self) -> None:
+        assert self._emu is not None, "open() the origin first"
+        self._emu.factor, self._emu.down = 1.0, False
 
     async def versions(self) -> dict[Key, int]:
         conn = await self._idle.get()

@@ -44,6 +44,8 @@ class AsyncioRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
         self._main: asyncio.Task[Any] | None = None
+        self.stuck = 0
+        """Tasks that did not end within the grace period after being cancelled."""
 
     def restart_clock(self) -> None:
         """Make `now()` 0 at this instant (call right before the workload starts)."""
@@ -107,16 +109,39 @@ class AsyncioRuntime:
                 main.exception()  # retrieved: no "exception was never retrieved" warning
             self._main = None
 
-    async def cancel_pending(self) -> None:
-        """Cancel every spawned task still running and wait for them to end."""
+    async def cancel_pending(self, timeout: float = 5.0) -> None:
+        """Cancel every spawned task still running and wait (at most `timeout`) for them
+        to end; tasks that ignore cancellation are counted in `stuck`, never waited on
+        forever."""
         tasks = list(self._tasks)
         if self._main is not None and not self._main.done():
             tasks.append(self._main)
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, still = await asyncio.wait(tasks, timeout=timeout)
+            self.stuck += len(still)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run `coro` on a new event loop (`asyncio.run`) and return its result."""
-        return asyncio.run(self.run_async(coro, timeout))
+        """Run `coro` on a new event loop and return its result."""
+        return run_bounded(self.run_async(coro, timeout))
+
+
+def run_bounded(coro: Coroutine[Any, Any, T], grace: float = 5.0) -> T:
+    """`asyncio.run`, except that shutting down never hangs: tasks left over are
+    cancelled and waited for at most `grace` seconds, then abandoned."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=grace))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

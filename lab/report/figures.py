@@ -8,9 +8,8 @@ and never changes a notebook's plotting backend.
 Conventions every figure keeps:
 
 - one colour per strategy, from `strategy_colors` over the scenario's strategy
-  names, so a strategy has the same colour in every figure of a report (and,
-  because the preferred colour comes from a hash of the name, usually in every
-  scenario too);
+  names (sorted, as in the tables), so a strategy has the same colour in every
+  figure of a scenario and in its legend;
 - one panel column per backend (`sim`, then real backends): simulated and
   measured numbers are shown side by side, never merged;
 - several seeds are summarised as the mean with a min-max range (a band on
@@ -21,7 +20,6 @@ Conventions every figure keeps:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import textwrap
@@ -54,7 +52,9 @@ PALETTE = [
 # used only when a scenario has more strategies than PALETTE has colours
 EXTRA = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d"]
 WARMUP_COLOR = "#7f7f7f"
-FAULT_COLOR = "#d62728"
+# the timeseries flags whole intervals: those that start inside the warm-up
+WARMUP_LABEL = "warm-up\n(intervals that\nstart in it)"
+FAULT_COLOR = "#404040"  # not a strategy colour: dark grey hatching
 FORMATS = ("png", "svg")
 DPI = 120
 
@@ -72,34 +72,18 @@ class FigureFile:
 # --- colours ----------------------------------------------------------------------------------
 
 
-def _preferred_slot(name: str) -> int:
-    digest = hashlib.sha256(name.encode()).digest()
-    return int.from_bytes(digest[:4], "big") % len(PALETTE)
-
-
 def strategy_colors(strategies: Iterable[str]) -> dict[str, str]:
-    """A distinct colour for each strategy name.
+    """A distinct colour for each strategy name, in sorted order of the names.
 
-    Each name prefers the palette slot given by a stable hash of the name, and
-    takes the next free slot on a clash; names are placed in sorted order, so the
-    mapping depends only on the set of names (never on the order of runs), and a
-    name usually keeps its colour from one scenario to the next.
+    The mapping depends only on the set of names (never on the order of runs or
+    figures), so every figure of a scenario, and its legend, agree; and it takes
+    the palette's colours in order, so a small set gets the most distinct ones
+    (blue, orange, green, red, ...) rather than two neighbours such as blue and
+    cyan. Past the palette, lighter variants; past those, colours repeat.
     """
     names = sorted(set(strategies))
-    slots = PALETTE + EXTRA if len(names) > len(PALETTE) else list(PALETTE)
-    taken: set[int] = set()
-    out: dict[str, str] = {}
-    for i, name in enumerate(names):
-        if len(taken) == len(slots):  # more strategies than colours: reuse, in order
-            out[name] = slots[i % len(slots)]
-            continue
-        first = _preferred_slot(name)
-        order = [(first + k) % len(PALETTE) for k in range(len(PALETTE))]
-        order += list(range(len(PALETTE), len(slots)))
-        slot = next(s for s in order if s not in taken)
-        taken.add(slot)
-        out[name] = slots[slot]
-    return out
+    slots = PALETTE + EXTRA
+    return {name: slots[i % len(slots)] for i, name in enumerate(names)}
 
 
 # --- small helpers ----------------------------------------------------------------------------
@@ -131,12 +115,19 @@ def format_seconds(x: float) -> str:
 
 
 def _log_seconds_axis(ax: Axes, axis: str = "y") -> None:
+    """A log axis of durations labelled 1 ms, 2 ms, 5 ms... (decades only over a wide
+    range, so that labels never run into each other). Call after plotting."""
     target = ax.yaxis if axis == "y" else ax.xaxis
     if axis == "y":
         ax.set_yscale("log")
+        ax.margins(y=0.08)  # markers at the extremes stay whole
+        low, high = ax.get_ylim()  # log autoscaling ignores values <= 0
     else:
         ax.set_xscale("log")
-    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        low, high = ax.get_xlim()
+    decades = math.log10(high / low) if low > 0 and high > low else 1.0
+    wide = decades > (4 if axis == "y" else 2.5)
+    target.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     target.set_major_formatter(FuncFormatter(lambda v, _pos: format_seconds(v)))
     target.set_minor_formatter(NullFormatter())
 
@@ -193,12 +184,14 @@ def _legend(
     extra: Sequence[Artist] = (),
     *,
     lines: bool = False,
+    marked: bool = True,
 ) -> None:
     handles: list[Artist] = []
     markers = strategy_markers(colors)
     for name, color in colors.items():
         if lines:
-            handles.append(Line2D([], [], color=color, marker=markers[name], label=name))
+            marker = markers[name] if marked else None
+            handles.append(Line2D([], [], color=color, marker=marker, label=name))
         else:
             handles.append(Patch(facecolor=color, edgecolor=color, label=name))
     handles.extend(extra)
@@ -300,39 +293,43 @@ def _active(value: object) -> bool:
 
 
 def fault_spans(ts: pd.DataFrame) -> list[tuple[float, float, str]]:
-    """Fault windows marked in a timeseries, as (start, end, label).
+    """Fault windows marked in a timeseries, as (start, end, kind), in time order.
 
-    The hook for fault injection: a `fault` column holding a label (empty or NaN
-    when no fault is active) or `fault_<kind>` columns that are true/non-zero
-    while that fault is active. Adjacent intervals are merged. A timeseries
-    without such columns has no fault windows.
+    Read from the `fault` column (the kinds active during the interval, comma
+    separated; empty when none) and from any `fault_<kind>` columns (true or
+    non-zero while that fault is active). Adjacent intervals of one kind are
+    merged. A timeseries without such columns has no fault windows.
     """
-    spans: list[tuple[float, float, str]] = []
     columns = [c for c in ts.columns if c == "fault" or str(c).startswith("fault_")]
-    if not columns:
-        return spans
+    if not columns or ts.empty:
+        return []
     rows = ts.drop_duplicates("t").sort_values("t")
+    active: list[set[str]] = [set() for _ in range(len(rows))]
     for column in columns:
-        labels: list[str | None] = []
-        kind = str(column)[len("fault_") :] if column != "fault" else "fault"
-        for value in rows[column]:
+        kind = "fault" if column == "fault" else str(column)[len("fault_") :]
+        for i, value in enumerate(rows[column]):
             if column == "fault" and isinstance(value, str):
-                labels.append(value.strip() or None)
-            else:
-                labels.append(kind if _active(value) else None)
-        start = end = None
-        current: str | None = None
-        for t, t_end, label in zip(rows["t"], rows["t_end"], labels, strict=True):
-            if label is not None and label == current and end is not None and float(t) <= end:
-                end = float(t_end)
-                continue
-            if current is not None and start is not None and end is not None:
-                spans.append((start, end, current))
-            current = label
-            start, end = (float(t), float(t_end)) if label is not None else (None, None)
-        if current is not None and start is not None and end is not None:
-            spans.append((start, end, current))
-    return spans
+                active[i].update(k.strip() for k in value.split(",") if k.strip())
+            elif _active(value):
+                active[i].add(kind)
+    spans: list[tuple[float, float, str]] = []
+    starts = rows["t"].astype(float).tolist()
+    ends = rows["t_end"].astype(float).tolist()
+    for kind in sorted(set().union(*active)):
+        open_span: list[float] | None = None
+        for t0, t1, kinds in zip(starts, ends, active, strict=True):
+            if kind in kinds and open_span is not None and t0 <= open_span[1]:
+                open_span[1] = t1
+            elif kind in kinds:
+                if open_span is not None:
+                    spans.append((open_span[0], open_span[1], kind))
+                open_span = [t0, t1]
+            elif open_span is not None:
+                spans.append((open_span[0], open_span[1], kind))
+                open_span = None
+        if open_span is not None:
+            spans.append((open_span[0], open_span[1], kind))
+    return sorted(spans)
 
 
 def _shade_time(ax: Axes, ts: pd.DataFrame) -> list[Artist]:
@@ -341,7 +338,7 @@ def _shade_time(ax: Axes, ts: pd.DataFrame) -> list[Artist]:
     span = warmup_span(ts)
     if span is not None:
         ax.axvspan(span[0], span[1], color=WARMUP_COLOR, alpha=0.15, linewidth=0)
-        handles.append(Patch(facecolor=WARMUP_COLOR, alpha=0.3, label="warm-up\n(not in summary)"))
+        handles.append(Patch(facecolor=WARMUP_COLOR, alpha=0.3, label=WARMUP_LABEL))
     seen: set[str] = set()
     for start, end, label in fault_spans(ts):
         ax.axvspan(start, end, facecolor="none", edgecolor=FAULT_COLOR, hatch="//", alpha=0.3)
@@ -409,7 +406,12 @@ def _time_series_figure(
         _percent_axis(axes[0])
     else:
         axes[0].set_ylim(bottom=0)
-    _title(fig, scenario, title, f"{_seeds_note(runs, 'bands')}; points at interval midpoints")
+    _title(
+        fig,
+        scenario,
+        title,
+        f"{_seeds_note(runs, 'bands')}; points at interval midpoints; equal lines overlap",
+    )
     _legend(fig, colors, list(extra.values()), lines=True)
     return fig
 
@@ -499,57 +501,175 @@ def latency_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str]) ->
 TAIL_POINTS = [("p50", 0.5), ("p95", 0.05), ("p99", 0.01), ("p999", 0.001)]
 
 
-def latency_tail_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str]) -> Figure:
-    """Read latency tail: share of reads slower than x, as a step approximation.
+def _histogram_tail(dist: pd.DataFrame | None, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """From (value, count) histogram rows (pooled over the runs given): each bucket's
+    value and the share of observations at that value or above."""
+    if dist is None or dist.empty:
+        return np.array([]), np.array([])
+    rows = dist[dist["metric"] == metric]
+    counts = rows.groupby("value")["count"].sum().sort_index()
+    counts = counts[counts > 0]
+    total = float(counts.sum())
+    if total <= 0:
+        return np.array([]), np.array([])
+    values = counts.index.to_numpy(dtype=float)
+    at_or_above = (total - np.cumsum(counts.to_numpy(dtype=float)) + counts.to_numpy()) / total
+    return values, at_or_above
 
-    Only p50, p95, p99, p99.9 and max are kept per run (no per-request data), so
-    the curve is a staircase through those five points: at the p-th percentile
-    latency, at most (100 - p)% of reads are slower; between the points the true
-    curve is somewhere inside the step, and is not recorded.
+
+def _percentile_tail(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The step approximation through p50, p95, p99, p99.9 and max (means over seeds)."""
+    reads = max(_stat(runs, "reads").mean, 1.0)
+    xs = [_stat(runs, f"read_latency_{key}").mean for key, _ in TAIL_POINTS]
+    ys = [share for _, share in TAIL_POINTS]
+    xs.append(_stat(runs, "read_latency_max").mean)
+    ys.append(1.0 / reads)
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and x > 0]
+    return np.array([x for x, _ in pairs]), np.array([y for _, y in pairs])
+
+
+def latency_tail_figure(
+    scenario: str, runs: pd.DataFrame, colors: dict[str, str], dist: pd.DataFrame | None = None
+) -> Figure:
+    """Read latency distribution as a tail curve: the share of reads taking x or longer.
+
+    From each run's latency histogram (`distributions.csv`, buckets within 0.4%),
+    pooled over seeds. Runs without histograms fall back to a staircase through
+    the summary's p50, p95, p99, p99.9 and max, drawn dashed with markers: at the
+    p-th percentile's latency at most (100 - p)% of reads were slower; between
+    those points the curve is not known.
     """
     backends = backends_of(runs)
     fig = _new_figure(1, len(backends), height=3.4)
     # shared axes: sim and real panels are compared by position
     axes = fig.subplots(1, len(backends), squeeze=False, sharex=True, sharey=True)[0]
     markers = strategy_markers(colors)
+    approximated = measured = False
+    floor = 1.0
     for ax, backend in zip(axes, backends, strict=True):
         part = runs[runs["backend"] == backend]
-        floor = 1.0
         for strategy, color in colors.items():
             mine = part[part["strategy"] == strategy]
             if mine.empty:
                 continue
-            reads = max(_stat(mine, "reads").mean, 1.0)
-            xs = [_stat(mine, f"read_latency_{key}").mean for key, _ in TAIL_POINTS]
-            ys = [share for _, share in TAIL_POINTS]
-            xs.append(_stat(mine, "read_latency_max").mean)
-            ys.append(1.0 / reads)
-            pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and x > 0]
-            if not pairs:
-                continue
-            floor = min(floor, pairs[-1][1])
-            px, py = zip(*pairs, strict=True)
-            lines = ax.step(px, py, where="post", color=color, linewidth=1.4, alpha=0.9)
-            lines += ax.plot(
-                px, py, linestyle="none", marker=markers[strategy], markersize=5, color=color
-            )
+            mine_dist = None
+            if dist is not None and not dist.empty:
+                mine_dist = dist[(dist["strategy"] == strategy) & (dist["backend"] == backend)]
+                # pool only if every run of this strategy has its histogram
+                if mine_dist["seed"].nunique() < mine["seed"].nunique():
+                    mine_dist = None
+            xs, ys = _histogram_tail(mine_dist, "read_latency")
+            if xs.size:
+                measured = True
+                lines = ax.step(xs, ys, where="post", color=color, linewidth=1.5, alpha=0.9)
+            else:
+                xs, ys = _percentile_tail(mine)
+                if not xs.size:
+                    continue
+                approximated = True
+                lines = ax.step(
+                    xs, ys, where="post", color=color, linewidth=1.3, linestyle="--", alpha=0.9
+                )
+                lines += ax.plot(
+                    xs, ys, linestyle="none", marker=markers[strategy], markersize=5, color=color
+                )
+            floor = min(floor, float(ys.min()))
             _tag(lines, strategy)
         _log_seconds_axis(ax, "x")
         ax.set_yscale("log")
-        ax.set_ylim(floor / 2, 1.0)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{100 * v:g}%"))
         ax.grid(True, which="major", alpha=0.3)
         ax.set_title(_backend_title(backend), fontsize="medium")
         ax.set_xlabel("read latency x (log scale)")
-    axes[0].set_ylabel("share of reads slower than x (log scale)")
+    axes[0].set_ylim(floor / 2, 1.2)
+    axes[0].set_ylabel("share of reads taking x or longer\n(log scale)")
+    seeds = runs["seed"].nunique()
+    note = f"pooled over {seeds} seeds" if seeds > 1 else "1 seed"
+    caveat = ""
+    if measured:
+        caveat = (
+            "Solid: from each run's latency histogram (buckets within 0.4%); the lowest "
+            "point of a curve is its slowest read."
+        )
+    if approximated:
+        caveat += (
+            " Dashed: no histogram recorded, so a staircase through p50, p95, p99, p99.9 and "
+            "max only (markers); the curve between them is not known."
+        )
+    _title(fig, scenario, "read latency distribution (tail)", note, caveat.strip())
+    extra: list[Artist] = []
+    if measured and approximated:
+        extra = [
+            Line2D([], [], color="black", label="histogram"),
+            Line2D(
+                [], [], color="black", linestyle="--", marker="o", label="5 percentiles\n(approx.)"
+            ),
+        ]
+    _legend(fig, colors, extra, lines=True, marked=approximated)
+    return fig
+
+
+def _bin_middle(lo: float, hi: float) -> float:
+    """Where to draw a [lo, hi) bin on a log axis."""
+    if lo <= 0:
+        return hi / 2
+    if not math.isfinite(hi):
+        return lo * 2
+    return math.sqrt(lo * hi)
+
+
+MIN_CURVE_READS = 20
+
+
+def freshness_figure(
+    scenario: str, runs: pd.DataFrame, curves: pd.DataFrame, colors: dict[str, str]
+) -> Figure:
+    """P(a read is fresh | time since the key's last acknowledged write), per strategy.
+
+    From each run's `staleness_curve.csv` (reads of keys written at least once),
+    pooled over seeds; bins with fewer than MIN_CURVE_READS reads are left out.
+    """
+    backends = backends_of(runs)
+    fig = _new_figure(1, len(backends), height=3.4)
+    axes = fig.subplots(1, len(backends), squeeze=False, sharex=True, sharey=True)[0]
+    markers = strategy_markers(colors)
+    low = 100.0
+    for ax, backend in zip(axes, backends, strict=True):
+        part = curves[curves["backend"] == backend]
+        for strategy, color in colors.items():
+            mine = part[part["strategy"] == strategy]
+            if mine.empty:
+                continue
+            pooled = mine.groupby(["since_lo", "since_hi"], sort=True)[
+                ["reads", "stale_reads"]
+            ].sum()
+            pooled = pooled[pooled["reads"] >= MIN_CURVE_READS]
+            if pooled.empty:
+                continue
+            x = [_bin_middle(float(lo), float(hi)) for lo, hi in pooled.index]
+            y = 100 * (1 - pooled["stale_reads"] / pooled["reads"])
+            low = min(low, float(y.min()))
+            lines = ax.plot(
+                x, y, color=color, marker=markers[strategy], markersize=4, linewidth=1.4, alpha=0.9
+            )
+            _tag(lines, strategy)
+        _log_seconds_axis(ax, "x")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_title(_backend_title(backend), fontsize="medium")
+        ax.set_xlabel("time since the key's last write (log scale)")
+    bottom = max(0.0, math.floor((low - 5) / 10) * 10)
+    axes[0].set_ylim(bottom, 100 + (100 - bottom) * 0.03)
+    _percent_axis(axes[0])
+    axes[0].set_ylabel("reads that were fresh (%)")
+    seeds = runs["seed"].nunique()
     _title(
         fig,
         scenario,
-        "read latency tail",
-        _seeds_note(runs),
-        "Step approximation: only p50, p95, p99, p99.9 and max are recorded (markers; the "
-        "last one is the single slowest read). At each marker's latency at most that share "
-        "of reads was slower; the true curve between markers is not recorded.",
+        "P(read is fresh | time since the key's last write)",
+        f"pooled over {seeds} seeds" if seeds > 1 else "1 seed",
+        "Reads of keys written at least once, by how long before the read the key's "
+        f"latest write was acknowledged; points with fewer than {MIN_CURVE_READS} reads "
+        "are left out.",
     )
     _legend(fig, colors, lines=True)
     return fig
@@ -662,6 +782,7 @@ class _Metric:
     unit: str
     transform: Callable[[float], float]
     kind: str = "number"  # number | percent | count
+    only_if_nonzero: bool = False  # left out when zero (or undefined) in every run
 
 
 def _per_second(runs: pd.DataFrame) -> pd.DataFrame:
@@ -680,7 +801,16 @@ KEY_METRICS = [
     _Metric("write_latency_p99", "write latency p99", "ms", lambda v: 1000 * v),
     _Metric("origin_reads_per_s", "origin reads per second", "reads/s (mean)", float),
     _Metric("lost_writes", "lost writes", "writes", float, "count"),
+    _Metric("errors", "failed requests", "requests", float, "count", only_if_nonzero=True),
+    # only in scenarios with faults (absent or null elsewhere, and then left out)
+    _Metric("recovery_time", "recovery after the fault", "s (hit ratio back to 90%)", float),
+    _Metric("fault_origin_peak_per_s", "origin peak during the fault", "reads/s", float),
 ]
+
+
+def _shown(values: pd.Series, only_if_nonzero: bool) -> bool:
+    finite = values[np.isfinite(values)]
+    return bool(len(finite)) and (not only_if_nonzero or bool((finite != 0).any()))
 
 
 # meaningless without writes (a read-only scenario), so left out of its figures
@@ -706,7 +836,7 @@ def comparison_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str])
         for m in KEY_METRICS
         if m.column in runs.columns
         and (writes or m.column not in WRITE_METRICS)
-        and np.isfinite(pd.to_numeric(runs[m.column], errors="coerce")).any()
+        and _shown(pd.to_numeric(runs[m.column], errors="coerce"), m.only_if_nonzero)
     ]
     cols = 3
     rows = math.ceil(len(metrics) / cols)
@@ -770,14 +900,22 @@ TITLES = {
     "comparison": "key metrics per strategy",
     "hit_ratio": "hit ratio over time",
     "latency": "latency percentiles",
-    "latency_tail": "read latency tail (step approximation)",
+    "latency_tail": "read latency distribution (tail)",
     "staleness": "stale reads and their age",
+    "freshness": "P(fresh | time since the last write)",
     "origin_load": "origin reads per second over time",
 }
 
 
-def scenario_figures(runs: pd.DataFrame, ts: pd.DataFrame | None) -> dict[str, Figure]:
-    """Every figure for one scenario's runs (and their stacked timeseries), by name."""
+def scenario_figures(
+    runs: pd.DataFrame,
+    ts: pd.DataFrame | None,
+    dist: pd.DataFrame | None = None,
+    curves: pd.DataFrame | None = None,
+) -> dict[str, Figure]:
+    """Every figure for one scenario's runs, by name. `ts`, `dist` and `curves` are the
+    runs' stacked timeseries, histograms and staleness curves (`lab.results` loaders);
+    the figures that need one are left out when it is missing."""
     scenario = str(runs["scenario"].iloc[0])
     colors = strategy_colors(str(s) for s in runs["strategy"])
     out: dict[str, Figure] = {"comparison": comparison_figure(scenario, runs, colors)}
@@ -785,9 +923,11 @@ def scenario_figures(runs: pd.DataFrame, ts: pd.DataFrame | None) -> dict[str, F
         ts = _trim(ts)
         out["hit_ratio"] = hit_ratio_figure(scenario, runs, ts, colors)
     out["latency"] = latency_figure(scenario, runs, colors)
-    out["latency_tail"] = latency_tail_figure(scenario, runs, colors)
+    out["latency_tail"] = latency_tail_figure(scenario, runs, colors, dist)
     if _stat(runs, "writes").high > 0:  # no writes, no staleness
         out["staleness"] = staleness_figure(scenario, runs, colors)
+        if curves is not None and not curves.empty and "since_lo" in curves.columns:
+            out["freshness"] = freshness_figure(scenario, runs, curves, colors)
     if ts is not None and not ts.empty and "origin_reads" in ts.columns:
         out["origin_load"] = origin_load_figure(scenario, runs, ts, colors)
     return out
@@ -813,33 +953,73 @@ def figures_dir(out_dir: str | Path, scenario: str) -> Path:
     return Path(out_dir) / scenario / "figures"
 
 
+def _write_scenario(runs: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -> list[FigureFile]:
+    """Draw and write one scenario's figures (run in a worker process when parallel)."""
+    from lab.results import load_distributions, load_staleness_curves, load_timeseries
+
+    scenario = str(runs["scenario"].iloc[0])
+    paths = [str(p) for p in runs["path"]] if "path" in runs.columns else []
+    ts = load_timeseries(*paths) if paths else None
+    dist = load_distributions(*paths) if paths else None
+    curves = load_staleness_curves(*paths) if paths else None
+    folder = figures_dir(out_dir, scenario)
+    figures = scenario_figures(runs, ts, dist, curves)
+    files: list[FigureFile] = []
+    for name, fig in figures.items():
+        by_format: dict[str, Path] = {}
+        for fmt in formats:
+            by_format[fmt] = save_figure(fig, folder / f"{name}.{fmt}", fmt)
+            # the first save laid the figure out; keep that layout for the other formats
+            # (the same positions, and constrained layout is most of the drawing time)
+            fig.set_layout_engine("none")
+        files.append(FigureFile(scenario, name, TITLES.get(name, name), by_format))
+    for name in set(TITLES) - set(figures):
+        for fmt in FORMATS:
+            (folder / f"{name}.{fmt}").unlink(missing_ok=True)
+    return files
+
+
 def write_figures(
-    frame: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = FORMATS
+    frame: pd.DataFrame,
+    out_dir: str | Path,
+    formats: Sequence[str] = FORMATS,
+    *,
+    jobs: int | None = None,
 ) -> dict[str, list[FigureFile]]:
     """Write every scenario's figures under `<out_dir>/<scenario>/figures/`.
 
-    `frame` is a `load_all` table (its `path` column locates each run's
-    timeseries, read through `load_timeseries`). Returns the figures written,
-    by scenario, in reading order. Figure files of ours that this run did not
-    produce (say, a figure that needs data no longer there) are removed.
+    `frame` is a `load_all` table; each run's timeseries, histograms and
+    staleness curve are read through the `lab.results` loaders. Returns the
+    figures written, by scenario, in reading order. Figure files of ours that
+    this call did not produce (a figure whose data is no longer there) are
+    removed. Scenarios are drawn in `jobs` worker processes (default: one per
+    core, at most 4, from four scenarios up; 1 draws them in this process).
     """
-    from lab.results import load_timeseries
-
-    written: dict[str, list[FigureFile]] = {}
     if frame.empty:
-        return written
-    for scenario, runs in frame.groupby("scenario", sort=True):
-        runs = runs.reset_index(drop=True)
-        paths = [str(p) for p in runs["path"]] if "path" in runs.columns else []
-        ts = load_timeseries(*paths) if paths else None
-        folder = figures_dir(out_dir, str(scenario))
-        figures = scenario_figures(runs, ts)
-        files: list[FigureFile] = []
-        for name, fig in figures.items():
-            by_format = {fmt: save_figure(fig, folder / f"{name}.{fmt}", fmt) for fmt in formats}
-            files.append(FigureFile(str(scenario), name, TITLES.get(name, name), by_format))
-        for name in set(TITLES) - set(figures):
-            for fmt in FORMATS:
-                (folder / f"{name}.{fmt}").unlink(missing_ok=True)
-        written[str(scenario)] = files
-    return written
+        return {}
+    groups = [
+        (str(name), runs.reset_index(drop=True))
+        for name, runs in frame.groupby("scenario", sort=True)
+    ]
+    if jobs is None:  # starting workers costs a few seconds: worth it for many scenarios
+        jobs = min(os.cpu_count() or 1, 4) if len(groups) >= 4 else 1
+    workers = min(jobs, len(groups))
+    if workers <= 1:
+        return {name: _write_scenario(runs, Path(out_dir), formats) for name, runs in groups}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    # forkserver: workers forked from a clean process, never from this one, which may
+    # hold threads (a progress bar's monitor) and their locks
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["lab.report.figures"])
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {
+                name: pool.submit(_write_scenario, runs, Path(out_dir), tuple(formats))
+                for name, runs in groups
+            }
+            return {name: future.result() for name, future in futures.items()}
+    except (OSError, BrokenProcessPool):  # no worker processes here: draw them in this one
+        return {name: _write_scenario(runs, Path(out_dir), formats) for name, runs in groups}

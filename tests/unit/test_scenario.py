@@ -488,3 +488,13 @@ def test_shipped_scenario_starts_with_what_it_shows(path: Path) -> None:
     text = " ".join(comment)
     assert "shows" in text.lower(), text
     assert len(text.split()) >= 8, "say what the scenario shows in a sentence or more"
+
+
+def test_scaled_moves_faults_with_the_run() -> None:
+    data = minimal(
+        duration="30s",
+        topology={"nodes": 2},
+        faults=[{"kind": "node_crash", "node": 1, "at": "10s", "duration": "5s"}],
+    )
+    quick = parse_scenario(data, "x.yaml").scaled(0.2)
+    assert (quick.faults[0].at, quick.faults[0].duration) == pytest.approx((2.0, 1.0))

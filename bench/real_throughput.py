@@ -1,0 +1,135 @@
+"""Real-backend driver throughput: the lab against `redis-benchmark`, same server, same run.
+
+Starts one server from `lab.real.servers` and measures, one after the other:
+- `redis-benchmark -c 50 -t get` (C, the ceiling a client can reach on this
+  machine), against keys of the same value size;
+- the lab's `RedisCache.get` driven by 50 concurrent asyncio clients (the
+  Cache implementation alone);
+- the whole lab driver: `run_redis` on a read-only, all-hit, closed-loop
+  scenario with 50 clients (ClientLoop + cache-aside strategy + RedisCache +
+  oracle + recorder), whose summary's throughput is reported.
+
+The ratio lab driver / redis-benchmark is printed (target >= 0.3). All
+processes share the machine's cores (`nproc` is printed): on a small machine
+the Python client and the server compete for them.
+Usage: python bench/real_throughput.py [--seconds S] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import os
+import shutil
+import subprocess
+import time
+from typing import Any
+
+from lab.core import Versioned
+from lab.real import servers as srv
+from lab.real.backend import run_redis
+from lab.real.redis_cache import RedisCache
+from lab.scenario import Cell, parse_scenario
+
+CLIENTS = 50
+KEYS = 10_000
+VALUE_SIZE = 1024
+
+
+def redis_benchmark(server: srv.RedisServer, requests: int) -> float:
+    """GET requests/s from redis-benchmark at CLIENTS connections (no pipelining)."""
+    tool = shutil.which("redis-benchmark") or shutil.which("valkey-benchmark")
+    if tool is None:
+        raise SystemExit("redis-benchmark not found (apt-get install redis-tools)")
+    out = subprocess.run(
+        [tool, "-h", srv.HOST, "-p", str(server.port), "-c", str(CLIENTS), "-n", str(requests),
+         "-t", "set,get", "-d", str(VALUE_SIZE), "-r", str(KEYS), "--csv"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    for row in csv.reader(io.StringIO(out.stdout)):
+        if row and row[0] == "GET":
+            return float(row[1])
+    raise SystemExit(f"cannot parse redis-benchmark output:\n{out.stdout}\n{out.stderr}")
+
+
+async def cache_gets(server: srv.RedisServer, seconds: float) -> float:
+    """GETs/s through the lab's RedisCache with CLIENTS concurrent asyncio clients."""
+    cache = RedisCache([(srv.HOST, server.port)], keys=KEYS, max_connections=CLIENTS)
+    try:
+        await cache.connect(CLIENTS)
+        value = Versioned(1, VALUE_SIZE)
+        for key in range(KEYS):
+            await cache.set(key, value)
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def client(i: int) -> None:
+            nonlocal done
+            key = i
+            while time.perf_counter() < deadline:
+                await cache.get(key)
+                key = (key + 7919) % KEYS
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+        return done / (time.perf_counter() - start)
+    finally:
+        await cache.close()
+
+
+def lab_driver(seconds: float, binary: srv.ServerBinary) -> dict[str, Any]:
+    """The whole lab on a read-only closed loop whose reads all hit after the first pass."""
+    scenario = parse_scenario(
+        {
+            "name": "real-throughput",
+            "duration": seconds + 1.0,
+            "warmup": 1.0,
+            "keyspace": {"keys": 2000, "value_size": VALUE_SIZE},
+            "workload": {
+                "mix": {"read": 1.0},
+                "keys": {"distribution": "uniform"},
+                "arrivals": {"process": "closed", "clients": CLIENTS},
+            },
+            "origin": {
+                "read_latency": {"distribution": "constant", "value": 0},
+                "write_latency": {"distribution": "constant", "value": 0},
+            },
+            "strategies": {"cache-aside": {"read": "cache-aside", "write": "invalidate"}},
+            "backends": ["redis"],
+        },
+        "bench",
+    )
+    result = run_redis(scenario, Cell(scenario.name, "cache-aside", "redis", 1), binary=binary)
+    return result.summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each lab run")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, fewer benchmark requests")
+    args = parser.parse_args()
+    seconds = 2.0 if args.quick else args.seconds
+    binary = srv.find_server_binary()
+    print(f"server {binary.label}, {os.cpu_count()} cpu(s), {CLIENTS} clients, "
+          f"{VALUE_SIZE} B values")  # fmt: skip
+    with srv.start_server(binary=binary) as server:
+        ceiling = redis_benchmark(server, 100_000 if args.quick else 400_000)
+        raw = asyncio.run(cache_gets(server, seconds))
+    summary = lab_driver(seconds, binary)
+    lab = float(summary["throughput"])
+    print(f"redis-benchmark GET           {ceiling:12,.0f} req/s")
+    print(f"lab RedisCache.get            {raw:12,.0f} req/s   ratio {raw / ceiling:.2f}")
+    p50, p99 = summary["read_latency_p50"] * 1e3, summary["read_latency_p99"] * 1e3
+    print(
+        f"lab driver (run_redis)        {lab:12,.0f} req/s   ratio {lab / ceiling:.2f}   "
+        f"hit ratio {summary['hit_ratio']:.3f}, read p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+    )
+    verdict = "ok" if lab / ceiling >= 0.3 else "BELOW TARGET"
+    print(f"target: lab driver >= 0.3 x redis-benchmark: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The Bus contract (pub/sub, at most once) on the simulator and on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import simpy
+
+from lab.core import Key, Runtime
+from lab.real import servers as srv
+from lab.real.bus import RedisBus
+from lab.real.runtime import AsyncioRuntime
+from lab.sim.bus import SimBus
+from lab.sim.runtime import SimRuntime
+
+Body = Callable[[Any, Runtime, list[tuple[str, Key]]], Coroutine[Any, Any, None]]
+
+
+def run_sim(body: Body) -> None:
+    env = simpy.Environment()
+    rt = SimRuntime(env)
+    bus = SimBus(env, rtt=lambda: 0.0002, delay=lambda: 0.001)
+    got: list[tuple[str, Key]] = []
+    bus.subscribe("inv", lambda key: got.append(("a", key)))
+    bus.subscribe("inv", lambda key: got.append(("b", key)))
+    rt.run(body(bus, rt, got))
+
+
+def run_redis(body: Body) -> None:
+    server = srv.start_server()
+
+    async def main() -> None:
+        bus = RedisBus(srv.HOST, server.port)
+        got: list[tuple[str, Key]] = []
+        bus.subscribe("inv", lambda key: got.append(("a", key)))
+        bus.subscribe("inv", lambda key: got.append(("b", key)))
+        try:
+            await bus.start()
+            await body(bus, AsyncioRuntime(), got)
+        finally:
+            await bus.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sim", "redis"])
+def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
+    if request.param == "redis" and not srv.available_binaries():
+        pytest.skip("no redis-server / valkey-server available")
+    return run_sim if request.param == "sim" else run_redis
+
+
+def test_every_subscriber_gets_every_message_with_its_type(run: Callable[[Body], None]) -> None:
+    async def body(bus: Any, rt: Runtime, got: list[tuple[str, Key]]) -> None:
+        await bus.publish("inv", 5)
+        await bus.publish("inv", "name:x")
+        await bus.publish("other", 6)  # nobody listens there
+        for _ in range(100):
+            if len(got) >= 4:
+                break
+            await rt.sleep(0.01)
+        assert sorted(got, key=repr) == sorted(
+            [("a", 5), ("b", 5), ("a", "name:x"), ("b", "name:x")], key=repr
+        )
+
+    run(body)
+
+
+def test_loss_and_delay_windows(run: Callable[[Body], None]) -> None:
+    """bus_loss drops what is published in the window; bus_delay makes it late."""
+
+    async def body(bus: Any, rt: Runtime, got: list[tuple[str, Key]]) -> None:
+        bus.start_losing()
+        await bus.publish("inv", 1)
+        bus.recover()
+        bus.start_delaying(lambda: 0.2)
+        await bus.publish("inv", 2)
+        bus.recover()
+        await rt.sleep(0.1)
+        assert got == []  # 1 is lost, 2 is late
+        await rt.sleep(0.3)
+        assert sorted(got) == [("a", 2), ("b", 2)]
+
+    run(body)

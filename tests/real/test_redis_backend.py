@@ -1,0 +1,248 @@
+"""The redis backend end to end: run_redis on fresh servers, and `cachelab run
+--backend redis` as a user runs it. Real servers and databases, no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.real import servers as srv
+from lab.real.backend import run_redis
+from lab.real.redis_cache import RedisCache
+from lab.runner import CellSkipped, run_sim
+from lab.scenario import Cell
+from lab.sharding import key_name, router
+from tests.conftest import make_scenario
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("CACHELAB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+FAST = {"distribution": "constant", "value": 0.0005}
+
+
+def server_pids() -> set[int]:
+    """PIDs of every redis-server / valkey-server on the machine (except port 6379's)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        machines_own = any(a == b"6379" or a.endswith(b":6379") for a in argv)
+        if argv[0].endswith((b"redis-server", b"valkey-server")) and not machines_own:
+            pids.add(int(entry.name))
+    return pids
+
+
+def test_sharded_cache_places_keys_where_the_sim_router_says(
+    binary: srv.ServerBinary,
+) -> None:
+    import asyncio
+
+    from lab.core import Versioned
+
+    with srv.start_shards(3, binary=binary) as shards:
+
+        async def fill() -> None:
+            cache = RedisCache([(srv.HOST, p) for p in shards.ports], sharding="ketama", keys=50)
+            try:
+                for key in [*range(100), "name:a", "name:b"]:  # table and hashed routing
+                    await cache.set(key, Versioned(1, 16))
+            finally:
+                await cache.close()
+
+        asyncio.run(fill())
+        route = router("ketama", 3)
+        for index, shard in enumerate(shards):
+            client = shard.client(decode_responses=True)
+            try:
+                held = {str(k) for k in client.keys("*")}
+            finally:
+                client.close()
+            expected = {
+                key_name(k)
+                for k in [*range(100), "name:a", "name:b"]
+                if route(key_name(k)) == index
+            }
+            assert held == expected and held
+
+
+def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: srv.ServerBinary) -> None:
+    scenario = make_scenario(
+        requests=None,
+        duration=1.5,
+        warmup=0.5,
+        metrics={"interval": 0.5},
+        keyspace={"keys": 2000, "value_size": 256},
+        workload={
+            "mix": {"read": 0.9},
+            "arrivals": {"process": "poisson", "rate": 800},
+            "instances": 2,
+        },
+        topology={"nodes": 2, "capacity": 100},
+        origin={"read_latency": FAST, "write_latency": FAST},
+    )
+    before = server_pids()
+    real = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
+    sim = run_sim(scenario, Cell("t", "cache-aside", "sim", 1))
+    assert server_pids() <= before  # every server stopped
+    assert set(sim.summary) <= set(real.summary)
+    s = real.summary
+    assert 0.8 * 800 < s["throughput"] < 1.2 * 800  # open loop: the rate, not the speed
+    assert s["requests"] == pytest.approx(sim.summary["requests"], rel=0.02)  # same stream
+    assert s["errors"] == 0 and s["lost_writes"] == 0
+    assert s["evictions"] > 0.5 * sim.summary["evictions"]
+    assert s["capacity_keys_end"] is not None and s["cache_keys"] <= 2 * 100 + 10
+    assert s["read_latency_p50"] < 0.01
+    assert s["backend"] == "redis" and s["versions"]["server"] == default_binary.label
+    assert s["versions"]["origin"].startswith("sqlite-")
+    assert 1.5 <= s["wall_time"] < 15
+    ts = real.timeseries
+    assert ts["warmup"].tolist()[:2] == [True, False]
+    assert "evictions_delta" in ts.columns and "cache_keys_delta" in ts.columns
+
+
+def test_postgres_origin_by_url(default_binary: srv.ServerBinary) -> None:
+    scenario = make_scenario(
+        requests=600,
+        keyspace={"keys": 100},
+        workload={"mix": {"read": 0.8}, "arrivals": {"process": "closed", "clients": 4}},
+        origin={"read_latency": FAST, "write_latency": FAST, "url": PG_URL, "concurrency": 4},
+    )
+    try:
+        result = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
+    except CellSkipped as why:
+        pytest.skip(f"PostgreSQL unreachable: {why}")
+    s = result.summary
+    assert s["requests"] == 600 and s["writes"] > 50 and s["errors"] == 0
+    assert s["lost_writes"] == 0
+    assert s["versions"]["origin"].startswith("postgresql-")
+
+
+def test_fifo_eviction_is_skipped_with_the_reason() -> None:
+    scenario = make_scenario(topology={"capacity": 100, "eviction": "fifo"})
+    with pytest.raises(CellSkipped, match="fifo"):
+        run_redis(scenario, Cell("t", "cache-aside", "redis", 1))
+
+
+def test_cli_runs_a_scenario_on_redis(tmp_path: Path, default_binary: srv.ServerBinary) -> None:
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(
+        "name: tiny\n"
+        "requests: 1500\n"
+        "keyspace: {keys: 200, value_size: 1KiB}\n"
+        "workload: {mix: {read: 0.9}, arrivals: {process: closed, clients: 4}}\n"
+        "topology: {nodes: 2, capacity: 60 keys}\n"
+        "origin: {read_latency: {distribution: constant, value: 1ms}, "
+        "write_latency: {distribution: constant, value: 1ms}}\n"
+        "strategies: {cache-aside: {read: cache-aside, write: invalidate, ttl: 60s}}\n"
+        "backends: [sim, redis]\n"
+    )
+    results = tmp_path / "results"
+    before = server_pids()
+    env = dict(os.environ, CACHELAB_SERVER_BIN=default_binary.path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(scenario), "--backend", "redis",
+         "--results", str(results), "--no-progress"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summaries = list(results.glob("tiny/*/summary.json"))
+    assert [p.parent.name for p in summaries] == ["cache-aside.redis.s1"]
+    summary = json.loads(summaries[0].read_text())
+    assert summary["backend"] == "redis" and summary["requests"] == 1500
+    assert summary["versions"]["server"] == default_binary.label
+    assert 0 < summary["hit_ratio"] < 1
+    assert "cache-aside" in proc.stdout  # the comparison table
+    assert server_pids() <= before, "servers left running after the CLI exited"
+
+
+def test_a_run_that_cannot_drain_ends_on_time_with_a_note(
+    monkeypatch: pytest.MonkeyPatch, default_binary: srv.ServerBinary
+) -> None:
+    """Requests stuck at a hopeless origin are abandoned after the grace period."""
+    import lab.real.backend
+
+    monkeypatch.setattr(lab.real.backend, "DRAIN_GRACE", 0.5)
+    scenario = make_scenario(
+        requests=None,
+        duration=0.5,
+        workload={"mix": {"read": 1.0}, "arrivals": {"process": "poisson", "rate": 200}},
+        origin={"read_latency": {"distribution": "constant", "value": 30}},
+    )
+    before = server_pids()
+    started = time.monotonic()
+    result = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
+    assert time.monotonic() - started < 10
+    assert any("abandoned" in note for note in result.notes), result.notes
+    assert server_pids() <= before
+
+
+def test_node_and_origin_faults_hit_the_run_and_it_recovers(
+    default_binary: srv.ServerBinary,
+) -> None:
+    scenario = make_scenario(
+        requests=None,
+        duration=2.4,
+        metrics={"interval": 0.4},
+        keyspace={"keys": 500, "value_size": 256},
+        workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 500}},
+        topology={"nodes": 2, "capacity": 200},
+        origin={"read_latency": FAST, "write_latency": FAST},
+        strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
+        faults=[
+            {"kind": "node_crash", "node": 0, "at": 0.4, "duration": 0.4},
+            {"kind": "node_pause", "node": 1, "at": 1.2, "duration": 0.3},
+            {"kind": "origin_down", "at": 1.8, "duration": 0.2},
+        ],
+    )
+    before = server_pids()
+    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    s, ts = result.summary, result.timeseries
+    assert server_pids() <= before
+    assert any("crash node 0" in n for n in result.notes)
+    assert any("restart node 0" in n for n in result.notes)
+    assert s["cache_errors"] > 0  # the clients saw the crash and the pause (fallback: degraded)
+    assert s["errors"] > 0  # origin_down: reads that missed had nowhere to go
+    last = ts[ts["t"] >= 2.0]
+    assert last["errors"].sum() == 0 and last["hits"].sum() > 0  # recovered
+    assert s["capacity_keys_end"][0] <= 200 + 5  # restarted node got its limit back
+
+
+def test_emulated_network_faults_make_cache_errors(default_binary: srv.ServerBinary) -> None:
+    scenario = make_scenario(
+        requests=None,
+        duration=1.2,
+        metrics={"interval": 0.4},
+        keyspace={"keys": 300, "value_size": 256},
+        workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 400}},
+        topology={"nodes": 2},
+        origin={"read_latency": FAST, "write_latency": FAST},
+        strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
+        faults=[
+            {"kind": "partition", "node": 0, "mode": "refuse", "at": 0.4, "duration": 0.4},
+            {
+                "kind": "latency",
+                "node": 1,
+                "at": 0.4,
+                "duration": 0.4,
+                "add": {"distribution": "constant", "value": 1.0},  # > the 0.1 s timeout
+            },
+        ],
+    )
+    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    ts = result.timeseries
+    during = ts[(ts["t"] >= 0.4) & (ts["t"] < 0.8)]
+    after = ts[ts["t"] >= 0.8]
+    assert during["cache_errors"].sum() > 50 and during["hits"].sum() == 0
+    # only stragglers (in flight when it healed) fail after the window
+    assert after["cache_errors"].sum() < during["cache_errors"].sum() / 2
+    assert after["hits"].sum() > 0
+    assert any("partition node 0" in n for n in result.notes)
