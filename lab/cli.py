@@ -137,6 +137,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, writer in sorted(WRITE_PATHS.items()):
         print(f"  {name:<14} {writer.summary}")
     print("\nBackends:\n  sim            SimPy simulated cluster (always available)")
+    try:
+        from lab.real.servers import find_server_binary
+
+        binary = find_server_binary()
+        print(f"  redis          real servers the lab starts ({binary.label}: {binary.path})")
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot run is worth printing
+        print(f"  redis          not available: {exc}")
     return 0
 
 

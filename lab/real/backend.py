@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import redis
 
 from lab.client import ClientLoop, MeteredOrigin
@@ -152,7 +153,14 @@ def run_redis(
     summary["origin_latency_emulated"] = emulate_origin_latency
     if summary["requests"] == 0:
         notes.append("no request started after the warm-up: make warmup shorter than the run")
-    return RunResult(cell, summary, timeseries, notes)
+    return RunResult(
+        cell,
+        summary,
+        timeseries,
+        notes,
+        distributions=result.distributions,
+        staleness_curve=result.staleness_curve,
+    )
 
 
 def _raw(value: bytes | str) -> bytes:
@@ -271,6 +279,8 @@ class _Run:
         self.driver_lag: dict[str, float] = {}
         self.notes: list[str] = []
         self.origin_version = ""
+        self.distributions: pd.DataFrame | None = None
+        self.staleness_curve: pd.DataFrame | None = None
 
     def execute(self) -> tuple[dict[str, Any], Any]:
         return run_bounded(self._main())
@@ -452,6 +462,8 @@ class _Run:
                     self.gauges.controls
                 )
             summary["simulated_time"] = None
+            self.distributions = recorder.distributions()
+            self.staleness_curve = recorder.staleness_curve()
             return summary, recorder.timeseries()
         finally:
             # every resource is closed even if closing another one fails
