@@ -142,7 +142,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         binary = find_server_binary()
         print(f"  redis          real servers the lab starts ({binary.label}: {binary.path})")
-    except Exception as exc:  # noqa: BLE001 - any reason it cannot run is worth printing
+    except Exception as exc:  # any reason it cannot run is worth printing
         print(f"  redis          not available: {exc}")
     return 0
 
