@@ -44,13 +44,17 @@ SCENARIO: dict[str, Any] = {
 }
 
 
-def scenario(requests: int) -> Scenario:
-    return parse_scenario({**SCENARIO, "requests": requests}, "bench")
+def scenario(requests: int, keys: int | None = None) -> Scenario:
+    data = {**SCENARIO, "requests": requests}
+    if keys is not None:
+        data["keyspace"] = {**SCENARIO["keyspace"], "keys": keys}
+        data["topology"] = {**SCENARIO["topology"], "capacity": f"{keys // 5} keys"}
+    return parse_scenario(data, "bench")
 
 
-def run_lab(requests: int) -> tuple[float, dict[str, Any]]:
+def run_lab(requests: int, keys: int | None = None) -> tuple[float, dict[str, Any]]:
     """Wall seconds and summary of the lab's own run."""
-    sc = scenario(requests)
+    sc = scenario(requests, keys)
     gc.collect()
     start = time.perf_counter()
     result = run_cell(sc, sc.cells()[0])
@@ -143,11 +147,11 @@ def run_minimal(requests: int) -> tuple[float, float]:
     return time.perf_counter() - start, hits[0] / hits[1]
 
 
-def peak_memory(requests: int) -> float:
+def peak_memory(requests: int, keys: int | None = None) -> float:
     """Peak traced Python memory (MiB) of one lab run."""
     gc.collect()
     tracemalloc.start()
-    run_lab(requests)
+    run_lab(requests, keys)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peak / 2**20

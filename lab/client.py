@@ -41,14 +41,18 @@ class MeteredOrigin:
         """Also tracks how many reads of one key are at the origin at once (a stampede)."""
         self._read_times.append(self._now())
         loading = self._loading
-        concurrent = loading[key] = loading.get(key, 0) + 1  # zeros stay: keys are bounded
+        concurrent = loading[key] = loading.get(key, 0) + 1
         recorder = self._recorder
         if concurrent > recorder.origin_same_key_max and self._now() >= recorder.warmup:
             recorder.origin_same_key_max = concurrent
         try:
             return await self._origin.read(key)
         finally:
-            loading[key] -= 1
+            left = loading[key] - 1
+            if left:
+                loading[key] = left
+            else:
+                del loading[key]  # memory stays bounded by the reads in flight
 
     async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
         self._write_times.append(self._now())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Generator
 from types import coroutine
 from typing import Any
@@ -35,8 +36,11 @@ from lab.sim.bridge import wake_after
 
 _NO_RTT: Sampler = itertools.repeat(0.0).__next__
 HISTORY = 16
-"""Commits kept per row: a read sees the right snapshot unless more than this many
-writes of its row commit between its start and its end."""
+HORIZON = 10.0
+"""Commits kept per row: at most HISTORY, and none superseded more than HORIZON seconds
+ago, so memory does not grow with the number of writes. A read sees the right snapshot
+unless more than HISTORY writes of its row commit while it is under way, or it has been
+under way for more than HORIZON seconds; then it sees the oldest value kept."""
 
 
 class SimOrigin:
@@ -91,7 +95,7 @@ class SimOrigin:
         for commit, value in reversed(history):
             if commit <= t:
                 return value
-        return history[0][1] if len(history) == HISTORY else self._initial
+        return self._initial  # before the first commit (once trimmed, the first is at -inf)
 
     @coroutine
     def read(self, key: Key) -> Generator[Event, Any, Versioned]:
@@ -127,8 +131,12 @@ class SimOrigin:
             row = latest  # a newer version is already committed (or queued): keep it
         if row is not latest:
             history.append((commit, row))
-            if len(history) > HISTORY:
-                del history[0]
+            horizon = now - HORIZON
+            if len(history) > HISTORY or (len(history) > 1 and history[1][0] <= horizon):
+                while len(history) > HISTORY or (len(history) > 1 and history[1][0] <= horizon):
+                    del history[0]
+                # the oldest kept value now stands for everything before it
+                history[0] = (-math.inf, history[0][1])
         yield wake_after(env, commit + half - now)
         return row
 
