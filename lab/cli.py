@@ -40,9 +40,10 @@ def _run(
 ) -> int:
     from tqdm import tqdm
 
+    from lab.harness import CellSkipped
     from lab.report.table import report
     from lab.results import load_all, write_run
-    from lab.runner import CellSkipped, run_cell
+    from lab.runner import run_cell
 
     plan: list[tuple[Scenario, Cell]] = []
     for path, scenario in scenarios:

@@ -17,13 +17,10 @@ import pandas as pd
 import simpy
 
 import lab
-from lab.client import ClientLoop, MeteredOrigin
-from lab.core.versions import VersionClock
-from lab.metrics.oracle import Oracle
-from lab.metrics.recorder import Recorder
-from lab.patterns import build_strategy
+from lab.client import ClientLoop
+from lab.harness import CellSkipped, build_harness
 from lab.sampling import rng_for, sampler
-from lab.scenario import Cell, ClientSpec, Scenario
+from lab.scenario import Cell, Scenario
 from lab.sim.bus import SimBus
 from lab.sim.cluster import SimCluster
 from lab.sim.faults import schedule_faults
@@ -34,10 +31,6 @@ from lab.workload.stream import RequestStream
 BACKENDS = ("sim", "redis")
 SIM_CAPABILITIES = frozenset({"ttl", "nx", "incr", "pubsub", "set_if_equal"})
 """What the simulated cache offers; a part's `requires` must be a subset to run."""
-
-
-class CellSkipped(Exception):
-    """A cell this machine or backend cannot run; the message says why."""
 
 
 @dataclass
@@ -106,33 +99,18 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         loss=topo.bus.loss,
         seed=seed,
     )
-    oracle = Oracle()
-    recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)
-    recorder.clock = rt.now
-    recorder.faults = [(f.kind, f.at, f.at + f.duration) for f in scenario.faults]
     schedule_faults(env, scenario.faults, cluster, origin, bus, seed)
-    metered = MeteredOrigin(origin, rt, recorder)
-    spec = scenario.strategies[cell.strategy]
-    versions = VersionClock()  # shared by all app instances of the run
-    strategies = [
-        build_strategy(
-            cell.strategy,
-            spec,
-            cluster,
-            metered,
-            rt,
-            seed * 1000 + instance,
-            metrics=recorder,
-            value_size=scenario.keyspace.value_size,
-            versions=versions,
-            bus=bus,
-            resilient=bool(scenario.faults) or spec.client != ClientSpec(),
-        )
-        for instance in range(scenario.workload.instances)
-    ]
-    missing = strategies[0].requires - SIM_CAPABILITIES
-    if missing:
-        raise CellSkipped(f"the sim backend lacks {', '.join(sorted(missing))}")
+    harness = build_harness(
+        scenario,
+        cell,
+        rt=rt,
+        cache=cluster,
+        origin=origin,
+        bus=bus,
+        offers=SIM_CAPABILITIES,
+        backend="sim",
+    )
+    oracle, recorder, strategies = harness.oracle, harness.recorder, harness.strategies
     evictions_at_warmup: list[int] = []
 
     def gauges() -> dict[str, float]:
@@ -181,7 +159,7 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         evictions_at_warmup[0] if evictions_at_warmup else 0
     )
     summary["lost_writes"] = oracle.lost_writes(origin.versions())
-    if spec.read == "versioned":
+    if scenario.strategies[cell.strategy].read == "versioned":
         summary["orphaned_keys"], summary["orphaned_bytes"] = cluster.orphaned_versioned_keys()
     summary["simulated_time"] = float(env.now)
     summary["wall_time"] = time.perf_counter() - wall_start
@@ -233,3 +211,6 @@ def _identity(scenario: Scenario, cell: Cell) -> dict[str, Any]:
             "numpy": np.__version__,
         },
     }
+
+
+__all__ = ["SIM_CAPABILITIES", "CellSkipped", "Progress", "RunResult", "run_cell", "run_sim"]

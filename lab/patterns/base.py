@@ -9,7 +9,8 @@ reason rather than silently dropped.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from lab.core import Cache, Key, Metrics, NoMetrics, Origin, Read, Runtime, Versioned
 from lab.core.versions import VersionClock
@@ -91,41 +92,27 @@ READ_PATHS: dict[str, type[ReadPath]] = {}
 WRITE_PATHS: dict[str, type[WritePath]] = {}
 STAMPEDE_GUARDS: dict[str, type[ReadPath]] = {}
 
-R = TypeVar("R", bound=type[ReadPath])
-W = TypeVar("W", bound=type[WritePath])
+P = TypeVar("P", bound=type[Part])
 
 
-def read_path(name: str):  # type: ignore[no-untyped-def]
-    """Class decorator: register a read path under `name`."""
+def _registrar(registry: dict[str, Any], kind: str) -> Callable[[str], Callable[[P], P]]:
+    """A class decorator factory that registers parts of one kind by name."""
 
-    def register(cls: R) -> R:
-        if name in READ_PATHS:
-            raise ValueError(f"read path {name!r} registered twice")
-        READ_PATHS[name] = cls
-        return cls
+    def by_name(name: str) -> Callable[[P], P]:
+        def register(cls: P) -> P:
+            if name in registry:
+                raise ValueError(f"{kind} {name!r} registered twice")
+            registry[name] = cls
+            return cls
 
-    return register
+        return register
 
-
-def write_path(name: str):  # type: ignore[no-untyped-def]
-    """Class decorator: register a write path under `name`."""
-
-    def register(cls: W) -> W:
-        if name in WRITE_PATHS:
-            raise ValueError(f"write path {name!r} registered twice")
-        WRITE_PATHS[name] = cls
-        return cls
-
-    return register
+    return by_name
 
 
-def stampede_guard(name: str):  # type: ignore[no-untyped-def]
-    """Class decorator: register a stampede guard (a guarded cache-aside read path)."""
-
-    def register(cls: R) -> R:
-        if name in STAMPEDE_GUARDS:
-            raise ValueError(f"stampede guard {name!r} registered twice")
-        STAMPEDE_GUARDS[name] = cls
-        return cls
-
-    return register
+read_path = _registrar(READ_PATHS, "read path")
+"""Class decorator: register a read path under a name (`@read_path("cache-aside")`)."""
+write_path = _registrar(WRITE_PATHS, "write path")
+"""Class decorator: register a write path under a name."""
+stampede_guard = _registrar(STAMPEDE_GUARDS, "stampede guard")
+"""Class decorator: register a stampede guard (a guarded cache-aside read path)."""

@@ -23,12 +23,18 @@ class LoadingCache:
     """A cache layer that loads missing keys from the origin, one load per key at a time."""
 
     def __init__(
-        self, cache: Cache, origin: Origin, rt: Runtime, ttl: Callable[[], float | None]
+        self,
+        cache: Cache,
+        origin: Origin,
+        rt: Runtime,
+        ttl: Callable[[], float | None],
+        fill_nx: bool = True,
     ) -> None:
         self.cache = cache
         self.origin = origin
         self.rt = rt
         self.ttl = ttl
+        self.fill_nx = fill_nx
         self._loading: dict[Key, list[Queue[Any]]] = {}
 
     async def get(self, key: Key) -> Read:
@@ -45,7 +51,7 @@ class LoadingCache:
         self._loading[key] = []
         try:
             row = await self.origin.read(key)
-            await self.cache.set(key, row, ttl=self.ttl(), nx=True)
+            await self.cache.set(key, row, ttl=self.ttl(), nx=self.fill_nx)
         except BaseException as exc:
             for inbox in self._loading.pop(key):
                 inbox.put(exc)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lab.core import Key, Queue, Read, Versioned
+from lab.core import Key, Read, Versioned
 from lab.patterns.base import stampede_guard
 from lab.patterns.cache_aside import CacheAside
+from lab.patterns.read_through import LoadingCache
 from lab.sharding import key_name
 
 LOCK_TOKEN = Versioned(0, 1)
@@ -87,36 +88,19 @@ class XFetchCacheAside(CacheAside):
 
 @stampede_guard("coalesce")
 class CoalescedCacheAside(CacheAside):
-    """Cache-aside where concurrent misses of a key in one instance share a single load."""
+    """Cache-aside where concurrent misses of a key in one instance share a single load
+    (the single-flight of the read-through loading cache, with cache-aside's fill)."""
 
     summary = "single-flight: concurrent misses in one instance share one origin read"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._waiting: dict[Key, list[Queue[Any]]] = {}
+        self.layer = LoadingCache(
+            self.cache, self.origin, self.rt, lambda: self.ttl, fill_nx=self.fill_nx
+        )
 
     async def read(self, key: Key) -> Read:
-        if (hit := await self.cache.get(key)) is not None:
-            return Read(hit, "cache")
-        waiters = self._waiting.get(key)
-        if waiters is not None:  # someone in this instance is loading it: wait for theirs
-            inbox: Queue[Any] = self.rt.queue()
-            waiters.append(inbox)
-            outcome = await inbox.get()
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return Read(outcome, "coalesced")
-        self._waiting[key] = waiters = []
-        try:
-            row = await self.origin.read(key)
-            await self.cache.set(key, row, ttl=self.ttl, nx=self.fill_nx)
-        except BaseException as exc:
-            for inbox in self._waiting.pop(key):
-                inbox.put(exc)
-            raise
-        for inbox in self._waiting.pop(key):
-            inbox.put(row)
-        return Read(row, "origin")
+        return await self.layer.get(key)
 
 
 def lease_key(key: Key) -> str:

@@ -21,12 +21,9 @@ from typing import Any
 import pandas as pd
 import redis
 
-from lab.client import ClientLoop, MeteredOrigin
+from lab.client import ClientLoop
 from lab.core.errors import OriginUnavailable
-from lab.core.versions import VersionClock
-from lab.metrics.oracle import Oracle
-from lab.metrics.recorder import Recorder
-from lab.patterns import build_strategy
+from lab.harness import CellSkipped, build_harness
 from lab.real import servers as srv
 from lab.real.bus import RedisBus
 from lab.real.capacity import Calibration, CapacityController, calibrate
@@ -34,7 +31,7 @@ from lab.real.faults import FaultSchedule, unsupported
 from lab.real.origin import latency_from_env, make_origin
 from lab.real.redis_cache import RedisCache, decode
 from lab.real.runtime import AsyncioRuntime, run_bounded
-from lab.runner import CellSkipped, Progress, RunResult, _identity
+from lab.runner import Progress, RunResult, _identity
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, ClientSpec, Scenario
 from lab.workload.stream import RequestStream
@@ -337,34 +334,20 @@ class _Run:
             if controller is not None:
                 await controller.prime(pool_size)
             rt = AsyncioRuntime()
-            oracle = Oracle()
-            recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)
-            recorder.clock = rt.now
-            recorder.faults = [(f.kind, f.at, f.at + f.duration) for f in scenario.faults]
-            metered = MeteredOrigin(origin, rt, recorder)
-            versions = VersionClock()  # shared by all app instances of the run
-            strategies = [
-                build_strategy(
-                    cell.strategy,
-                    spec,
-                    cache,
-                    metered,
-                    rt,
-                    seed * 1000 + instance,
-                    metrics=recorder,
-                    value_size=scenario.keyspace.value_size,
-                    versions=versions,
+            try:
+                harness = build_harness(
+                    scenario,
+                    cell,
+                    rt=rt,
+                    cache=cache,
+                    origin=origin,
                     bus=bus,
-                    resilient=resilient,
+                    offers=OFFERS,
+                    backend="redis",
                 )
-                for instance in range(scenario.workload.instances)
-            ]
-            missing = set().union(*(s.requires for s in strategies)) - OFFERS
-            if missing:
-                raise CellSkipped(
-                    f"strategy needs {', '.join(sorted(missing))}, which the redis backend "
-                    "does not offer yet"
-                )
+            except CellSkipped as why:
+                raise CellSkipped(f"{why} yet") from None
+            oracle, recorder, strategies = harness.oracle, harness.recorder, harness.strategies
             await bus.start()
             loop = ClientLoop(
                 rt,
