@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+import lab.harness
 import lab.real.backend
 import lab.runner
 from lab.core import Key
@@ -49,8 +50,7 @@ class CapturingRecorder(Recorder):
 def run_capturing(
     monkeypatch: pytest.MonkeyPatch, scenario: Scenario, cell: Cell, **kwargs: Any
 ) -> tuple[RunResult, list[tuple[Key, bool, int]]]:
-    monkeypatch.setattr(lab.runner, "Recorder", CapturingRecorder)
-    monkeypatch.setattr(lab.real.backend, "Recorder", CapturingRecorder)
+    monkeypatch.setattr(lab.harness, "Recorder", CapturingRecorder)  # both backends build here
     CapturingRecorder.captured = []
     if cell.backend == "sim":
         result = run_sim(scenario, cell)
