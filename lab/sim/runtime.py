@@ -98,7 +98,7 @@ class SimRuntime:
                 raise RuntimeError(
                     "simulation ran out of events before the workload finished"
                 ) from None
-            callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+            callbacks, event.callbacks = event.callbacks, None
             for callback in callbacks:
                 callback(event)
             if not event._ok and not hasattr(event, "_defused"):
