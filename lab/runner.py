@@ -126,7 +126,7 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         interval=scenario.metrics.interval,
     )
 
-    on_chunk, finish_progress = _progress_hooks(scenario, env, progress)
+    on_chunk, finish_progress = progress_hooks(scenario, rt.now, progress)
     stream = RequestStream(scenario, seed, on_chunk=on_chunk)
     arrivals = scenario.workload.arrivals
     if arrivals.process == "poisson":
@@ -177,10 +177,11 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     )
 
 
-def _progress_hooks(
-    scenario: Scenario, env: simpy.Environment, progress: Progress | None
+def progress_hooks(
+    scenario: Scenario, now: Callable[[], float], progress: Progress | None
 ) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
-    """Report progress by requests generated (requests mode) or simulated time."""
+    """Report progress by requests generated (requests mode) or by the run's clock
+    (simulated or wall time), whichever the scenario is measured in."""
     if progress is None:
         return None, lambda: None
     report = progress
@@ -191,7 +192,7 @@ def _progress_hooks(
         if scenario.requests is not None:
             report(min(generated[0] / scenario.requests, 1.0))
         elif scenario.duration:
-            report(min(float(env.now) / scenario.duration, 1.0))
+            report(min(max(now(), 0.0) / scenario.duration, 1.0))
 
     return on_chunk, lambda: report(1.0)
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import importlib.metadata
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -31,7 +30,7 @@ from lab.real.faults import FaultSchedule, unsupported
 from lab.real.origin import latency_from_env, make_origin
 from lab.real.redis_cache import RedisCache, decode
 from lab.real.runtime import AsyncioRuntime, run_bounded
-from lab.runner import Progress, RunResult, _identity
+from lab.runner import Progress, RunResult, _identity, progress_hooks
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, ClientSpec, Scenario
 from lab.workload.stream import RequestStream
@@ -358,7 +357,7 @@ class _Run:
                 gauges=self.gauges,
                 interval=scenario.metrics.interval,
             )
-            on_chunk, finish_progress = _progress_hooks(scenario, rt, self.progress)
+            on_chunk, finish_progress = progress_hooks(scenario, rt.now, self.progress)
             stream = RequestStream(scenario, seed, on_chunk=on_chunk)
             if arrivals.process == "poisson":
                 assert arrivals.rate is not None
@@ -457,25 +456,6 @@ class _Run:
                 if controller is not None:
                     self.capacity_adjustments = controller.adjustments
                     stack.push_async_callback(controller.close)
-
-
-def _progress_hooks(
-    scenario: Scenario, rt: AsyncioRuntime, progress: Progress | None
-) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
-    """Report progress by requests generated (requests mode) or wall time."""
-    if progress is None:
-        return None, lambda: None
-    report = progress
-    generated = [0]
-
-    def on_chunk(n: int) -> None:
-        generated[0] += n
-        if scenario.requests is not None:
-            report(min(generated[0] / scenario.requests, 1.0))
-        elif scenario.duration:
-            report(min(max(rt.now(), 0.0) / scenario.duration, 1.0))
-
-    return on_chunk, lambda: report(1.0)
 
 
 __all__ = ["OFFERS", "run_redis"]

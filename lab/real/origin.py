@@ -105,7 +105,64 @@ class _Names:
         return self._keys.get(name, name)
 
 
-class SqliteOrigin:
+class _EmulatedOrigin:
+    """What both SQL origins share: the emulated latency around each query (a read
+    sees the data as of the start of its service, a write commits at its end, at most
+    `concurrency` in service) and the origin faults. Subclasses run the queries."""
+
+    value_size: int
+    _emu: _Emulation | None
+    _names: _Names
+
+    async def _read_version(self, name: str) -> int:
+        raise NotImplementedError
+
+    async def _commit(self, name: str, value: Versioned | None) -> int:
+        raise NotImplementedError
+
+    async def read(self, key: Key) -> Versioned:
+        emu = self._emu
+        assert emu is not None, "open() the origin first"
+        name = self._names.name(key)
+        emu.check()
+        if not emu.enabled:
+            return Versioned(await self._read_version(name), self.value_size)
+        async with emu.slots:
+            version = await self._read_version(name)  # data as of the start of service
+            await asyncio.sleep(emu.read_latency() * emu.factor)
+        return Versioned(version, self.value_size)
+
+    async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
+        """Commit the next version, or (write-behind) store `value` unless the origin
+        already holds a newer version; return what the origin holds."""
+        emu = self._emu
+        assert emu is not None, "open() the origin first"
+        name = self._names.name(key)
+        emu.check()
+        if emu.enabled:
+            async with emu.slots:
+                await asyncio.sleep(emu.write_latency() * emu.factor)
+                version = await self._commit(name, value)  # commits at the end of service
+        else:
+            version = await self._commit(name, value)
+        return _held(version, value, self.value_size)
+
+    def slow(self, factor: float) -> None:
+        """origin_slow: multiply the emulated latency by `factor`."""
+        assert self._emu is not None, "open() the origin first"
+        self._emu.factor = factor
+
+    def go_down(self) -> None:
+        """origin_down: refuse every request."""
+        assert self._emu is not None, "open() the origin first"
+        self._emu.down = True
+
+    def recover(self) -> None:
+        assert self._emu is not None, "open() the origin first"
+        self._emu.factor, self._emu.down = 1.0, False
+
+
+class SqliteOrigin(_EmulatedOrigin):
     """SQLite in WAL mode.
 
     By default every statement runs on the event loop's thread: a point read
@@ -231,51 +288,13 @@ class SqliteOrigin:
         rows = self._connection().execute("SELECT key, version FROM origin").fetchall()
         return [(str(k), int(v)) for k, v in rows]
 
-    async def read(self, key: Key) -> Versioned:
-        emu = self._emu
-        assert emu is not None, "open() the origin first"
-        name = self._names.name(key)
-        emu.check()
-        if not emu.enabled:
-            return Versioned(await self._call(self._read, name), self.value_size)
-        async with emu.slots:
-            version = await self._call(self._read, name)  # data as of the start of service
-            await asyncio.sleep(emu.read_latency() * emu.factor)
-        return Versioned(version, self.value_size)
-
-    async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
-        """Commit the next version, or (write-behind) store `value` unless the origin
-        already holds a newer version; return what the origin holds."""
-        emu = self._emu
-        assert emu is not None, "open() the origin first"
-        name = self._names.name(key)
-        emu.check()
-        if emu.enabled:
-            async with emu.slots:
-                await asyncio.sleep(emu.write_latency() * emu.factor)
-                version = await self._commit(name, value)  # commits at the end of service
-        else:
-            version = await self._commit(name, value)
-        return _held(version, value, self.value_size)
+    async def _read_version(self, name: str) -> int:
+        return await self._call(self._read, name)
 
     async def _commit(self, name: str, value: Versioned | None) -> int:
         if value is None:
             return await self._call(self._write, name)
         return await self._call(self._write_version, name, value.version, value.size)
-
-    def slow(self, factor: float) -> None:
-        """origin_slow: multiply the emulated latency by `factor`."""
-        assert self._emu is not None, "open() the origin first"
-        self._emu.factor = factor
-
-    def go_down(self) -> None:
-        """origin_down: refuse every request."""
-        assert self._emu is not None, "open() the origin first"
-        self._emu.down = True
-
-    def recover(self) -> None:
-        assert self._emu is not None, "open() the origin first"
-        self._emu.factor, self._emu.down = 1.0, False
 
     async def versions(self) -> dict[Key, int]:
         return {self._names.key(k): v for k, v in await self._call(self._all)}
@@ -293,7 +312,7 @@ class SqliteOrigin:
             self._tmpdir = None
 
 
-class PostgresOrigin:
+class PostgresOrigin(_EmulatedOrigin):
     """PostgreSQL through psycopg 3 (async), `concurrency` connections in a simple pool.
 
     The table is private to the run (`cachelab_origin_<random>`) and dropped on close.
@@ -376,33 +395,9 @@ class PostgresOrigin:
         finally:
             self._idle.put_nowait(conn)
 
-    async def read(self, key: Key) -> Versioned:
-        emu = self._emu
-        assert emu is not None, "open() the origin first"
-        name = self._names.name(key)
-        emu.check()
-        if not emu.enabled:
-            row = await self._fetch(self._read_sql, (name,))
-            return Versioned(0 if row is None else int(row[0]), self.value_size)
-        async with emu.slots:
-            row = await self._fetch(self._read_sql, (name,))
-            await asyncio.sleep(emu.read_latency() * emu.factor)
-        return Versioned(0 if row is None else int(row[0]), self.value_size)
-
-    async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
-        """Commit the next version, or (write-behind) store `value` unless the origin
-        already holds a newer version; return what the origin holds."""
-        emu = self._emu
-        assert emu is not None, "open() the origin first"
-        name = self._names.name(key)
-        emu.check()
-        if emu.enabled:
-            async with emu.slots:
-                await asyncio.sleep(emu.write_latency() * emu.factor)
-                version = await self._commit(name, value)  # commits at the end of service
-        else:
-            version = await self._commit(name, value)
-        return _held(version, value, self.value_size)
+    async def _read_version(self, name: str) -> int:
+        row = await self._fetch(self._read_sql, (name,))
+        return 0 if row is None else int(row[0])
 
     async def _commit(self, name: str, value: Versioned | None) -> int:
         if value is None:
@@ -426,20 +421,6 @@ class PostgresOrigin:
             raise OriginUnavailable(str(exc)) from exc
         finally:
             self._idle.put_nowait(conn)
-
-    def slow(self, factor: float) -> None:
-        """origin_slow: multiply the emulated latency by `factor`."""
-        assert self._emu is not None, "open() the origin first"
-        self._emu.factor = factor
-
-    def go_down(self) -> None:
-        """origin_down: refuse every request."""
-        assert self._emu is not None, "open() the origin first"
-        self._emu.down = True
-
-    def recover(self) -> None:
-        assert self._emu is not None, "open() the origin first"
-        self._emu.factor, self._emu.down = 1.0, False
 
     async def versions(self) -> dict[Key, int]:
         conn = await self._idle.get()
