@@ -1,22 +1,31 @@
 """The Bus protocol on Redis pub/sub (at most once, as the simulator's bus).
 
 Messages are keys: an int key travels as `i:<n>`, a string key as `s:<name>`,
-so handlers get back exactly what was published. Faults, as the simulator
-models them: `bus_loss` drops what is published in its window (the
-subscribers are disconnected), `bus_delay` prefixes the message with a
-sampled delay (`d:<seconds>|`) that the receiving side waits before
-delivering (one sample per message; the simulator draws one per subscriber). Pub/sub lives on one
-server (node 0 of the topology), like an application that picks one Redis
-for its invalidation channel. One subscriber connection serves every
-handler of the process; a message published while it is not subscribed is
-gone, as in Redis.
+so handlers get back exactly what was published. One subscriber connection
+serves every handler of the process; a message published while it is not
+subscribed is gone, as in Redis.
+
+Faults:
+- `bus_loss` is real: the server drops the subscriber connections
+  (`CLIENT KILL TYPE pubsub`, or only this bus's own subscriber on a server
+  the lab does not own) and the subscriber stays away until the window ends,
+  then resubscribes. PUBLISH answers how many subscribers received a
+  message, so `lost` counts what really went to nobody.
+- `bus_delay` is emulated: the message carries a sampled delay
+  (`d:<seconds>|`) that the receiving side waits before delivering (one
+  sample per message; the simulator draws one per subscriber).
+- A subscriber connection lost for any other reason (its node crashed or
+  failed over) reconnects by itself, every `RECONNECT_EVERY` seconds, to the
+  first address that answers, like a production subscriber with a retry loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import itertools
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,6 +37,12 @@ from lab.core import Key
 from lab.core.errors import CacheUnavailable
 from lab.real.redis_cache import UNAVAILABLE
 
+RECONNECT_EVERY = 0.1
+"""Seconds between a lost subscriber's attempts to subscribe again."""
+CONFIRM_TIMEOUT = 5.0
+
+_names = itertools.count()
+
 
 def encode_message(message: Key) -> bytes:
     return b"i:%d" % message if isinstance(message, int) else b"s:" + message.encode()
@@ -38,77 +53,167 @@ def decode_message(raw: bytes) -> Key:
     return int(body) if kind == b"i:" else body.decode()
 
 
-class RedisBus:
-    """Publish with PUBLISH; deliver to local handlers from one SUBSCRIBE connection."""
+def _client(host: str, port: int, timeout: float | None, name: str | None = None) -> aioredis.Redis:
+    return aioredis.Redis(
+        host=host,
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=1.0 if timeout is None else timeout,
+        retry=Retry(NoBackoff(), 0),
+        client_name=name,
+    )
 
-    def __init__(self, host: str, port: int, *, timeout: float = 1.0) -> None:
-        self._publisher = aioredis.Redis(
-            host=host,
-            port=port,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._subscriber = aioredis.Redis(
-            host=host, port=port, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
-        )
+
+class RedisBus:
+    """Publish with PUBLISH; deliver to local handlers from one SUBSCRIBE connection.
+
+    `addresses` are the servers the bus may use, in order of preference: the
+    first that answers carries the channel (Redis Cluster forwards PUBLISH to
+    every node, so any node will do there). `kill_all` says whether a bus_loss
+    may disconnect every pub/sub client of the server (the lab's own servers)
+    or only this bus's subscriber (someone else's server).
+    """
+
+    def __init__(
+        self,
+        addresses: Sequence[tuple[str, int]] | str,
+        port: int | None = None,
+        *,
+        timeout: float = 1.0,
+        kill_all: bool = True,
+    ) -> None:
+        if isinstance(addresses, str):  # RedisBus(host, port)
+            assert port is not None
+            addresses = [(addresses, port)]
+        if not addresses:
+            raise ValueError("a RedisBus needs at least one server address")
+        self.addresses = list(addresses)
+        self.timeout = timeout
+        self.kill_all = kill_all
+        self.name = f"cachelab-bus-{os.getpid()}-{next(_names)}"
+        self._at = 0  # index of the address in use
+        self._publisher = _client(*self.addresses[0], timeout)
+        self._subscriber: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
         self._handlers: dict[str, list[Callable[[Key], None]]] = {}
         self._listener: asyncio.Task[Any] | None = None
+        self._started = False
         self.published = 0
         self.delivered = 0
         self.lost = 0
-        self._losing = False  # bus_loss: subscribers disconnected
+        """Deliveries that did not happen: (message, handler) pairs with no subscriber."""
+        self.reconnects = 0
+        self._losing = False  # bus_loss window: the subscriber stays away
         self._extra: Callable[[], float] | None = None  # bus_delay
 
-    def start_losing(self) -> None:
+    # -- faults ------------------------------------------------------------
+
+    async def start_losing(self) -> None:
+        """bus_loss begins: the server drops the subscriber, which stays away."""
         self._losing = True
+        with contextlib.suppress(*UNAVAILABLE):
+            if self.kill_all:
+                await self._publisher.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+            else:
+                await self._kill_own()
+        await self._stop_listening()  # the listener saw the disconnection; tidy up
+
+    async def _kill_own(self) -> None:
+        listing = await self._publisher.execute_command("CLIENT", "LIST", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+        text = listing.decode() if isinstance(listing, bytes) else str(listing)
+        for line in text.splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if fields.get("name") == self.name:
+                await self._publisher.execute_command("CLIENT", "KILL", "ID", fields["id"])  # type: ignore[no-untyped-call]
 
     def start_delaying(self, extra: Callable[[], float]) -> None:
         self._extra = extra
 
-    def recover(self) -> None:
-        self._losing, self._extra = False, None
+    async def recover(self) -> None:
+        """The window ends: delays stop; a subscriber kept away subscribes again."""
+        self._extra = None
+        if self._losing:
+            self._losing = False
+            if self._started and self._handlers:
+                await self._subscribe_somewhere()
+
+    # -- protocol ----------------------------------------------------------
 
     def subscribe(self, channel: str, handler: Callable[[Key], None]) -> None:
         """Register `handler` (before `start`, which subscribes to the channels)."""
-        if self._pubsub is not None and channel not in self._handlers:
+        if self._started and channel not in self._handlers:
             raise RuntimeError("subscribe to a new channel before the bus starts")
         self._handlers.setdefault(channel, []).append(handler)
 
     async def publish(self, channel: str, message: Key) -> None:
         self.published += 1
-        if self._losing:  # the subscribers are disconnected: nobody gets it
-            self.lost += len(self._handlers.get(channel, ()))
-            return
         payload = encode_message(message)
         if self._extra is not None:  # bus_delay: published in the window, arrives late
             payload = b"d:%a|" % self._extra() + payload
         try:
-            await self._publisher.publish(channel, payload)
+            receivers = await self._publisher.publish(channel, payload)
         except UNAVAILABLE as exc:
+            self._next_publisher()
             raise CacheUnavailable(f"publish {channel}: {exc}") from exc
+        if not receivers:
+            self.lost += len(self._handlers.get(channel, ()))
+
+    def _next_publisher(self) -> None:
+        """After a failure, publish through the next address (Redis Cluster: any node)."""
+        if len(self.addresses) > 1:
+            old = self._publisher
+            self._at = (self._at + 1) % len(self.addresses)
+            self._publisher = _client(*self.addresses[self._at], self.timeout)
+            asyncio.get_running_loop().create_task(old.aclose())
 
     async def start(self) -> None:
         """Subscribe to every channel handlers were registered for, then listen."""
+        self._started = True
         if not self._handlers:
             return  # nobody listens: publishing still works (and reaches no one)
-        self._pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(*self._handlers)
-        # wait for the confirmations, so nothing published from now on is missed
-        confirmed = 0
-        while confirmed < len(self._handlers):
-            reply = await self._pubsub.parse_response(block=True, timeout=5.0)
-            if reply is None:
-                raise CacheUnavailable("pub/sub subscription was not confirmed in 5 s")
-            if reply[0] in (b"subscribe", "subscribe"):
-                confirmed += 1
-        self._listener = asyncio.get_running_loop().create_task(self._listen())
+        await self._subscribe(self.addresses[0])
 
-    async def _listen(self) -> None:
-        assert self._pubsub is not None
+    async def _subscribe(self, address: tuple[str, int]) -> None:
+        """Open a subscriber connection to `address`, wait for every confirmation (so
+        nothing published from then on is missed), then listen on it."""
+        subscriber = _client(*address, None, self.name)
+        pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(*self._handlers)
+            confirmed = 0
+            while confirmed < len(self._handlers):
+                reply = await pubsub.parse_response(block=True, timeout=CONFIRM_TIMEOUT)
+                if reply is None:
+                    raise CacheUnavailable("pub/sub subscription was not confirmed in time")
+                if reply[0] in (b"subscribe", "subscribe"):
+                    confirmed += 1
+        except BaseException:
+            with contextlib.suppress(*UNAVAILABLE):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await subscriber.aclose()
+            raise
+        self._subscriber, self._pubsub = subscriber, pubsub
+        self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
+
+    async def _subscribe_somewhere(self) -> None:
+        """Subscribe through the first address that answers, retrying until one does
+        (unless a bus_loss window begins meanwhile)."""
+        while not self._losing:
+            for address in self.addresses[self._at :] + self.addresses[: self._at]:
+                try:
+                    await self._subscribe(address)
+                    return
+                except (CacheUnavailable, *UNAVAILABLE):
+                    continue
+            await asyncio.sleep(RECONNECT_EVERY)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            message = await self._pubsub.get_message(timeout=1.0)
+            try:
+                message = await pubsub.get_message(timeout=1.0)
+            except UNAVAILABLE:
+                break  # the server dropped us (bus_loss, crash, failover)
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"]
@@ -119,26 +224,41 @@ class RedisBus:
                 head, _, data = data.partition(b"|")
                 late = float(head[2:])
             key = decode_message(data)
-            loop = asyncio.get_running_loop()
             for handler in self._handlers.get(name, ()):
                 if late > 0:
                     loop.call_later(late, self._deliver, handler, key)
                 else:
                     self._deliver(handler, key)
+        if self._pubsub is pubsub:  # not replaced meanwhile: reconnect unless in a window
+            await self._drop_subscriber()
+            if not self._losing:
+                self.reconnects += 1
+                await asyncio.sleep(RECONNECT_EVERY)
+                await self._subscribe_somewhere()
 
     def _deliver(self, handler: Callable[[Key], None], key: Key) -> None:
         self.delivered += 1
         handler(key)
 
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *UNAVAILABLE):
-                await self._listener
-            self._listener = None
-        if self._pubsub is not None:
+    async def _drop_subscriber(self) -> None:
+        pubsub, subscriber = self._pubsub, self._subscriber
+        self._pubsub = self._subscriber = None
+        if pubsub is not None:
             with contextlib.suppress(*UNAVAILABLE):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = None
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        if subscriber is not None:
+            with contextlib.suppress(*UNAVAILABLE):
+                await subscriber.aclose()
+
+    async def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None and listener is not asyncio.current_task():
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *UNAVAILABLE):
+                await listener
+        await self._drop_subscriber()
+
+    async def close(self) -> None:
+        self._losing = True  # no reconnection from now on
+        await self._stop_listening()
         await self._publisher.aclose()
-        await self._subscriber.aclose()
