@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from lab.scenario import Cell, Scenario, ScenarioError, load_scenario
 
@@ -37,6 +38,7 @@ def _run(
     seeds: list[int] | None,
     progress: bool | None,
     quiet: bool,
+    target: Any = None,
 ) -> int:
     from tqdm import tqdm
 
@@ -67,7 +69,7 @@ def _run(
                 bar.refresh()
 
             try:
-                result = run_cell(scenario, cell, on_progress)
+                result = run_cell(scenario, cell, on_progress, target)
             except CellSkipped as why:
                 skipped.append(f"{scenario.name} {cell.run_id}: skipped: {why}")
                 continue
@@ -82,13 +84,47 @@ def _run(
         frame = frame[frame["path"].isin({str(p) for p in written})]
         print(report(frame))
         print(f"{len(written)} run(s) written under {results}/", file=sys.stderr)
-    return 0
+    return 1 if plan and not written else 0  # every run skipped: nothing was measured
+
+
+def _target(args: argparse.Namespace) -> Any:
+    """--redis-url / --redis-cluster / --allow-destructive as a deployment Target."""
+    if not (args.redis_url or args.redis_cluster or args.allow_destructive):
+        return None
+    from lab.real.deployment import DeploymentError, parse_target
+
+    try:
+        return parse_target(args.redis_url, args.redis_cluster, args.allow_destructive)
+    except DeploymentError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    target = _target(args)
     scenarios = _load_all(args.scenario)
+    backends = args.backend
+    if target is not None and backends is None:
+        backends = ["redis"]  # naming servers means: run on them
+    if target is not None and "sim" in backends:
+        raise UsageError("--redis-url/--redis-cluster apply to --backend redis only")
+    if target is not None:
+        from lab.real.backend import check_target
+        from lab.real.deployment import DeploymentError
+
+        for path, scenario in scenarios:
+            try:
+                check_target(target, scenario)
+            except DeploymentError as exc:
+                raise UsageError(f"{path}: {exc}") from None
     return _run(
-        scenarios, args.results, args.backend, args.strategy, args.seed, args.progress, args.quiet
+        scenarios,
+        args.results,
+        backends,
+        args.strategy,
+        args.seed,
+        args.progress,
+        args.quiet,
+        target,
     )
 
 
@@ -198,6 +234,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", action="append", type=int, help="run only this seed (repeatable)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     run.add_argument("--quiet", action="store_true", help="do not print the table")
+    run.add_argument(
+        "--redis-url",
+        action="append",
+        metavar="URL",
+        help="run on this existing server instead of starting one: redis://host:port[/db] "
+        "(repeat once per node; implies --backend redis)",
+    )
+    run.add_argument(
+        "--redis-cluster",
+        metavar="HOST:PORT,...",
+        help="run on this existing Redis Cluster (seed nodes; implies --backend redis)",
+    )
+    run.add_argument(
+        "--allow-destructive",
+        action="store_true",
+        help="with --redis-url/--redis-cluster: let the lab flush, set maxmemory, pause "
+        "and fail over those servers (refused otherwise)",
+    )
     progress_flags(run)
     run.set_defaults(func=cmd_run)
 

@@ -48,8 +48,12 @@ class RunResult:
 Progress = Callable[[float], None]
 
 
-def run_cell(scenario: Scenario, cell: Cell, progress: Progress | None = None) -> RunResult:
-    """Run one cell; `progress` receives the completed fraction (0..1) now and then."""
+def run_cell(
+    scenario: Scenario, cell: Cell, progress: Progress | None = None, target: Any = None
+) -> RunResult:
+    """Run one cell; `progress` receives the completed fraction (0..1) now and then.
+    `target` (a `lab.real.deployment.Target`) points the redis backend at servers the
+    lab did not start."""
     if cell.backend == "sim":
         return run_sim(scenario, cell, progress)
     if cell.backend == "redis":
@@ -57,7 +61,7 @@ def run_cell(scenario: Scenario, cell: Cell, progress: Progress | None = None) -
             from lab.real.backend import run_redis  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise CellSkipped("the redis backend is not implemented yet (issue 4)") from None
-        result: RunResult = run_redis(scenario, cell, progress)
+        result: RunResult = run_redis(scenario, cell, progress, target=target)
         return result
     raise CellSkipped(f"unknown backend {cell.backend!r}")
 

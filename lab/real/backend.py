@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -26,13 +27,22 @@ from lab.harness import CellSkipped, build_harness
 from lab.real import servers as srv
 from lab.real.bus import RedisBus
 from lab.real.capacity import Calibration, CapacityController, calibrate
-from lab.real.faults import FaultSchedule, unsupported
+from lab.real.deployment import (
+    Deployment,
+    DeploymentError,
+    Target,
+    connect_external,
+    start_local,
+)
+from lab.real.faults import DESTRUCTIVE, FaultSchedule, unsupported
 from lab.real.origin import latency_from_env, make_origin
+from lab.real.proxy import FaultProxy
 from lab.real.redis_cache import RedisCache, decode
 from lab.real.runtime import AsyncioRuntime, run_bounded
 from lab.runner import Progress, RunResult, _identity, progress_hooks
 from lab.sampling import rng_for, sampler
-from lab.scenario import Cell, ClientSpec, Scenario
+from lab.scenario import Cell, ClientSpec, Latency, Partition, Scenario
+from lab.sharding import key_slot
 from lab.workload.stream import RequestStream
 
 OFFERS = frozenset({"ttl", "nx", "incr", "set_if_equal", "pubsub"})
@@ -54,25 +64,21 @@ DRAIN_GRACE = 30.0
 """Seconds requests still in flight at the end of a timed run may take to finish."""
 
 
-def run_redis(
-    scenario: Scenario,
-    cell: Cell,
-    progress: Progress | None = None,
-    *,
-    emulate_origin_latency: bool | None = None,
-    binary: srv.ServerBinary | None = None,
-) -> RunResult:
-    """Run a cell on fresh local servers; raise CellSkipped for what cannot run here."""
+def _prepare(scenario: Scenario, cell: Cell, target: Target | None) -> tuple[bool, str | None]:
+    """(cluster?, maxmemory-policy) for this cell; CellSkipped for what cannot run."""
     topo = scenario.topology
-    spec = scenario.strategies[cell.strategy]
     missing_faults = unsupported(scenario.faults)
     if missing_faults:
         raise CellSkipped(
-            f"faults {', '.join(missing_faults)} cannot be injected on real servers yet "
-            "(failover needs replicas)"
+            f"faults {', '.join(missing_faults)} cannot be injected on real servers yet"
         )
-    if topo.replicas:
-        raise CellSkipped("replicas need the Redis Cluster topology, not wired into runs yet")
+    cluster = topo.sharding == "slots" if target is None else bool(target.cluster)
+    if topo.replicas and not cluster:
+        raise CellSkipped(
+            "replicas on real servers come from Redis Cluster: set topology.sharding: slots"
+            if target is None
+            else "replicas need a Redis Cluster: use --redis-cluster"
+        )
     policy: str | None = None
     if topo.capacity is not None:
         policy = POLICIES.get(topo.eviction)
@@ -81,22 +87,78 @@ def run_redis(
                 f"eviction {topo.eviction!r} has no Redis equivalent "
                 f"(Redis offers {', '.join(sorted(POLICIES))} for a capacity)"
             )
-    try:
-        binary = binary or srv.find_server_binary()
-    except srv.ServerNotFound as exc:
-        raise CellSkipped(str(exc)) from None
+    if target is not None and not target.allow_destructive:
+        refused = sorted({f.kind for f in scenario.faults if f.kind in DESTRUCTIVE})
+        if refused:
+            raise CellSkipped(
+                f"faults {', '.join(refused)} would act on servers the lab did not start: "
+                "pass --allow-destructive to let it"
+            )
+        if topo.capacity is not None:
+            raise CellSkipped(
+                "topology.capacity sets maxmemory on the servers (CONFIG SET): "
+                "pass --allow-destructive to let it, or drop the capacity"
+            )
+    if target is not None and any(f.kind == "node_crash" for f in scenario.faults):
+        raise CellSkipped("node_crash needs servers the lab started: it cannot restart others'")
+    return cluster, policy
+
+
+def run_redis(
+    scenario: Scenario,
+    cell: Cell,
+    progress: Progress | None = None,
+    *,
+    emulate_origin_latency: bool | None = None,
+    binary: srv.ServerBinary | None = None,
+    target: Target | None = None,
+) -> RunResult:
+    """Run a cell on fresh local servers, or on `target`; raise CellSkipped for what
+    cannot run here."""
+    topo = scenario.topology
+    spec = scenario.strategies[cell.strategy]
+    cluster, policy = _prepare(scenario, cell, target)
+    if target is None:
+        try:
+            binary = binary or srv.find_server_binary()
+        except srv.ServerNotFound as exc:
+            raise CellSkipped(str(exc)) from None
     if emulate_origin_latency is None:
         emulate_origin_latency = latency_from_env()
 
     wall_start = time.perf_counter()
     notes: list[str] = []
-    shards = srv.start_shards(topo.nodes, binary=binary)
-    try:
-        calibrations: list[Calibration] = []
-        controls = [srv._client(s.port, 5.0, decode=False) for s in shards]
+    if target is None:
+        assert binary is not None
+        window = max((f.duration for f in scenario.faults), default=0.0)
+        deployment = start_local(
+            topo.nodes, topo.replicas, cluster=cluster, binary=binary, max_fault_window=window
+        )
+        if cluster:
+            notes.append(f"Redis Cluster: {topo.nodes} primaries x {1 + topo.replicas} servers")
+    else:
         try:
+            deployment = connect_external(target, topo.nodes)
+        except DeploymentError as exc:
+            raise CellSkipped(str(exc)) from None
+        notes.append(f"on {target.label} (servers the lab did not start)")
+    # latency and partition faults go through a real TCP proxy in front of their nodes
+    proxied = sorted({f.node for f in scenario.faults if isinstance(f, Latency | Partition)})
+    proxy: FaultProxy | None = None
+    try:
+        if proxied:
+            proxy = FaultProxy([deployment.addresses[node] for node in proxied])
+            proxy.start()
+        calibrations: list[Calibration] = []
+        controls = [deployment.control(i) for i in range(len(deployment))]
+        try:
+            if not deployment.owned:
+                try:
+                    _require_empty(controls, deployment, target)
+                except DeploymentError as exc:
+                    raise CellSkipped(str(exc)) from None
             if topo.capacity is not None and policy is not None:
-                for control in controls:
+                for i, control in enumerate(controls):
                     calibrations.append(
                         calibrate(
                             control,
@@ -105,8 +167,11 @@ def run_redis(
                             policy=policy,
                             samples=MAXMEMORY_SAMPLES,
                             ttl=spec.ttl,
+                            key_prefix=_calibration_prefix(deployment, i),
                         )
                     )
+                    for address in deployment.replica_addresses(i):
+                        _configure(address, deployment, policy, calibrations[-1].maxmemory)
                 held = [c.held for c in calibrations]
                 notes.append(
                     f"capacity {topo.capacity} keys/node -> maxmemory "
@@ -118,30 +183,42 @@ def run_redis(
             result = _Run(
                 scenario,
                 cell,
-                shards,
-                controls,
+                deployment,
                 progress,
                 emulate_origin_latency,
                 calibrations,
                 policy,
+                proxy,
+                proxied,
             )
-            summary, timeseries = result.execute()
+            try:
+                summary, timeseries = result.execute()
+            finally:
+                if not deployment.owned:
+                    _empty(deployment)
         finally:
             for control in controls:
                 control.close()
     finally:
-        shards.stop()
+        try:
+            if proxy is not None:
+                proxy.close()
+        finally:
+            deployment.stop()
     notes.extend(result.notes)
     summary.update(result.driver_lag)
     summary["wall_time"] = time.perf_counter() - wall_start
     summary.update(_identity(scenario, cell))
     summary["versions"].update(
         {
-            "server": binary.label,
+            "server": deployment.server_label,
             "redis-py": redis.__version__,
             "hiredis": _package_version("hiredis"),
             "origin": result.origin_version,
         }
+    )
+    summary["deployment"] = (
+        f"lab {'cluster' if deployment.cluster else 'shards'}" if target is None else target.label
     )
     summary["capacity_maxmemory"] = [c.maxmemory for c in calibrations] or None
     summary["capacity_keys_end"] = result.keys_end if calibrations else None
@@ -159,6 +236,84 @@ def run_redis(
     )
 
 
+def _calibration_prefix(deployment: Deployment, index: int) -> str:
+    """Keys that land on node `index`: a cluster node only takes keys of its slots, so
+    calibration keys carry a hash tag of one of them."""
+    owners = deployment.slot_owner
+    if owners is None:
+        return ""
+    for n in range(100_000):
+        tag = f"{{c{n}}}"
+        if owners[key_slot(tag)] == index:
+            return tag
+    raise AssertionError(f"no hash tag found for node {index}")
+
+
+def _configure(
+    address: tuple[str, int], deployment: Deployment, policy: str, maxmemory: int
+) -> None:
+    """The eviction settings of a primary on one of its replicas (for after a failover)."""
+    client = redis.Redis(host=address[0], port=address[1], socket_timeout=5.0)
+    try:
+        client.config_set("maxmemory-policy", policy)
+        client.config_set("maxmemory-samples", MAXMEMORY_SAMPLES)
+        client.config_set("maxmemory", maxmemory)
+    finally:
+        client.close()
+
+
+def check_target(target: Target, scenario: Scenario) -> None:
+    """Before any run: `target` answers, has the scenario's number of nodes, and its
+    databases are empty (or may be flushed). Raises DeploymentError (one line)."""
+    deployment = connect_external(target, scenario.topology.nodes)
+    controls = [deployment.control(i) for i in range(len(deployment))]
+    try:
+        if not target.allow_destructive:
+            _require_empty(controls, deployment, target)
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise DeploymentError(f"cannot reach {target.label}: {exc}") from None
+    finally:
+        for control in controls:
+            control.close()
+
+
+def _require_empty(
+    controls: list[redis.Redis], deployment: Deployment, target: Target | None
+) -> None:
+    """Someone else's database must start empty (the run starts cold and is emptied
+    afterwards); `--allow-destructive` flushes it instead."""
+    assert target is not None
+    for i, control in enumerate(controls):
+        held = int(control.dbsize())
+        if not held:
+            continue
+        if target.allow_destructive:
+            control.flushdb()
+            continue
+        host, port = deployment.addresses[i]
+        raise DeploymentError(
+            f"{host}:{port} holds {held} keys: the lab needs an empty database "
+            "(pick another with redis://host:port/<db>) or --allow-destructive to flush it"
+        )
+
+
+def _empty(deployment: Deployment) -> None:
+    """Remove what the run left in someone else's (empty at the start) database."""
+    for i in range(len(deployment)):
+        with contextlib.suppress(redis.RedisError, OSError):
+            control = deployment.control(i)
+            try:
+                names = list(control.scan_iter(count=1000))
+                for start in range(0, len(names), 1000):
+                    if deployment.cluster:  # one slot per command in a cluster
+                        for name in names[start : start + 1000]:
+                            control.unlink(name)
+                    else:
+                        control.unlink(*names[start : start + 1000])
+            finally:
+                control.close()
+
+
 def _raw(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
@@ -172,7 +327,7 @@ def orphaned_versioned_keys(controls: list[redis.Redis]) -> tuple[int, int]:
         on_node = [_raw(n).decode() for n in control.scan_iter(count=1000)]
         names.append(on_node)
         counters = [n for n in on_node if n.endswith(":version")]
-        values = control.mget(counters) if counters else []
+        values = _get_many(control, counters)
         for name, raw in zip(counters, values, strict=True):
             if raw is not None:
                 current[name[: -len(":version")]] = decode(_raw(raw)).version
@@ -184,11 +339,20 @@ def orphaned_versioned_keys(controls: list[redis.Redis]) -> tuple[int, int]:
             version = rest.partition(":")[0]
             if sep and version.isdigit() and int(version) < current.get(namespace, 0):
                 stale.append(name)
-        for raw in control.mget(stale) if stale else []:
+        for raw in _get_many(control, stale):
             if raw is not None:
                 keys += 1
                 size += decode(_raw(raw)).size
     return keys, size
+
+
+def _get_many(control: redis.Redis, names: list[str]) -> list[Any]:
+    """GET of many keys in one round trip (not MGET: a cluster node refuses keys of
+    several slots in one command)."""
+    pipe = control.pipeline(transaction=False)
+    for name in names:
+        pipe.get(name)
+    return pipe.execute() if names else []
 
 
 def _lag_summary(lags: list[float]) -> dict[str, float]:
@@ -215,22 +379,34 @@ class _Gauges:
     millisecond of blocking per second, for exact sampling times. A node that
     is down or paused is not asked (it would block the loop) and keeps its last
     value; a restarted node's eviction counter starts again from 0, so it is
-    carried over.
+    carried over. After a failover node i is asked at its new address.
     """
 
-    def __init__(self, controls: list[redis.Redis], shards: srv.ServerGroup) -> None:
-        self.controls = controls
-        self.shards = shards
-        self.evicted = [0] * len(controls)
-        self._seen = [0] * len(controls)
-        self.keys = [0] * len(controls)
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        n = len(deployment)
+        self._controls: list[tuple[tuple[str, int], redis.Redis] | None] = [None] * n
+        self.evicted = [0] * n
+        self._seen = [0] * n
+        self.keys = [0] * n
+
+    def control(self, index: int) -> redis.Redis:
+        address = self.deployment.addresses[index]
+        held = self._controls[index]
+        if held is None or held[0] != address:
+            if held is not None:
+                held[1].close()
+                self._seen[index] = 0  # another server: its own counter
+            held = (address, self.deployment.control(index))
+            self._controls[index] = held
+        return held[1]
 
     def poll(self) -> None:
-        for i, control in enumerate(self.controls):
-            server = self.shards[i]
-            if not server.alive or server.paused:
+        for i in range(len(self.deployment)):
+            if not self.deployment.reachable(i):
                 continue
             try:
+                control = self.control(i)
                 counter = int(control.info("stats")["evicted_keys"])
                 self.keys[i] = int(control.dbsize())
             except (redis.ConnectionError, redis.TimeoutError, OSError):
@@ -241,6 +417,11 @@ class _Gauges:
     @property
     def evictions(self) -> int:
         return sum(self.evicted)
+
+    def close(self) -> None:
+        for held in self._controls:
+            if held is not None:
+                held[1].close()
 
     def __call__(self) -> dict[str, float]:
         self.poll()
@@ -254,17 +435,24 @@ class _Run:
         self,
         scenario: Scenario,
         cell: Cell,
-        shards: srv.ServerGroup,
-        controls: list[redis.Redis],
+        deployment: Deployment,
         progress: Progress | None,
         emulate_origin_latency: bool,
         calibrations: list[Calibration],
         policy: str | None,
+        proxy: FaultProxy | None = None,
+        proxied: Sequence[int] = (),
     ) -> None:
         self.scenario = scenario
         self.cell = cell
-        self.shards = shards
-        self.gauges = _Gauges(controls, shards)
+        self.deployment = deployment
+        self.gauges = _Gauges(deployment)
+        self.proxy = proxy
+        self.proxied = {node: i for i, node in enumerate(proxied)}
+        self.translate = {}
+        if proxy is not None:
+            for node, address in zip(proxied, proxy.addresses, strict=True):
+                self.translate[deployment.addresses[node]] = address
         self.progress = progress
         self.emulate_origin_latency = emulate_origin_latency
         self.calibrations = calibrations
@@ -282,7 +470,8 @@ class _Run:
         return run_bounded(self._main())
 
     def _reconfigure(self, index: int) -> None:
-        """Re-apply the eviction settings to a restarted node (CONFIG SET is not kept)."""
+        """Re-apply the eviction settings to a restarted or promoted node (CONFIG SET is
+        not kept across restarts; a replica had its primary's calibrated limit)."""
         if not self.calibrations or self.policy is None:
             return
         limit = (
@@ -290,7 +479,9 @@ class _Run:
             if self.controller is not None
             else self.calibrations[index].maxmemory
         )
-        control = srv._client(self.shards[index].port, 5.0)
+        if self.controller is not None:
+            self.controller.retarget(index, self.deployment.addresses[index])
+        control = self.deployment.control(index)
         try:
             control.config_set("maxmemory-policy", self.policy)
             control.config_set("maxmemory-samples", MAXMEMORY_SAMPLES)
@@ -300,8 +491,13 @@ class _Run:
 
     async def _main(self) -> tuple[dict[str, Any], Any]:
         scenario, cell = self.scenario, self.cell
-        addresses = [(srv.HOST, s.port) for s in self.shards]
-        controller = CapacityController(addresses, self.calibrations) if self.calibrations else None
+        deployment = self.deployment
+        addresses = list(deployment.addresses)
+        controller = (
+            CapacityController(addresses, self.calibrations, connection=deployment.connection)
+            if self.calibrations
+            else None
+        )
         self.controller = controller
         seed = cell.seed
         topo = scenario.topology
@@ -315,8 +511,11 @@ class _Run:
             keys=scenario.keyspace.keys,
             max_connections=pool_size,
             timeout=spec.client.timeout if resilient else CLIENT_TIMEOUT,
+            slot_owner=deployment.slot_owner,
+            connection=deployment.connection,
+            translate=self.translate,
         )
-        bus = RedisBus(*addresses[0])
+        bus = RedisBus(deployment.bus_addresses(), kill_all=deployment.owned)
         origin = make_origin(
             scenario.origin,
             value_size=scenario.keyspace.value_size,
@@ -388,13 +587,14 @@ class _Run:
 
             faults = FaultSchedule(
                 scenario.faults,
-                self.shards,
+                deployment,
                 origin,
                 rt,
                 self._reconfigure,
-                cache=cache,
                 bus=bus,
                 seed=seed,
+                proxy=self.proxy,
+                proxied=self.proxied,
             )
 
             async def main() -> None:
@@ -441,7 +641,7 @@ class _Run:
             summary["lost_writes"] = oracle.lost_writes(await origin.versions())
             if spec.read == "versioned":
                 summary["orphaned_keys"], summary["orphaned_bytes"] = orphaned_versioned_keys(
-                    self.gauges.controls
+                    [self.gauges.control(i) for i in range(len(deployment))]
                 )
             summary["simulated_time"] = None
             self.distributions = recorder.distributions()
@@ -456,6 +656,7 @@ class _Run:
                 if controller is not None:
                     self.capacity_adjustments = controller.adjustments
                     stack.push_async_callback(controller.close)
+                stack.callback(self.gauges.close)
 
 
-__all__ = ["OFFERS", "run_redis"]
+__all__ = ["OFFERS", "check_target", "run_redis"]

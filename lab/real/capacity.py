@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -48,12 +49,17 @@ class Calibration:
 
 
 def _fill(
-    client: redis.Redis, count: int, value: bytes, ttl_ms: int | None, offset: int = 0
+    client: redis.Redis,
+    count: int,
+    value: bytes,
+    ttl_ms: int | None,
+    offset: int = 0,
+    prefix: str = "",
 ) -> None:
     for start in range(0, count, BATCH):
         pipe = client.pipeline(transaction=False)
         for i in range(start + offset, min(start + BATCH, count) + offset):
-            pipe.set(f"key:{i}", value, px=ttl_ms)
+            pipe.set(f"{prefix}key:{i}", value, px=ttl_ms)
         for reply in pipe.execute(raise_on_error=False):
             # a tiny limit can sit below what the server needs besides keys (the
             # pipeline's own buffers, allocator slack): then it refuses instead of
@@ -74,8 +80,12 @@ def calibrate(
     policy: str = "allkeys-lru",
     samples: int = 10,
     ttl: float | None = None,
+    key_prefix: str = "",
 ) -> Calibration:
-    """Set `maxmemory` on the server behind `client` so it holds `capacity` keys."""
+    """Set `maxmemory` on the server behind `client` so it holds `capacity` keys.
+
+    `key_prefix` goes before every sample key (a cluster node takes only keys of
+    its own slots: a hash tag of one of them)."""
     value = encode(Versioned(1, value_size))
     ttl_ms = max(1, round(ttl * 1000)) if ttl is not None else None
     if ttl_ms is not None:
@@ -86,7 +96,7 @@ def calibrate(
     client.flushall()
     empty = _used_memory(client)
     sample = min(capacity, SAMPLE_KEYS)
-    _fill(client, sample, value, ttl_ms)
+    _fill(client, sample, value, ttl_ms, prefix=key_prefix)
     per_key = max((_used_memory(client) - empty) / sample, 1.0)
     client.flushall()
 
@@ -96,7 +106,7 @@ def calibrate(
     rounds = 0
     for rounds in range(1, ROUNDS + 1):  # noqa: B007 (reported)
         client.config_set("maxmemory", limit)
-        _fill(client, capacity + max(capacity // 2, 100), value, ttl_ms)
+        _fill(client, capacity + max(capacity // 2, 100), value, ttl_ms, prefix=key_prefix)
         held = int(client.dbsize())
         client.config_set("maxmemory", 0)
         client.flushall()
@@ -131,22 +141,32 @@ class CapacityController:
         calibrations: list[Calibration],
         *,
         period: float = 0.05,
+        connection: dict[str, Any] | None = None,
     ) -> None:
+        self.connection = dict(connection or {})
         self.calibrations = calibrations
         self.period = period
         self.limits = [c.maxmemory for c in calibrations]
         self.adjustments = 0
         self._evicted = [0] * len(addresses)
-        self._clients = [
-            aioredis.Redis(
-                host=host,
-                port=port,
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
-                retry=Retry(NoBackoff(), 0),
-            )
-            for host, port in addresses
-        ]
+        self._clients = [self._client(address) for address in addresses]
+        self._retired: list[aioredis.Redis] = []
+
+    def _client(self, address: tuple[str, int]) -> aioredis.Redis:
+        return aioredis.Redis(
+            host=address[0],
+            port=address[1],
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),
+            **self.connection,
+        )
+
+    def retarget(self, index: int, address: tuple[str, int]) -> None:
+        """Node `index` is now served at `address` (a replica took over)."""
+        self._retired.append(self._clients[index])
+        self._clients[index] = self._client(address)
+        self._evicted[index] = 0
 
     async def prime(self, connections: int) -> None:
         """Before the run, with its `connections` per node open and the servers still
@@ -188,5 +208,5 @@ class CapacityController:
             await self.adjust()
 
     async def close(self) -> None:
-        for client in self._clients:
+        for client in [*self._clients, *self._retired]:
             await client.aclose()

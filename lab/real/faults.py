@@ -1,15 +1,20 @@
 """Scheduled faults on real servers: the scenario's `faults`, at wall-clock times.
 
-Real process faults: `node_crash` (SIGKILL, then a cold restart on the same
-port after `duration`) and `node_pause` (SIGSTOP, then SIGCONT: clients time
-out, data survives). Emulated, as the simulator models them: `origin_slow`
-and `origin_down` (the origin's latency emulation), `latency` and
-`partition` (in the cache client: no TCP proxy yet), `bus_loss` and
-`bus_delay` (in the pub/sub bus). `failover` needs a replicated topology
-and is reported as not supported, so such cells are skipped with the reason.
+Real process faults on servers the lab started: `node_crash` (SIGKILL, then a
+cold restart on the same port after `duration`), `node_pause` (SIGSTOP, then
+SIGCONT: clients time out, data survives) and `failover` (the primary is
+SIGKILLed; after `duration` its replica takes over with CLUSTER FAILOVER
+TAKEOVER, holding whatever had been replicated). On someone else's servers
+(only with --allow-destructive) a pause is `CLIENT PAUSE ... ALL` and a
+failover is that pause followed by `CLUSTER FAILOVER FORCE` on a replica.
+`bus_loss` is real too (the server drops the subscribers, see
+`lab.real.bus`). Emulated, as the simulator models them: `origin_slow` and
+`origin_down` (the origin's latency emulation) and `bus_delay` (in the
+pub/sub bus). `latency` and `partition` are real network behaviour through
+the fault proxy (`lab.real.proxy`) that sits in front of the nodes they name.
 
-Process operations block (fork, waiting for PING), so they run in a worker
-thread and the event loop keeps serving requests meanwhile.
+Process and control operations block (fork, waiting for PING), so they run in
+a worker thread and the event loop keeps serving requests meanwhile.
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from lab.real import servers as srv
 from lab.real.bus import RedisBus
+from lab.real.deployment import Deployment
 from lab.real.origin import RealOrigin
-from lab.real.redis_cache import RedisCache
+from lab.real.proxy import FaultProxy
 from lab.real.runtime import AsyncioRuntime
 from lab.sampling import rng_for, sampler
 from lab.scenario import (
     BusDelay,
     BusLoss,
+    Failover,
     Fault,
     Latency,
     NodeCrash,
@@ -35,7 +41,19 @@ from lab.scenario import (
     Partition,
 )
 
-SUPPORTED = (NodeCrash, NodePause, OriginSlow, OriginDown, Latency, Partition, BusLoss, BusDelay)
+SUPPORTED = (
+    NodeCrash,
+    NodePause,
+    Failover,
+    OriginSlow,
+    OriginDown,
+    Latency,
+    Partition,
+    BusLoss,
+    BusDelay,
+)
+DESTRUCTIVE = frozenset({"node_crash", "node_pause", "failover"})
+"""Faults that act on the servers themselves: refused on others' unless allowed."""
 
 
 def unsupported(faults: list[Fault]) -> list[str]:
@@ -52,24 +70,29 @@ class FaultSchedule:
     def __init__(
         self,
         faults: list[Fault],
-        shards: srv.ServerGroup,
+        deployment: Deployment,
         origin: RealOrigin,
         rt: AsyncioRuntime,
         reconfigure: Callable[[int], None],
         *,
-        cache: RedisCache,
         bus: RedisBus,
         seed: int,
+        proxy: FaultProxy | None = None,
+        proxied: dict[int, int] | None = None,
     ) -> None:
+        """`proxy` fronts the nodes named by latency and partition faults; `proxied`
+        maps such a node to its index in the proxy."""
         self.rt = rt
-        self.cache = cache
+        self.proxy = proxy
+        self.proxied = proxied or {}
         self.bus = bus
         self.seed = seed
+        self.deployment = deployment
         self.log: list[tuple[float, str]] = []
         self.events: list[tuple[float, int, Action]] = []
         for order, fault in enumerate(faults):
             self._index = order
-            begin, end = self._actions(fault, shards, origin, reconfigure)
+            begin, end = self._actions(fault, origin, reconfigure)
             self.events.append((fault.at, 2 * order, begin))
             self.events.append((fault.at + fault.duration, 2 * order + 1, end))
         self.events.sort(key=lambda e: (e[0], e[1]))
@@ -77,44 +100,35 @@ class FaultSchedule:
     def _actions(
         self,
         fault: Fault,
-        shards: srv.ServerGroup,
         origin: RealOrigin,
         reconfigure: Callable[[int], None],
     ) -> tuple[Action, Action]:
-        if isinstance(fault, NodeCrash | NodePause):
-            index = fault.node
-            server = shards[index]
-            if isinstance(fault, NodeCrash):
-
-                def restart() -> None:
-                    server.restart()
-                    reconfigure(index)  # CONFIG SET settings do not survive a restart
-
-                return self._threaded(f"crash node {index}", server.kill), self._threaded(
-                    f"restart node {index}", restart
+        if isinstance(fault, NodeCrash | NodePause | Failover):
+            return self._node_actions(fault, reconfigure)
+        if isinstance(fault, Latency | Partition):
+            assert self.proxy is not None, "network faults need the fault proxy"
+            proxy, at, node = self.proxy, self.proxied[fault.node], fault.node
+            if isinstance(fault, Latency):
+                add, stream = fault.add, f"fault.{self._index}"
+                begin = self._inline(
+                    f"latency to node {node}",
+                    lambda: proxy.add_latency(at, add, seed=self.seed, stream=stream),
                 )
-            return self._threaded(f"pause node {index}", server.pause), self._threaded(
-                f"resume node {index}", server.resume
-            )
-        if isinstance(fault, Latency):
-            node, extra = fault.node, self._sampler(fault)
-            return self._inline(
-                f"latency to node {node}", lambda: self.cache.add_latency(node, extra)
-            ), self._inline(f"node {node} healed", lambda: self.cache.heal(node))
-        if isinstance(fault, Partition):
-            node, mode = fault.node, fault.mode
-            return self._inline(
-                f"partition node {node} ({mode})", lambda: self.cache.partition(node, mode)
-            ), self._inline(f"node {node} healed", lambda: self.cache.heal(node))
+            else:
+                mode = fault.mode
+                begin = self._inline(
+                    f"partition node {node} ({mode})", lambda: proxy.partition(at, mode)
+                )
+            return begin, self._inline(f"node {node} healed", lambda: proxy.heal(at))
         if isinstance(fault, BusLoss):
-            return self._inline("bus loses messages", self.bus.start_losing), self._inline(
-                "bus recovers", self.bus.recover
-            )
+            return self._awaited(
+                "bus subscribers disconnected", self.bus.start_losing
+            ), self._awaited("bus subscribers back", self.bus.recover)
         if isinstance(fault, BusDelay):
             bus_extra = self._sampler(fault)
             return self._inline(
                 "bus delays messages", lambda: self.bus.start_delaying(bus_extra)
-            ), self._inline("bus recovers", self.bus.recover)
+            ), self._awaited("bus recovers", self.bus.recover)
         if isinstance(fault, OriginSlow):
             factor = fault.factor
             return self._inline(f"origin x{factor:g} slower", lambda: origin.slow(factor)), (
@@ -125,7 +139,63 @@ class FaultSchedule:
             "origin recovers", origin.recover
         )
 
-    def _sampler(self, fault: Latency | BusDelay) -> Callable[[], float]:
+    def _node_actions(
+        self, fault: NodeCrash | NodePause | Failover, reconfigure: Callable[[int], None]
+    ) -> tuple[Action, Action]:
+        index, deployment = fault.node, self.deployment
+        if not deployment.owned:  # someone else's servers (--allow-destructive)
+            # CLIENT PAUSE blocks every later command, CLIENT UNPAUSE included: the
+            # pause is given its exact length up front
+            pause_ms = max(1, round(fault.duration * 1000))
+
+            def client_pause() -> None:
+                deployment.suspended.add(index)  # from now on the gauges leave it alone
+                control = deployment.control(index)
+                try:
+                    control.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")  # type: ignore[no-untyped-call]
+                finally:
+                    control.close()
+
+            def after_pause() -> None:
+                deployment.suspended.discard(index)
+                if isinstance(fault, Failover):
+                    deployment.failover(index)
+                    reconfigure(index)
+
+            what = "pause" if isinstance(fault, NodePause) else "fail (paused)"
+            return self._threaded(f"{what} node {index}", client_pause), self._threaded(
+                f"node {index} {'resumes' if isinstance(fault, NodePause) else 'failed over'}",
+                after_pause,
+            )
+        if isinstance(fault, NodeCrash):
+
+            def crash() -> None:
+                deployment.server(index).kill()
+
+            def restart() -> None:
+                deployment.server(index).restart()
+                reconfigure(index)  # CONFIG SET settings do not survive a restart
+
+            return self._threaded(f"crash node {index}", crash), self._threaded(
+                f"restart node {index}", restart
+            )
+        if isinstance(fault, Failover):
+
+            def kill_primary() -> None:
+                deployment.server(index).kill()
+
+            def promote() -> None:
+                deployment.failover(index)
+                reconfigure(index)
+
+            return self._threaded(f"primary of node {index} dies", kill_primary), (
+                self._threaded(f"replica of node {index} takes over", promote)
+            )
+        return self._threaded(
+            f"pause node {index}", lambda: deployment.server(index).pause()
+        ), self._threaded(f"resume node {index}", lambda: deployment.server(index).resume())
+
+    def _sampler(self, fault: BusDelay) -> Callable[[], float]:
         """The fault's extra delay, from the same random stream as the simulator's."""
         return sampler(fault.add, rng_for(self.seed, f"fault.{self._index}"))
 
@@ -133,6 +203,13 @@ class FaultSchedule:
         async def action() -> None:
             self.log.append((self.rt.now(), what))
             await asyncio.to_thread(fn)
+
+        return action
+
+    def _awaited(self, what: str, fn: Callable[[], Awaitable[None]]) -> Action:
+        async def action() -> None:
+            self.log.append((self.rt.now(), what))
+            await fn()
 
         return action
 

@@ -7,7 +7,11 @@ under `lab.sharding.key_name`.
 
 Topology: N independent servers with client-side hashing through
 `lab.sharding.router`, the very function the simulator uses, so every key
-lives on the same node index on both backends.
+lives on the same node index on both backends; or a Redis Cluster, routed by
+the slot table (`slot_owner`) like a cluster client: a MOVED reply or an
+unreachable node makes the client ask the cluster (CLUSTER SLOTS) which
+server now serves each node's slots, so after a failover it follows the
+promoted replica.
 
 Failures a client would see in production (connection refused or reset,
 timeouts) become `CacheUnavailable`; anything else (a protocol error, a
@@ -17,28 +21,41 @@ wrong type) is a bug and propagates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, MovedError, OutOfMemoryError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lab.core import Key, Versioned
 from lab.core.errors import CacheUnavailable
-from lab.sharding import Sharding, key_name, owner_table, router
+from lab.sharding import Sharding, key_name, key_slot, owner_table, router
+
+Address = tuple[str, int]
 
 SETUP_TIMEOUT = 10.0
 """Seconds allowed to open the connections before a run (not the client timeout)."""
 
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, OSError, TimeoutError)
+UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ClusterDownError,
+    OSError,
+    TimeoutError,
+)
 """Exceptions that mean "the node could not serve the command" (unreachable, too slow,
-or refusing writes because it is out of memory and cannot evict)."""
+refusing writes because it is out of memory and cannot evict, or a cluster that
+cannot serve the slot)."""
+REFRESH_EVERY = 0.05
+"""Seconds between two slot-table refreshes of a cluster client at most."""
 
 
 SET_IF_EQUAL = """
@@ -90,26 +107,23 @@ class _Node:
     """
 
     __slots__ = (
+        "address",
         "all",
-        "blocked",
         "created",
-        "extra",
         "factory",
-        "faulty",
         "free",
         "size",
         "timeout",
         "waiters",
     )
 
-    def __init__(self, factory: aioredis.ConnectionPool, size: int, timeout: float) -> None:
+    def __init__(
+        self, address: Address, factory: aioredis.ConnectionPool, size: int, timeout: float
+    ) -> None:
+        self.address = address
         self.factory = factory
         self.size = size
         self.timeout = timeout
-        # emulated network faults (lab/real/faults.py): off on the hot path
-        self.faulty = False
-        self.extra: Callable[[], float] | None = None
-        self.blocked: str | None = None
         self.free: list[Connection] = []
         self.all: list[Connection] = []
         self.created = 0
@@ -143,8 +157,6 @@ class _Node:
     async def call(self, *args: Any) -> Any:
         """One command, one reply; a connection in an unknown state is dropped (it
         reconnects on its next use)."""
-        if self.faulty:
-            await self._network_fault()
         conn = await self.acquire()
         try:
             await conn.send_command(*args)
@@ -154,25 +166,6 @@ class _Node:
             raise
         finally:
             self.release(conn)
-
-    async def _network_fault(self) -> None:
-        """The client's view of a partition or added latency (emulated in the client, as
-        the simulator models them; a TCP proxy would be the real thing)."""
-        if self.blocked == "refuse":
-            raise RedisConnectionError("connection refused (emulated partition)")
-        if self.blocked == "hang":
-            await asyncio.sleep(self.timeout)
-            raise RedisTimeoutError("timed out (emulated partition)")
-        if self.extra is not None:
-            extra = self.extra()
-            if extra >= self.timeout:
-                await asyncio.sleep(self.timeout)
-                raise RedisTimeoutError("timed out (emulated latency)")
-            await asyncio.sleep(extra)
-
-    def set_fault(self, *, extra: Callable[[], float] | None, blocked: str | None) -> None:
-        self.extra, self.blocked = extra, blocked
-        self.faulty = extra is not None or blocked is not None
 
     async def close(self) -> None:
         for conn in self.all:
@@ -184,33 +177,98 @@ class RedisCache:
 
     def __init__(
         self,
-        addresses: Sequence[tuple[str, int]],
+        addresses: Sequence[Address],
         *,
         sharding: Sharding = "ketama",
         keys: int = 0,
         timeout: float = 1.0,
         max_connections: int = 64,
+        slot_owner: Sequence[int] | None = None,
+        translate: Mapping[Address, Address] | None = None,
+        connection: Mapping[str, Any] | None = None,
     ) -> None:
+        """`slot_owner` (node index of every slot) makes this a Redis Cluster client;
+        `translate` maps a server's address to the one clients must use for it (a
+        fault proxy in front); `connection` adds settings (db, username, password)."""
         if not addresses:
             raise ValueError("a RedisCache needs at least one server")
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self.connection = dict(connection or {})
+        self.translate = dict(translate or {})
         self.addresses = list(addresses)
-        self.nodes = [
-            _Node(
-                aioredis.ConnectionPool(
-                    host=host,
-                    port=port,
-                    socket_timeout=timeout,
-                    socket_connect_timeout=timeout,
-                    retry=Retry(NoBackoff(), 0),
-                ),
-                max_connections,
-                timeout,
-            )
-            for host, port in self.addresses
-        ]
+        self.nodes = [self._make_node(address) for address in self.addresses]
+        self._retired: list[_Node] = []
         n = len(self.nodes)
-        self._route = router(sharding, n)
-        self._owner_of_int = owner_table(sharding, n, keys) if keys else []
+        self._slot_owner = list(slot_owner) if slot_owner is not None else None
+        if self._slot_owner is not None:
+            owners = self._slot_owner
+            self._route: Callable[[str], int] = lambda name: owners[key_slot(name)]
+            self._owner_of_int = [self._route(key_name(k)) for k in range(keys)]
+            self._call: Callable[..., Any] = self._cluster_call
+        else:
+            self._route = router(sharding, n)
+            self._owner_of_int = owner_table(sharding, n, keys) if keys else []
+            self._call = self._plain_call
+        self._refreshed = -REFRESH_EVERY
+        self._refreshing: asyncio.Task[None] | None = None
+        self.refreshes = 0
+        """Slot-table refreshes that moved a node to another server (failovers followed)."""
+
+    def _make_node(self, address: Address) -> _Node:
+        host, port = self.translate.get(address, address)
+        pool = aioredis.ConnectionPool(
+            host=host,
+            port=port,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            **self.connection,
+        )
+        return _Node(address, pool, self.max_connections, self.timeout)
+
+    def _plain_call(self, index: int, *args: Any) -> Any:
+        return self.nodes[index].call(*args)
+
+    async def _cluster_call(self, index: int, *args: Any) -> Any:
+        """A command to a cluster node: on MOVED learn the new owner and retry once; on
+        an unreachable node refresh the slot table in the background (it may have
+        failed over) and report the failure."""
+        try:
+            return await self.nodes[index].call(*args)
+        except MovedError:
+            await self.refresh_slots(force=True)
+            return await self.nodes[index].call(*args)
+        except UNAVAILABLE:
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.get_running_loop().create_task(self.refresh_slots())
+            raise
+
+    async def refresh_slots(self, *, force: bool = False) -> None:
+        """Ask the cluster which server serves each node's slots now (CLUSTER SLOTS), as
+        cluster clients do; at most every REFRESH_EVERY seconds unless `force`."""
+        owners = self._slot_owner
+        if owners is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if not force and now - self._refreshed < REFRESH_EVERY:
+            return
+        self._refreshed = now
+        for node in list(self.nodes):
+            try:
+                reply = await node.call("CLUSTER", "SLOTS")
+            except (*UNAVAILABLE, ResponseError):
+                continue
+            for entry in reply:
+                primary = entry[2]
+                host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
+                address = (host or node.address[0], int(primary[1]))
+                index = owners[int(entry[0])]
+                if self.nodes[index].address != address:
+                    self._retired.append(self.nodes[index])
+                    self.nodes[index] = self._make_node(address)
+                    self.refreshes += 1
+            return
 
     def node_of(self, key: Key) -> int:
         """Index of the node that owns `key` (same routing as the simulator)."""
@@ -222,7 +280,7 @@ class RedisCache:
     async def get(self, key: Key) -> Versioned | None:
         name = key_name(key)
         try:
-            raw = await self.nodes[self.node_of(key)].call("GET", name)
+            raw = await self._call(self.node_of(key), "GET", name)
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"get {name}: {exc}") from exc
         return None if raw is None else decode(raw)
@@ -237,7 +295,7 @@ class RedisCache:
         if nx:
             args.append("NX")
         try:
-            stored = await self.nodes[self.node_of(key)].call(*args)
+            stored = await self._call(self.node_of(key), *args)
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"set {name}: {exc}") from exc
         return stored is not None
@@ -245,7 +303,7 @@ class RedisCache:
     async def delete(self, key: Key) -> None:
         name = key_name(key)
         try:
-            await self.nodes[self.node_of(key)].call("DEL", name)
+            await self._call(self.node_of(key), "DEL", name)
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"delete {name}: {exc}") from exc
 
@@ -253,7 +311,7 @@ class RedisCache:
         """INCRBY (`amount=0` reads the counter)."""
         name = key_name(key)
         try:
-            return int(await self.nodes[self.node_of(key)].call("INCRBY", name, amount))
+            return int(await self._call(self.node_of(key), "INCRBY", name, amount))
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"incr {name}: {exc}") from exc
 
@@ -269,7 +327,7 @@ class RedisCache:
         name = key_name(key)
         args = [SET_IF_EQUAL, 2, name, key_name(check), encode(value), encode(expected), px]
         try:
-            done = await self.nodes[node].call("EVAL", *args)
+            done = await self._call(node, "EVAL", *args)
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"set_if_equal {name}: {exc}") from exc
         return bool(done)
@@ -294,18 +352,11 @@ class RedisCache:
                 conn.socket_connect_timeout = timeout
                 node.release(conn)
 
-    def add_latency(self, node: int, extra: Callable[[], float]) -> None:
-        """Latency fault: every command to `node` first waits a sample of `extra`."""
-        self.nodes[node].set_fault(extra=extra, blocked=None)
-
-    def partition(self, node: int, mode: str) -> None:
-        """Partition fault: commands to `node` hang until the timeout, or are refused."""
-        self.nodes[node].set_fault(extra=None, blocked=mode)
-
-    def heal(self, node: int) -> None:
-        self.nodes[node].set_fault(extra=None, blocked=None)
-
     async def close(self) -> None:
         """Close every connection (call before the event loop ends)."""
-        for node in self.nodes:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *UNAVAILABLE, ResponseError):
+                await self._refreshing
+        for node in [*self.nodes, *self._retired]:
             await node.close()

@@ -216,7 +216,9 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
     assert s["capacity_keys_end"][0] <= 200 + 5  # restarted node got its limit back
 
 
-def test_emulated_network_faults_make_cache_errors(default_binary: srv.ServerBinary) -> None:
+def test_network_faults_through_the_proxy_make_cache_errors(
+    default_binary: srv.ServerBinary,
+) -> None:
     scenario = make_scenario(
         requests=None,
         duration=1.2,
@@ -246,3 +248,45 @@ def test_emulated_network_faults_make_cache_errors(default_binary: srv.ServerBin
     assert after["cache_errors"].sum() < during["cache_errors"].sum() / 2
     assert after["hits"].sum() > 0
     assert any("partition node 0" in n for n in result.notes)
+
+
+def test_latency_and_hang_go_through_a_real_proxy(default_binary: srv.ServerBinary) -> None:
+    """A 40 ms latency fault below the timeout slows the node's reads by about 40 ms
+    (real bytes held back by the fault proxy); a hang partition times reads out."""
+    scenario = make_scenario(
+        requests=None,
+        duration=2.0,
+        metrics={"interval": 0.4},
+        keyspace={"keys": 200, "value_size": 128},
+        workload={"mix": {"read": 1.0}, "arrivals": {"process": "poisson", "rate": 300}},
+        topology={"nodes": 1},
+        origin={"read_latency": FAST, "write_latency": FAST},
+        strategies={
+            "ca": {
+                "read": "cache-aside",
+                "write": "invalidate",
+                "ttl": 60,
+                "client": {"timeout": 0.2},
+            }
+        },
+        faults=[
+            {
+                "kind": "latency",
+                "node": 0,
+                "at": 0.4,
+                "duration": 0.4,
+                "add": {"distribution": "constant", "value": 0.04},
+            },
+            {"kind": "partition", "node": 0, "mode": "hang", "at": 1.0, "duration": 0.3},
+        ],
+    )
+    before = server_pids()
+    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    ts = result.timeseries.reset_index(drop=True)  # row i: [0.4 i, 0.4 (i + 1))
+    assert ts.loc[0, "read_p99"] < 0.02
+    slow = ts.loc[1]
+    # a hit pays the delay once, a miss twice (GET, then SET)
+    assert 0.04 <= slow["read_p99"] < 0.15 and slow["cache_errors"] == 0
+    assert ts.loc[3, "cache_errors"] > 10  # the hang: reads time out after 0.2 s
+    assert ts.loc[4, "cache_errors"] == 0 and ts.loc[4, "hits"] > 0  # healed
+    assert server_pids() <= before
