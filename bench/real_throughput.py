@@ -9,7 +9,8 @@ Starts one server from `lab.real.servers` and measures, one after the other:
   scenario with 50 clients (ClientLoop + cache-aside strategy + RedisCache +
   oracle + recorder), whose summary's throughput is reported.
 
-The ratio lab driver / redis-benchmark is printed (target >= 0.3). All
+Each round measures the reference and the lab back to back; the median ratio
+lab driver / redis-benchmark over the rounds is the figure (target >= 0.3). All
 processes share the machine's cores (`nproc` is printed): on a small machine
 the Python client and the server compete for them.
 Usage: python bench/real_throughput.py [--seconds S] [--quick]
@@ -23,6 +24,7 @@ import csv
 import io
 import os
 import shutil
+import statistics
 import subprocess
 import time
 from typing import Any
@@ -109,26 +111,41 @@ def lab_driver(seconds: float, binary: srv.ServerBinary) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each lab run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="measure this many times, report the median"
+    )
     parser.add_argument("--quick", action="store_true", help="2 s runs, fewer benchmark requests")
     args = parser.parse_args()
     seconds = 2.0 if args.quick else args.seconds
+    rounds = 1 if args.quick else max(1, args.rounds)
     binary = srv.find_server_binary()
     print(f"server {binary.label}, {os.cpu_count()} cpu(s), {CLIENTS} clients, "
-          f"{VALUE_SIZE} B values")  # fmt: skip
-    with srv.start_server(binary=binary) as server:
-        ceiling = redis_benchmark(server, 100_000 if args.quick else 400_000)
-        raw = asyncio.run(cache_gets(server, seconds))
-    summary = lab_driver(seconds, binary)
-    lab = float(summary["throughput"])
-    print(f"redis-benchmark GET           {ceiling:12,.0f} req/s")
-    print(f"lab RedisCache.get            {raw:12,.0f} req/s   ratio {raw / ceiling:.2f}")
-    p50, p99 = summary["read_latency_p50"] * 1e3, summary["read_latency_p99"] * 1e3
+          f"{VALUE_SIZE} B values, {rounds} round(s)")  # fmt: skip
+    ratios: list[float] = []
+    for n in range(1, rounds + 1):
+        # each round measures the reference and the lab back to back, so a machine
+        # that gets busier or quieter moves both; the median ratio is the figure
+        with srv.start_server(binary=binary) as server:
+            ceiling = redis_benchmark(server, 100_000 if args.quick else 400_000)
+            raw = asyncio.run(cache_gets(server, seconds))
+        summary = lab_driver(seconds, binary)
+        lab = float(summary["throughput"])
+        ratios.append(lab / ceiling)
+        print(f"round {n}")
+        print(f"  redis-benchmark GET         {ceiling:12,.0f} req/s")
+        print(f"  lab RedisCache.get          {raw:12,.0f} req/s   ratio {raw / ceiling:.2f}")
+        p50, p99 = summary["read_latency_p50"] * 1e3, summary["read_latency_p99"] * 1e3
+        print(
+            f"  lab driver (run_redis)      {lab:12,.0f} req/s   ratio {lab / ceiling:.2f}   "
+            f"hit ratio {summary['hit_ratio']:.3f}, read p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+        )
+    median = statistics.median(ratios)
+    verdict = "ok" if median >= 0.3 else "BELOW TARGET"
     print(
-        f"lab driver (run_redis)        {lab:12,.0f} req/s   ratio {lab / ceiling:.2f}   "
-        f"hit ratio {summary['hit_ratio']:.3f}, read p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+        f"lab driver / redis-benchmark: median {median:.2f} "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f} over {rounds} round(s))"
     )
-    verdict = "ok" if lab / ceiling >= 0.3 else "BELOW TARGET"
-    print(f"target: lab driver >= 0.3 x redis-benchmark: {verdict}")
+    print(f"target: median ratio >= 0.3: {verdict}")
 
 
 if __name__ == "__main__":
