@@ -23,10 +23,13 @@ Orphan protection, in layers:
    disposition still terminates the process with SIGTERM);
 3. on Linux every child gets ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` so even a
    SIGKILLed Python parent takes its servers down.  The kernel fires this
-   when the *thread* that forked the child exits, so by default it is only
-   armed for servers started from the main thread (a server started from a
-   short-lived worker thread would otherwise die with that thread); pass
-   ``die_with_parent=True`` to force it.  When the parent is SIGKILLed its
+   when the *thread* that forked the child exits, so a server started from
+   another thread (e.g. a fault's restart in ``asyncio.to_thread``) is forked
+   by a daemon "spawner" thread that lives as long as the process, never by
+   the short-lived caller; ``die_with_parent=False`` disarms it,
+   ``die_with_parent=True`` arms it in the calling thread itself.  A stop
+   always resumes a paused (SIGSTOPped) server, also one paused while the
+   stop was already under way.  When the parent is SIGKILLed its
    temporary directories (``cachelab-redis-*`` in the temp dir) are left
    behind; each records its owner in ``owner.json`` and the next lab process
    removes dirs whose owner and server are both dead (:func:`sweep_stale_dirs`).
@@ -46,6 +49,7 @@ import importlib.util
 import json
 import os
 import platform
+import queue
 import re
 import shutil
 import signal
@@ -57,10 +61,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self, TypeVar
 
 import redis
 import redis.cluster
@@ -402,6 +407,51 @@ def _pdeathsig_preexec(parent_pid: int) -> Callable[[], None] | None:
     return preexec
 
 
+_T = TypeVar("_T")
+
+
+class _Spawner:
+    """Forks children for threads other than the main one, from one daemon thread.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits.  A
+    server forked by a short-lived worker (a fault restarting a crashed node
+    in ``asyncio.to_thread``) could therefore not be armed, and a SIGKILLed lab
+    orphaned it.  This thread never returns, so it ends only with the process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def call(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` (a fork) on the spawner thread and return its result."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(
+                    target=self._serve, name="cachelab-server-spawner", daemon=True
+                )
+                try:
+                    thread.start()
+                except RuntimeError:  # interpreter shutting down: no new threads
+                    return fn()
+                self._thread = thread
+        future: Future[_T] = Future()
+        self._jobs.put((fn, future))
+        return future.result()
+
+    def _serve(self) -> None:
+        while True:
+            fn, future = self._jobs.get()
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the caller, re-raised there
+                future.set_exception(exc)
+
+
+_spawner = _Spawner()
+
+
 # --------------------------------------------------------------------------
 # registry: every server this process started, so nothing is orphaned
 
@@ -523,9 +573,10 @@ def _after_fork_in_child() -> None:
 
     Locks are replaced, not acquired: another thread may have held them at fork.
     """
-    global _owner_pid, _registry_lock, _port_lock
+    global _owner_pid, _registry_lock, _port_lock, _spawner
     _registry_lock = threading.RLock()
     _port_lock = threading.Lock()
+    _spawner = _Spawner()  # the parent's spawner thread does not exist here
     _live.clear()
     _spawned.clear()
     _owner_pid = os.getpid()
@@ -863,24 +914,33 @@ class RedisServer:
                 if self._fixed_port:
                     raise ServerStartError(f"port {self._port}: bus port would exceed 65535")
                 self._port = free_port()
-        die = self.die_with_parent
-        if die is None:
-            die = threading.current_thread() is threading.main_thread()
+        die = self.die_with_parent is not False
         preexec = _pdeathsig_preexec(os.getpid()) if die else None
+        # PDEATHSIG follows the forking thread: fork from one that lives as long as we do.
+        via_spawner = (
+            preexec is not None
+            and self.die_with_parent is None
+            and threading.current_thread() is not threading.main_thread()
+        )
         log_path = self._dir / _LOG_NAME
+        argv, cwd = self._argv(), self._dir
         with open(log_path, "ab") as log:
             self._log_offset = log.tell()
             _install_signal_handlers()
-            with _registry_lock:  # no stop_all between spawn and registration
-                self._proc = subprocess.Popen(
-                    self._argv(),
+
+            def spawn() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    cwd=self._dir,
+                    cwd=cwd,
                     close_fds=True,
                     preexec_fn=preexec,
                 )
+
+            with _registry_lock:  # no stop_all between spawn and registration
+                self._proc = _spawner.call(spawn) if via_spawner else spawn()
                 _register(self, self._proc.pid)
         _write_owner(self._dir, self._proc.pid)
         self._paused = False
@@ -939,12 +999,9 @@ class RedisServer:
 
     def _finish_stop(self, timeout: float) -> None:
         proc = self._proc
-        if proc is not None:
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        if proc is not None and not _wait_resuming(proc, timeout):
+            proc.kill()  # SIGKILL ends a stopped process too
+            proc.wait(timeout=10)
         self._paused = False
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -981,6 +1038,30 @@ class RedisServer:
             return f"(cannot read log: {exc})"
         text = data.decode("utf-8", errors="replace").rstrip()
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _wait_resuming(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``proc`` to exit after SIGTERM; True if it did.
+
+    A process stopped by SIGSTOP keeps SIGTERM pending and never exits.  The
+    stop sends SIGCONT first, but :func:`stop_all` (atexit, signal handlers)
+    takes no per-server lock, so a pause fault in another thread can land just
+    after that SIGCONT: whenever the kernel reports the process stopped, it is
+    resumed again instead of waiting out the timeout and SIGKILLing it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
+            return True
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        fields = _proc_stat(proc.pid)
+        if fields and fields[0] == "T" and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)
 
 
 def start_server(

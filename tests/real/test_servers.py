@@ -282,7 +282,8 @@ def test_start_retries_when_port_is_taken(
 def test_server_started_from_worker_thread_survives_thread_exit(
     binary: srv.ServerBinary,
 ) -> None:
-    """PR_SET_PDEATHSIG fires on *thread* exit, so it is off for worker threads."""
+    """PR_SET_PDEATHSIG fires on *thread* exit, so servers asked for by a worker thread
+    are forked by the long-lived spawner thread: they outlive the worker."""
     box: list[srv.RedisServer] = []
     worker = threading.Thread(target=lambda: box.append(srv.start_server(binary=binary)))
     worker.start()
