@@ -358,6 +358,23 @@ def assert_nothing_left(procs: list[Proc], ports: set[int], tmp: Path, *, sigkil
     assert not lab_dirs(tmp), f"temp dirs left behind: {lab_dirs(tmp)}"
 
 
+def start_generated(
+    tmp_path: Path, private_tmp: Path, guard: Guard, name: str, tests: str
+) -> tuple[subprocess.Popen[str], Path]:
+    """Start a pytest session on generated `tests`; they record their servers in the
+    returned folder."""
+    test_file = tmp_path / f"test_generated_{name}.py"
+    test_file.write_text(GENERATED_HELPERS + tests)
+    record = tmp_path / "record"
+    record.mkdir()
+    proc = guard.popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        cwd=tmp_path,
+        env=child_env(private_tmp, LEFTOVER_RECORD=str(record)),
+    )
+    return proc, record
+
+
 # ------------------------------------------------------------------- tests
 
 
@@ -367,15 +384,7 @@ def test_a_failing_test_leaves_no_paused_or_killed_server_behind(
     """Four failing tests (no cleanup, a with block, a fixture, single servers),
     each with a SIGSTOPped and a SIGKILLed server: after the session nothing of
     them is alive, in particular not stopped."""
-    test_file = tmp_path / "test_generated_failing.py"
-    test_file.write_text(GENERATED_HELPERS + FAILING_TESTS)
-    record = tmp_path / "record"
-    record.mkdir()
-    proc = guard.popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-        cwd=tmp_path,
-        env=child_env(private_tmp, LEFTOVER_RECORD=str(record)),
-    )
+    proc, record = start_generated(tmp_path, private_tmp, guard, "failing", FAILING_TESTS)
     out = proc.communicate(timeout=60)[0]
     entries = read_records(record)
     procs = [p for entry in entries for p in entry.servers]
@@ -399,15 +408,7 @@ def test_interrupted_or_killed_session_leaves_no_server_behind(
     running server is ended by Ctrl-C (SIGINT to the whole process group, servers
     included), SIGINT or SIGTERM to pytest alone, or SIGKILL (only PDEATHSIG is
     left: it must reach the paused server and the one forked by the worker)."""
-    test_file = tmp_path / "test_generated_waiting.py"
-    test_file.write_text(GENERATED_HELPERS + WAITING_TEST)
-    record = tmp_path / "record"
-    record.mkdir()
-    proc = guard.popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-        cwd=tmp_path,
-        env=child_env(private_tmp, LEFTOVER_RECORD=str(record)),
-    )
+    proc, record = start_generated(tmp_path, private_tmp, guard, "waiting", WAITING_TEST)
     wait_for_record(record, proc)
     (entry,) = read_records(record)
     procs = entry.servers
