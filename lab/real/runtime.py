@@ -11,6 +11,7 @@ the simulator's trampoline does.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -129,7 +130,19 @@ class AsyncioRuntime:
 
 def run_bounded(coro: Coroutine[Any, Any, T], grace: float = 5.0) -> T:
     """`asyncio.run`, except that shutting down never hangs: tasks left over are
-    cancelled and waited for at most `grace` seconds, then abandoned."""
+    cancelled and waited for at most `grace` seconds, then abandoned.
+
+    Called where an event loop already runs (a Jupyter cell), the run gets a loop of
+    its own in a worker thread, since two loops cannot run in one thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_here(coro, grace)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_run_here, coro, grace).result()
+
+
+def _run_here(coro: Coroutine[Any, Any, T], grace: float) -> T:
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(coro)

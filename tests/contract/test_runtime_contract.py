@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -116,3 +117,17 @@ def test_asyncio_runtime_times_out_and_cancels_leftovers() -> None:
     with pytest.raises(TimeoutError):
         rt.run(body(), timeout=0.05)
     assert cancelled == [True] and rt.pending == 0
+
+
+def test_a_real_run_can_start_where_an_event_loop_already_runs() -> None:
+    """As in a Jupyter cell: run_bounded moves the run to a thread of its own."""
+    from lab.real.runtime import run_bounded
+
+    async def inner() -> int:
+        await asyncio.sleep(0.01)
+        return 7
+
+    async def cell() -> int:
+        return run_bounded(inner())
+
+    assert asyncio.run(cell()) == 7

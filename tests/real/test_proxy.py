@@ -214,8 +214,13 @@ def test_several_targets_are_independent_and_retargetable(node: srv.RedisServer)
                         raw.recv(16)  # connections to the old target are reset
                 finally:
                     raw.close()
-                # redis-py notices the reset connection at checkout and reconnects.
-                assert first.get("which") == b"second"
+                # redis-py notices the reset connection at checkout and reconnects, unless
+                # the reset is still on its way then: one failed command at most
+                try:
+                    got = first.get("which")
+                except redis.ConnectionError:
+                    got = first.get("which")
+                assert got == b"second"
             finally:
                 first.close()
                 second.close()
