@@ -117,8 +117,18 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     oracle, recorder, strategies = harness.oracle, harness.recorder, harness.strategies
     evictions_at_warmup: list[int] = []
 
+    cluster.measure_from = scenario.warmup
+    value_size = scenario.keyspace.value_size
+
     def gauges() -> dict[str, float]:
-        return {"evictions": cluster.evictions, "cache_keys": cluster.size}
+        cluster.op_times.fold()
+        keys = cluster.size
+        # the simulator stores no bytes: memory is the values' payload (keys x value_size)
+        return {
+            "evictions": cluster.evictions,
+            "cache_keys": keys,
+            "cache_memory": keys * value_size,
+        }
 
     loop = ClientLoop(
         rt,
@@ -163,6 +173,9 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         evictions_at_warmup[0] if evictions_at_warmup else 0
     )
     summary["lost_writes"] = oracle.lost_writes(origin.versions())
+    summary["cache_keys"] = cluster.size
+    summary["cache_memory"] = cluster.size * value_size
+    summary.update(cluster.op_times.summary())
     if scenario.strategies[cell.strategy].read == "versioned":
         summary["orphaned_keys"], summary["orphaned_bytes"] = cluster.orphaned_versioned_keys()
     summary["simulated_time"] = float(env.now)

@@ -21,6 +21,9 @@ from lab.metrics.histogram import LogHistogram
 from lab.metrics.oracle import Oracle
 
 FLUSH = 1 << 15
+LEVEL_GAUGES = frozenset({"cache_keys", "cache_memory", "connections"})
+"""Gauges that are a level at the sample time (keys held, bytes used, open
+connections), not a running count."""
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 # time since the key's last acknowledged write, for P(fresh | time since write): 1-2-5 steps
 SINCE_EDGES = np.array(
@@ -180,7 +183,9 @@ class Recorder:
             self._peaks[name] = value
 
     def gauge(self, t: float, **values: float) -> None:
-        """Cumulative counters sampled at interval boundaries (evictions, cache size)."""
+        """Backend figures sampled at interval boundaries: cumulative counters (evictions:
+        the timeseries shows their change, `<name>_delta`) and LEVEL_GAUGES (shown as
+        sampled)."""
         self._gauges.append((t, values))
 
     # --- folding ----------------------------------------------------------------------------
@@ -310,7 +315,20 @@ class Recorder:
             out[f"{name}_max"] = _none_if_nan(hist.percentile(100))
         out.update(self._counts)
         out.update({f"{name}_max": value for name, value in self._peaks.items()})
+        out.update(self._gauge_peaks())
         out.update(self._fault_effects())
+        return out
+
+    def _gauge_peaks(self) -> dict[str, Any]:
+        """Highest sampled cache memory and connection count after the warm-up."""
+        out: dict[str, Any] = {}
+        for name, key in (
+            ("cache_memory", "cache_memory_peak"),
+            ("connections", "connections_max"),
+        ):
+            seen = [v[name] for t, v in self._gauges if name in v and t > self.warmup]
+            if seen:
+                out[key] = max(seen)
         return out
 
     def _fault_effects(self) -> dict[str, Any]:
@@ -426,12 +444,11 @@ class Recorder:
                 for t0, t1 in zip(frame["t"], frame["t_end"], strict=True)
             ]
         if self._gauges:
-            gauges = pd.DataFrame([{"t_end": t, **v} for t, v in self._gauges])
-            cumulative = gauges.set_index("t_end")
-            per_interval = cumulative.diff().fillna(cumulative)
-            frame = frame.merge(
-                per_interval.add_suffix("_delta").reset_index(), on="t_end", how="left"
-            )
+            gauges = pd.DataFrame([{"t_end": t, **v} for t, v in self._gauges]).set_index("t_end")
+            levels = gauges[[c for c in gauges.columns if c in LEVEL_GAUGES]]
+            cumulative = gauges[[c for c in gauges.columns if c not in LEVEL_GAUGES]]
+            per_interval = cumulative.diff().fillna(cumulative).add_suffix("_delta")
+            frame = frame.merge(per_interval.join(levels).reset_index(), on="t_end", how="left")
         return frame
 
 

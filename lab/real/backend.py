@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -389,6 +389,9 @@ class _Gauges:
         self.evicted = [0] * n
         self._seen = [0] * n
         self.keys = [0] * n
+        self.memory = [0] * n
+        self.connections = [0] * n
+        self.on_poll: Callable[[], None] | None = None
 
     def control(self, index: int) -> redis.Redis:
         address = self.deployment.addresses[index]
@@ -407,7 +410,10 @@ class _Gauges:
                 continue
             try:
                 control = self.control(i)
-                counter = int(control.info("stats")["evicted_keys"])
+                info = control.info()  # one round trip: stats, memory, clients
+                counter = int(info["evicted_keys"])
+                self.memory[i] = int(info["used_memory"])
+                self.connections[i] = int(info["connected_clients"])
                 self.keys[i] = int(control.dbsize())
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 continue
@@ -425,7 +431,14 @@ class _Gauges:
 
     def __call__(self) -> dict[str, float]:
         self.poll()
-        return {"evictions": self.evictions, "cache_keys": sum(self.keys)}
+        if self.on_poll is not None:
+            self.on_poll()
+        return {
+            "evictions": self.evictions,
+            "cache_keys": sum(self.keys),
+            "cache_memory": sum(self.memory),
+            "connections": sum(self.connections),
+        }
 
 
 class _Run:
@@ -610,6 +623,8 @@ class _Run:
             grace = max(DRAIN_GRACE, scenario.duration or 0.0)
             timeout = scenario.duration + grace if scenario.duration is not None else None
             rt.restart_clock()  # t = 0: the first arrival's intended start is measured from here
+            cache.measure_ops_after(time.perf_counter() + scenario.warmup)
+            self.gauges.on_poll = cache.op_times.fold
             try:
                 await rt.run_async(main(), timeout)
             except TimeoutError:
@@ -637,6 +652,8 @@ class _Run:
                 evictions_at_warmup[0] if evictions_at_warmup else 0
             )
             summary["cache_keys"] = sum(self.gauges.keys)
+            summary["cache_memory"] = sum(self.gauges.memory)
+            summary.update(cache.op_times.summary())
             self.keys_end = list(self.gauges.keys)
             summary["lost_writes"] = oracle.lost_writes(await origin.versions())
             if spec.read == "versioned":

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,6 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lab.core import Key, Versioned
 from lab.core.errors import CacheUnavailable
+from lab.metrics.ops import OpLatencies
 from lab.sharding import Sharding, key_name, key_slot, owner_table, router
 
 Address = tuple[str, int]
@@ -54,6 +56,7 @@ UNAVAILABLE = (
 """Exceptions that mean "the node could not serve the command" (unreachable, too slow,
 refusing writes because it is out of memory and cannot evict, or a cluster that
 cannot serve the slot)."""
+INF = float("inf")
 REFRESH_EVERY = 0.05
 """Seconds between two slot-table refreshes of a cluster client at most."""
 
@@ -97,6 +100,17 @@ def decode(raw: bytes) -> Versioned:
     return Versioned(int(version), int(size), float(expiry), float(delta))
 
 
+class _Timing:
+    """Where a cache's nodes report their operation times (successful ones, after
+    `measure_after`, a `time.perf_counter` instant: the end of the warm-up)."""
+
+    __slots__ = ("add", "measure_after")
+
+    def __init__(self, ops: OpLatencies) -> None:
+        self.add = ops.add
+        self.measure_after = INF
+
+
 class _Node:
     """The connections to one server: at most `size`, handed out LIFO, waiters FIFO.
 
@@ -114,13 +128,20 @@ class _Node:
         "free",
         "size",
         "timeout",
+        "timing",
         "waiters",
     )
 
     def __init__(
-        self, address: Address, factory: aioredis.ConnectionPool, size: int, timeout: float
+        self,
+        address: Address,
+        factory: aioredis.ConnectionPool,
+        size: int,
+        timeout: float,
+        timing: _Timing,
     ) -> None:
         self.address = address
+        self.timing = timing
         self.factory = factory
         self.size = size
         self.timeout = timeout
@@ -157,15 +178,20 @@ class _Node:
     async def call(self, *args: Any) -> Any:
         """One command, one reply; a connection in an unknown state is dropped (it
         reconnects on its next use)."""
+        start = perf_counter()  # the operation's time includes waiting for a connection
         conn = await self.acquire()
         try:
             await conn.send_command(*args)
-            return await conn.read_response()
+            reply = await conn.read_response()
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
         finally:
             self.release(conn)
+        timing = self.timing
+        if start >= timing.measure_after:
+            timing.add(perf_counter() - start)
+        return reply
 
     async def close(self) -> None:
         for conn in self.all:
@@ -196,6 +222,8 @@ class RedisCache:
         self.max_connections = max_connections
         self.connection = dict(connection or {})
         self.translate = dict(translate or {})
+        self.op_times = OpLatencies()
+        self._timing = _Timing(self.op_times)
         self.addresses = list(addresses)
         self.nodes = [self._make_node(address) for address in self.addresses]
         self._retired: list[_Node] = []
@@ -225,7 +253,11 @@ class RedisCache:
             retry=Retry(NoBackoff(), 0),
             **self.connection,
         )
-        return _Node(address, pool, self.max_connections, self.timeout)
+        return _Node(address, pool, self.max_connections, self.timeout, self._timing)
+
+    def measure_ops_after(self, instant: float) -> None:
+        """Count operations in `op_times` from this `time.perf_counter` instant on."""
+        self._timing.measure_after = instant
 
     def _plain_call(self, index: int, *args: Any) -> Any:
         return self.nodes[index].call(*args)

@@ -24,10 +24,13 @@ from simpy.events import Event
 
 from lab.core import Key, Versioned
 from lab.core.errors import CacheUnavailable
+from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
 from lab.sharding import Sharding, key_name, owner_table, router
 from lab.sim.bridge import wake_after
 from lab.sim.store import Eviction, Store, make_store
+
+INF = float("inf")
 
 
 class SimNode:
@@ -110,6 +113,10 @@ class SimCluster:
             for node in self.nodes:
                 node.replica = make_store(capacity, eviction, seed + 1000 + node.index)
         self._rtt = rtt
+        self.op_times = OpLatencies()
+        self._op_add = self.op_times.add
+        self.measure_from = INF
+        """Operations that start at or after this time count in `op_times` (the warm-up)."""
         self._route_name = router(sharding, nodes)
         self._owner_of_int: list[int] = owner_table(sharding, nodes, keys) if keys else []
         self._owner_of_str: dict[str, int] = {}
@@ -140,6 +147,12 @@ class SimCluster:
         if node.hang_until > now:
             return self.timeout, f"node {node.index}: timed out (no answer)"
         return None
+
+    def _took(self, now: float, delay: float) -> float:
+        """Count an operation started at `now` that takes `delay` (past the warm-up)."""
+        if now >= self.measure_from:
+            self._op_add(delay)
+        return delay
 
     def _replicate(self, node: SimNode, now: float, apply: Callable[[Store], object]) -> None:
         """Apply a mutation to the node's replica after a sampled replication lag."""
@@ -173,7 +186,10 @@ class SimCluster:
         done = (arrive if arrive > busy else busy) + node.service()
         node.busy_until = done
         node.ops += 1
-        yield wake_after(env, done + half - now)
+        took = done + half - now
+        if now >= self.measure_from:
+            self._op_add(took)
+        yield wake_after(env, took)
         return value
 
     def _faulty(
@@ -190,7 +206,7 @@ class SimCluster:
         if delay > self.timeout:
             yield wake_after(env, self.timeout)
             raise CacheUnavailable(f"node {node.index}: timed out after {self.timeout}s")
-        yield wake_after(env, delay)
+        yield wake_after(env, self._took(now, delay))
         return result
 
     def _op(
@@ -204,7 +220,7 @@ class SimCluster:
             result = yield from self._faulty(node, now, mutate)
         else:
             result = mutate(node.store)
-            yield wake_after(env, node.delay(now, self._rtt()))
+            yield wake_after(env, self._took(now, node.delay(now, self._rtt())))
         if node.replica is not None and replicate is not None:
             self._replicate(node, now, replicate)
         return result
@@ -221,7 +237,7 @@ class SimCluster:
             done = not (nx and store.contains(key, now))
             if done:
                 store.set(key, value, ttl, now)
-            yield wake_after(env, node.delay(now, self._rtt()))
+            yield wake_after(env, self._took(now, node.delay(now, self._rtt())))
             return done
 
         def mutate(store: Store) -> bool:
@@ -239,7 +255,8 @@ class SimCluster:
         node = self._node(key)
         if not node.faulty and node.replica is None:  # the common case, without closures
             node.store.delete(key)
-            yield wake_after(env, node.delay(env._now, self._rtt()))
+            now = env._now
+            yield wake_after(env, self._took(now, node.delay(now, self._rtt())))
             return
 
         def mutate(store: Store) -> None:

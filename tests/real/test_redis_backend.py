@@ -106,7 +106,15 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: srv.Server
     assert 1.5 <= s["wall_time"] < 15
     ts = real.timeseries
     assert ts["warmup"].tolist()[:2] == [True, False]
-    assert "evictions_delta" in ts.columns and "cache_keys_delta" in ts.columns
+    assert {"evictions_delta", "cache_keys", "cache_memory", "connections"} <= set(ts.columns)
+    # the article's dashboard: memory, connections, cache operation p50/p99, on both
+    assert s["cache_memory"] > s["cache_keys"] * 256  # used_memory: payload plus overhead
+    assert s["cache_memory_peak"] >= s["cache_memory"] * 0.9
+    assert s["connections_max"] >= 2  # each node: the run's pool (and the lab's own clients)
+    for summary in (s, sim.summary):
+        assert summary["cache_ops"] > summary["requests"]  # a miss is a GET and a SET
+        assert 0 < summary["cache_op_p50"] <= summary["cache_op_p99"] < 0.05
+    assert sim.summary["cache_memory"] == sim.summary["cache_keys"] * 256
 
 
 def test_postgres_origin_by_url(default_binary: srv.ServerBinary) -> None:

@@ -159,3 +159,33 @@ def test_origin_queue_matches_erlang_c() -> None:
     measured = float(np.mean(times[n // 10 :]))
     expected = erlang_c_response_time(lam, mean_service, servers)
     assert abs(measured / expected - 1) < 0.03, (measured, expected)
+
+
+def test_cache_operation_time_matches_mm1() -> None:
+    """A node is a FIFO single server: with Poisson operations (read-only, every read
+    a hit after the warm-up) and exponential service, an operation's time is the RTT
+    plus an M/M/1 sojourn, exponential with rate mu - lambda: p50 = rtt + ln 2 /
+    (mu - lambda), p99 = rtt + ln 100 / (mu - lambda). Checked within 3%."""
+    lam, mean_service, rtt = 6000.0, 1 / 10_000, 0.0005
+    scenario = make_scenario(
+        requests=None,
+        duration=60.0,
+        warmup=2.0,
+        keyspace={"keys": 50},
+        workload={
+            "mix": {"read": 1.0},
+            "keys": {"distribution": "uniform"},
+            "arrivals": {"process": "poisson", "rate": lam},
+        },
+        topology={
+            "nodes": 1,
+            "network": {"rtt": {"distribution": "constant", "value": rtt}},
+            "service_time": {"distribution": "exponential", "mean": mean_service},
+        },
+        strategies={"ca": {"read": "cache-aside", "write": "invalidate"}},
+    )
+    s = run_cell(scenario, Cell("t", "ca", "sim", 3)).summary
+    assert s["hit_ratio"] > 0.999
+    rate = 1 / mean_service - lam
+    assert s["cache_op_p50"] == pytest.approx(rtt + math.log(2) / rate, rel=0.03)
+    assert s["cache_op_p99"] == pytest.approx(rtt + math.log(100) / rate, rel=0.03)

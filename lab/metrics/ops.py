@@ -1,0 +1,48 @@
+"""Latency of single cache operations (GET, SET, DEL, ...), as a cache dashboard shows it.
+
+A request's latency (the recorder) includes the origin on a miss and every
+cache call a pattern makes; the article's monitoring list also asks for the
+cache's own p50/p99 operation time. Backends add each successful operation's
+time after the warm-up with one list append on their hot path; the list is
+folded into a histogram at every gauge sample and at the end, so memory stays
+bounded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from lab.metrics.histogram import LogHistogram
+
+
+class OpLatencies:
+    """Cache operation times after the warm-up, in seconds."""
+
+    __slots__ = ("_pending", "add", "hist")
+
+    def __init__(self) -> None:
+        self.hist = LogHistogram()
+        self._pending: list[float] = []
+        self.add = self._pending.append
+        """Record one operation's time (the caller decides it is past the warm-up)."""
+
+    def fold(self) -> None:
+        """Move what was added into the histogram."""
+        if self._pending:
+            self.hist.record_many(np.array(self._pending))
+            self._pending.clear()
+
+    def summary(self) -> dict[str, Any]:
+        self.fold()
+        hist = self.hist
+        if not hist.total:
+            return {"cache_ops": 0, "cache_op_p50": None, "cache_op_p99": None}
+        p50, p99 = hist.percentile(50), hist.percentile(99)
+        return {
+            "cache_ops": int(hist.total),
+            "cache_op_p50": None if math.isnan(p50) else p50,
+            "cache_op_p99": None if math.isnan(p99) else p99,
+        }
