@@ -266,12 +266,18 @@ class OriginSpec(_Model):
 
 
 class LockGuard(_Model):
-    """Distributed lock (SET NX with an expiry) around the reload of a missing key."""
+    """Distributed lock (SET NX with an expiry) around the reload of a missing key.
+
+    `release: unconditional` deletes the lock whoever holds it now (the article's
+    code); `token` stores a token of the holder's and deletes the lock only if it
+    still holds that token (compare-and-delete), so a holder whose load outlived
+    `expiry` cannot release the next holder's lock."""
 
     expiry: PositiveDuration = 1.0
     poll: PositiveDuration = 0.005
     wait: PositiveDuration = 1.0
     recheck: bool = True
+    release: Literal["unconditional", "token"] = "unconditional"
 
 
 class XFetchGuard(_Model):

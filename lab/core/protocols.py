@@ -39,6 +39,11 @@ class Cache(Protocol):
         script on Redis). Leases use it so only a token's holder fills a key."""
         ...
 
+    def delete_if_equal(self, key: Key, expected: Versioned) -> Awaitable[bool]:
+        """Atomically delete `key` if it holds `expected` (a Lua script on Redis): the
+        safe release of a lock only its holder may release. True if deleted."""
+        ...
+
     def incr(self, key: Key, amount: int = 1) -> Awaitable[int]:
         """Atomically add `amount` to a counter key (absent counts as 0) and return the
         result; `amount=0` reads it (Redis INCRBY)."""

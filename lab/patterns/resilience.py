@@ -79,6 +79,9 @@ class ResilientCache:
     ) -> Awaitable[bool]:
         return self._call(lambda: self._cache.set_if_equal(key, value, ttl, check, expected), False)
 
+    def delete_if_equal(self, key: Key, expected: Versioned) -> Awaitable[bool]:
+        return self._call(lambda: self._cache.delete_if_equal(key, expected), False)
+
     def incr(self, key: Key, amount: int = 1) -> Awaitable[int]:
         return self._call(lambda: self._cache.incr(key, amount), 0)
 

@@ -32,6 +32,11 @@ class LockedCacheAside(CacheAside):
     summary = "SET NX lock around the reload; waiters poll and re-check the cache"
     requires = frozenset({"nx"})
 
+    def needs(self) -> frozenset[str]:
+        guard = self.spec.stampede
+        token = guard is not None and guard.lock is not None and guard.lock.release == "token"
+        return self.requires | {"set_if_equal"} if token else self.requires  # compare-and-delete
+
     async def read(self, key: Key) -> Read:
         if (hit := await self.cache.get(key)) is not None:
             return Read(hit, "cache")
@@ -40,19 +45,27 @@ class LockedCacheAside(CacheAside):
         lock, rt, cache = guard.lock, self.rt, self.cache
         lock_key = f"lock:{key_name(key)}"
         deadline = rt.now() + lock.wait
+        token = LOCK_TOKEN if lock.release == "unconditional" else self._token()
         while True:
-            if await cache.set(lock_key, LOCK_TOKEN, ttl=lock.expiry, nx=True):
+            if await cache.set(lock_key, token, ttl=lock.expiry, nx=True):
                 try:
                     if lock.recheck and (hit := await cache.get(key)) is not None:
                         return Read(hit, "cache")
                     return await self._load(key)
                 finally:
-                    await cache.delete(lock_key)
+                    if token is LOCK_TOKEN:
+                        await cache.delete(lock_key)
+                    else:  # only if it is still ours: it may have expired and been taken
+                        await cache.delete_if_equal(lock_key, token)
             await rt.sleep(lock.poll)
             if lock.recheck and (hit := await cache.get(key)) is not None:
                 return Read(hit, "cache")
             if rt.now() >= deadline:  # give up waiting: load without the lock
                 return await self._load(key)
+
+    def _token(self) -> Versioned:
+        """A token no other holder has (from the strategy's seeded random stream)."""
+        return Versioned(self.random.getrandbits(62) + 1, 1)
 
     async def _load(self, key: Key) -> Read:
         row = await self.origin.read(key)

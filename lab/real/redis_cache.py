@@ -72,6 +72,12 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
+DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 
 def encode(value: Versioned) -> bytes:
     """`b"<version>:<size>:<expiry>:<delta>:xxx..."`, `size` bytes long when the header fits.
@@ -362,6 +368,17 @@ class RedisCache:
             done = await self._call(node, "EVAL", *args)
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"set_if_equal {name}: {exc}") from exc
+        return bool(done)
+
+    async def delete_if_equal(self, key: Key, expected: Versioned) -> bool:
+        """Atomically (one Lua script): delete `key` if it holds `expected`."""
+        name = key_name(key)
+        try:
+            done = await self._call(
+                self.node_of(key), "EVAL", DELETE_IF_EQUAL, 1, name, encode(expected)
+            )
+        except UNAVAILABLE as exc:
+            raise CacheUnavailable(f"delete_if_equal {name}: {exc}") from exc
         return bool(done)
 
     async def connect(self, per_node: int) -> None:

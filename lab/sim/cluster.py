@@ -284,6 +284,19 @@ class SimCluster:
         return done
 
     @coroutine
+    def delete_if_equal(self, key: Key, expected: Versioned) -> Generator[Event, Any, bool]:
+        now = self.env._now
+
+        def mutate(store: Store) -> bool:
+            if store.get(key, now) != expected:
+                return False
+            store.delete(key)
+            return True
+
+        deleted: bool = yield from self._op(key, mutate, mutate)
+        return deleted
+
+    @coroutine
     def incr(self, key: Key, amount: int = 1) -> Generator[Event, Any, int]:
         """A counter lives in the store like any key (so it can be evicted, as in Redis)."""
         now = self.env._now

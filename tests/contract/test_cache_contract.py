@@ -211,3 +211,16 @@ def test_set_if_equal_fills_only_for_the_token_holder(cache_backend: Backend) ->
         assert await cache.get(1) is None  # with its TTL
 
     cache_backend.run(body)
+
+
+def test_delete_if_equal_releases_only_the_holders_lock(cache_backend: Backend) -> None:
+    async def body(cache: Cache, rt: Runtime) -> None:
+        mine, theirs = Versioned(41, 1), Versioned(42, 1)
+        assert await cache.delete_if_equal("lock:key:1", mine) is False  # nothing there
+        await cache.set("lock:key:1", theirs, ttl=5)
+        assert await cache.delete_if_equal("lock:key:1", mine) is False  # not ours
+        assert await cache.get("lock:key:1") == theirs
+        assert await cache.delete_if_equal("lock:key:1", theirs) is True
+        assert await cache.get("lock:key:1") is None
+
+    cache_backend.run(body)

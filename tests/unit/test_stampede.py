@@ -100,3 +100,65 @@ def test_refresh_ahead_also_refreshes_entries_a_write_put_in_the_cache() -> None
         summary = run_cell(sc, Cell(sc.name, name, "sim", 1)).summary
         assert summary["writes"] > 5
         assert summary["origin_same_key_max"] <= 4, name  # one refresh per instance at most
+
+
+@pytest.mark.parametrize("release", ["unconditional", "token"])
+def test_a_slow_holder_releases_the_next_holders_lock_only_without_a_token(
+    release: str,
+) -> None:
+    """A's load (100 ms) outlives its lock (80 ms expiry); B takes the lock at ~81 ms.
+    When A finishes at 100 ms, the article's unconditional DEL frees B's lock (a third
+    reader could load too); with `release: token` A's compare-and-delete leaves it."""
+    import itertools
+
+    import simpy
+
+    from lab.core import Versioned
+    from lab.patterns.stampede import LockedCacheAside
+    from lab.scenario import StrategySpec
+    from lab.sim.cluster import SimCluster
+    from lab.sim.origin import SimOrigin
+    from lab.sim.runtime import SimRuntime
+
+    env = simpy.Environment()
+    rt = SimRuntime(env)
+    zero = itertools.repeat(0.0).__next__
+    cache = SimCluster(
+        env, nodes=1, capacity=None, eviction="lru", sharding="ketama", rtt=zero, service=zero
+    )
+    origin = SimOrigin(
+        env,
+        value_size=8,
+        read_latency=itertools.repeat(0.1).__next__,
+        write_latency=zero,
+        concurrency=8,
+    )
+    spec = StrategySpec.model_validate(
+        {
+            "read": "cache-aside",
+            "write": "invalidate",
+            "ttl": 60,
+            "stampede": {
+                "lock": {"expiry": 0.08, "poll": 0.01, "recheck": False, "release": release}
+            },
+        }
+    )
+    a, b = (LockedCacheAside(cache, origin, rt, spec, seed) for seed in (1, 2))
+    lock_at_110ms: list[Versioned | None] = []
+
+    async def main() -> None:
+        async def reader(part: LockedCacheAside, after: float) -> None:
+            await rt.sleep(after)
+            await part.read(7)
+
+        rt.spawn(reader(a, 0.0))
+        rt.spawn(reader(b, 0.001))
+        await rt.sleep(0.11)
+        lock_at_110ms.append(await cache.get("lock:key:7"))
+        await rt.sleep(0.2)
+
+    rt.run(main())
+    if release == "token":
+        assert lock_at_110ms[0] is not None  # B still holds its lock
+    else:
+        assert lock_at_110ms[0] is None  # A's DEL released B's lock
