@@ -41,7 +41,7 @@ from lab.real.redis_cache import RedisCache, decode
 from lab.real.runtime import AsyncioRuntime, run_bounded
 from lab.runner import Progress, RunResult, _identity, progress_hooks
 from lab.sampling import rng_for, sampler
-from lab.scenario import Cell, ClientSpec, Latency, Partition, Scenario
+from lab.scenario import BusDelay, Cell, ClientSpec, Latency, Partition, Scenario
 from lab.sharding import key_slot
 from lab.workload.stream import RequestStream
 
@@ -142,12 +142,16 @@ def run_redis(
         except DeploymentError as exc:
             raise CellSkipped(str(exc)) from None
         notes.append(f"on {target.label} (servers the lab did not start)")
-    # latency and partition faults go through a real TCP proxy in front of their nodes
+    # latency and partition faults go through a real TCP proxy in front of their nodes;
+    # bus_delay through one in front of the bus subscriber (the last of the targets)
     proxied = sorted({f.node for f in scenario.faults if isinstance(f, Latency | Partition)})
+    targets = [deployment.addresses[node] for node in proxied]
+    if any(isinstance(f, BusDelay) for f in scenario.faults):
+        targets.append(deployment.bus_addresses()[0])
     proxy: FaultProxy | None = None
     try:
-        if proxied:
-            proxy = FaultProxy([deployment.addresses[node] for node in proxied])
+        if targets:
+            proxy = FaultProxy(targets)
             proxy.start()
         calibrations: list[Calibration] = []
         controls = [deployment.control(i) for i in range(len(deployment))]
@@ -463,9 +467,14 @@ class _Run:
         self.proxy = proxy
         self.proxied = {node: i for i, node in enumerate(proxied)}
         self.translate = {}
+        self.bus_translate = {}
+        self.bus_via: int | None = None
         if proxy is not None:
-            for node, address in zip(proxied, proxy.addresses, strict=True):
+            for node, address in zip(proxied, proxy.addresses, strict=False):
                 self.translate[deployment.addresses[node]] = address
+            if len(proxy.addresses) > len(proxied):  # the bus subscriber's proxy
+                self.bus_via = len(proxied)
+                self.bus_translate[deployment.bus_addresses()[0]] = proxy.addresses[-1]
         self.progress = progress
         self.emulate_origin_latency = emulate_origin_latency
         self.calibrations = calibrations
@@ -528,7 +537,9 @@ class _Run:
             connection=deployment.connection,
             translate=self.translate,
         )
-        bus = RedisBus(deployment.bus_addresses(), kill_all=deployment.owned)
+        bus = RedisBus(
+            deployment.bus_addresses(), kill_all=deployment.owned, translate=self.bus_translate
+        )
         origin = make_origin(
             scenario.origin,
             value_size=scenario.keyspace.value_size,
@@ -608,6 +619,7 @@ class _Run:
                 seed=seed,
                 proxy=self.proxy,
                 proxied=self.proxied,
+                bus_via=self.bus_via,
             )
 
             async def main() -> None:

@@ -11,9 +11,10 @@ Faults:
   the lab does not own) and the subscriber stays away until the window ends,
   then resubscribes. PUBLISH answers how many subscribers received a
   message, so `lost` counts what really went to nobody.
-- `bus_delay` is emulated: the message carries a sampled delay
-  (`d:<seconds>|`) that the receiving side waits before delivering (one
-  sample per message; the simulator draws one per subscriber).
+- `bus_delay` is real network delay: the subscriber connects through the
+  fault proxy (`translate`), which holds each message back by a sample on its
+  way from the server (`lab.real.proxy`, direction "down"); one sample per
+  message, where the simulator draws one per subscriber.
 - A subscriber connection lost for any other reason (its node crashed or
   failed over) reconnects by itself, every `RECONNECT_EVERY` seconds, to the
   first address that answers, like a production subscriber with a retry loop.
@@ -25,7 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -81,6 +82,7 @@ class RedisBus:
         *,
         timeout: float = 1.0,
         kill_all: bool = True,
+        translate: Mapping[tuple[str, int], tuple[str, int]] | None = None,
     ) -> None:
         if isinstance(addresses, str):  # RedisBus(host, port)
             assert port is not None
@@ -90,6 +92,8 @@ class RedisBus:
         self.addresses = list(addresses)
         self.timeout = timeout
         self.kill_all = kill_all
+        self.translate = dict(translate or {})
+        """Where the subscriber really connects for an address (a fault proxy in front)."""
         self.name = f"cachelab-bus-{os.getpid()}-{next(_names)}"
         self._at = 0  # index of the address in use
         self._publisher = _client(*self.addresses[0], timeout)
@@ -104,7 +108,6 @@ class RedisBus:
         """Deliveries that did not happen: (message, handler) pairs with no subscriber."""
         self.reconnects = 0
         self._losing = False  # bus_loss window: the subscriber stays away
-        self._extra: Callable[[], float] | None = None  # bus_delay
 
     # -- faults ------------------------------------------------------------
 
@@ -126,12 +129,8 @@ class RedisBus:
             if fields.get("name") == self.name:
                 await self._publisher.execute_command("CLIENT", "KILL", "ID", fields["id"])  # type: ignore[no-untyped-call]
 
-    def start_delaying(self, extra: Callable[[], float]) -> None:
-        self._extra = extra
-
     async def recover(self) -> None:
-        """The window ends: delays stop; a subscriber kept away subscribes again."""
-        self._extra = None
+        """The loss window ends: the subscriber kept away subscribes again."""
         if self._losing:
             self._losing = False
             if self._started and self._handlers:
@@ -148,8 +147,6 @@ class RedisBus:
     async def publish(self, channel: str, message: Key) -> None:
         self.published += 1
         payload = encode_message(message)
-        if self._extra is not None:  # bus_delay: published in the window, arrives late
-            payload = b"d:%a|" % self._extra() + payload
         try:
             receivers = await self._publisher.publish(channel, payload)
         except UNAVAILABLE as exc:
@@ -176,7 +173,7 @@ class RedisBus:
     async def _subscribe(self, address: tuple[str, int]) -> None:
         """Open a subscriber connection to `address`, wait for every confirmation (so
         nothing published from then on is missed), then listen on it."""
-        subscriber = _client(*address, None, self.name)
+        subscriber = _client(*self.translate.get(address, address), None, self.name)
         pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(*self._handlers)
@@ -208,7 +205,6 @@ class RedisBus:
             await asyncio.sleep(RECONNECT_EVERY)
 
     async def _listen(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 message = await pubsub.get_message(timeout=1.0)
@@ -218,17 +214,9 @@ class RedisBus:
                 continue
             channel = message["channel"]
             name = channel.decode() if isinstance(channel, bytes) else str(channel)
-            data: bytes = message["data"]
-            late = 0.0
-            if data.startswith(b"d:"):
-                head, _, data = data.partition(b"|")
-                late = float(head[2:])
-            key = decode_message(data)
+            key = decode_message(message["data"])
             for handler in self._handlers.get(name, ()):
-                if late > 0:
-                    loop.call_later(late, self._deliver, handler, key)
-                else:
-                    self._deliver(handler, key)
+                self._deliver(handler, key)
         if self._pubsub is pubsub:  # not replaced meanwhile: reconnect unless in a window
             await self._drop_subscriber()
             if not self._losing:

@@ -8,10 +8,11 @@ TAKEOVER, holding whatever had been replicated). On someone else's servers
 (only with --allow-destructive) a pause is `CLIENT PAUSE ... ALL` and a
 failover is that pause followed by `CLUSTER FAILOVER FORCE` on a replica.
 `bus_loss` is real too (the server drops the subscribers, see
-`lab.real.bus`). Emulated, as the simulator models them: `origin_slow` and
-`origin_down` (the origin's latency emulation) and `bus_delay` (in the
-pub/sub bus). `latency` and `partition` are real network behaviour through
-the fault proxy (`lab.real.proxy`) that sits in front of the nodes they name.
+`lab.real.bus`). `latency`, `partition` and `bus_delay` are real network
+behaviour through the fault proxy (`lab.real.proxy`) that sits in front of
+the nodes they name (bus_delay: in front of the bus subscriber, delaying what
+the server sends it). Emulated, as the simulator models them: `origin_slow`
+and `origin_down` (the origin's latency emulation).
 
 Process and control operations block (fork, waiting for PING), so they run in
 a worker thread and the event loop keeps serving requests meanwhile.
@@ -27,7 +28,6 @@ from lab.real.deployment import Deployment
 from lab.real.origin import RealOrigin
 from lab.real.proxy import FaultProxy
 from lab.real.runtime import AsyncioRuntime
-from lab.sampling import rng_for, sampler
 from lab.scenario import (
     BusDelay,
     BusLoss,
@@ -79,12 +79,15 @@ class FaultSchedule:
         seed: int,
         proxy: FaultProxy | None = None,
         proxied: dict[int, int] | None = None,
+        bus_via: int | None = None,
     ) -> None:
-        """`proxy` fronts the nodes named by latency and partition faults; `proxied`
-        maps such a node to its index in the proxy."""
+        """`proxy` fronts the nodes named by latency and partition faults (`proxied`
+        maps such a node to its index in the proxy) and, at index `bus_via`, the
+        bus subscriber's connection for bus_delay faults."""
         self.rt = rt
         self.proxy = proxy
         self.proxied = proxied or {}
+        self.bus_via = bus_via
         self.bus = bus
         self.seed = seed
         self.deployment = deployment
@@ -125,10 +128,13 @@ class FaultSchedule:
                 "bus subscribers disconnected", self.bus.start_losing
             ), self._awaited("bus subscribers back", self.bus.recover)
         if isinstance(fault, BusDelay):
-            bus_extra = self._sampler(fault)
+            assert self.proxy is not None and self.bus_via is not None, "needs the proxy"
+            proxy, at = self.proxy, self.bus_via
+            add, stream = fault.add, f"fault.{self._index}"
             return self._inline(
-                "bus delays messages", lambda: self.bus.start_delaying(bus_extra)
-            ), self._awaited("bus recovers", self.bus.recover)
+                "bus delays messages",
+                lambda: proxy.add_latency(at, add, seed=self.seed, stream=stream, direction="down"),
+            ), self._inline("bus recovers", lambda: proxy.heal(at))
         if isinstance(fault, OriginSlow):
             factor = fault.factor
             return self._inline(f"origin x{factor:g} slower", lambda: origin.slow(factor)), (
@@ -194,10 +200,6 @@ class FaultSchedule:
         return self._threaded(
             f"pause node {index}", lambda: deployment.server(index).pause()
         ), self._threaded(f"resume node {index}", lambda: deployment.server(index).resume())
-
-    def _sampler(self, fault: BusDelay) -> Callable[[], float]:
-        """The fault's extra delay, from the same random stream as the simulator's."""
-        return sampler(fault.add, rng_for(self.seed, f"fault.{self._index}"))
 
     def _threaded(self, what: str, fn: Callable[[], None]) -> Action:
         async def action() -> None:

@@ -14,7 +14,9 @@ node. Faults, per node:
   round trip; one chunk is normally one request, a pipeline's chunk gets one
   sample), preserving byte order: a chunk is released at
   ``max(arrival + sample, previous release on that connection)``.
-  Server -> client data is forwarded at once. The sampler is rebuilt in the
+  Server -> client data is forwarded at once, unless a latency was set with
+  ``direction="down"`` (the same mechanism the other way: `bus_delay` holds
+  back pub/sub messages on their way to a subscriber). The sampler is rebuilt in the
   proxy from the scenario's `Distribution` and (seed, stream) via
   :mod:`lab.sampling`, so a fault draws the same numbers as its emulation.
   Delays are never shorter than the sample, but timer based: an idle proxy
@@ -131,6 +133,10 @@ class _Conn:
         "client_eof",
         "client_full",
         "closed",
+        "down_last",
+        "down_queue",
+        "down_queued",
+        "down_timer",
         "hung",
         "last_release",
         "loop",
@@ -153,6 +159,11 @@ class _Conn:
         self.queued = 0  # bytes in pending + queue
         self.timer: asyncio.TimerHandle | None = None
         self.last_release = 0.0
+        # server -> client, delayed only under a downstream latency fault
+        self.down_queue: deque[tuple[float, bytes]] = deque()
+        self.down_queued = 0
+        self.down_timer: asyncio.TimerHandle | None = None
+        self.down_last = 0.0
         self.hung = node.mode == "hang"
         self.closed = False
         self.client_eof = False
@@ -185,18 +196,20 @@ class _Conn:
         if extra is None and not self.queue:
             self._send_up(data)
             return
-        release = self.loop.time()
-        if extra is not None:
-            release += extra()
-        if release < self.last_release:
-            release = self.last_release
-        self.last_release = release
+        release = self.last_release = self._release_time(extra, self.last_release)
         self.queue.append((release, data))
         self.queued += len(data)
         if self.timer is None:
             self.timer = self.loop.call_at(release, self._release)
         if self.queued > _MAX_QUEUED:
             self.update_reading()
+
+    def _release_time(self, extra: Callable[[], float] | None, previous: float) -> float:
+        """Now plus a sample of the delay, never before the chunk queued ahead of it."""
+        release = self.loop.time()
+        if extra is not None:
+            release += extra()
+        return release if release > previous else previous
 
     def _release(self) -> None:
         """Forward every queued chunk whose time has come, in order."""
@@ -246,8 +259,34 @@ class _Conn:
     # -- server -> client ----------------------------------------------------
 
     def from_upstream(self, data: bytes) -> None:
-        if self.client is not None and not self.hung:
+        if self.client is None or self.hung:
+            return
+        extra = self.node.down_extra
+        if extra is None and not self.down_queue:
             self.client.write(data)
+            return
+        release = self.down_last = self._release_time(extra, self.down_last)
+        self.down_queue.append((release, data))
+        self.down_queued += len(data)
+        if self.down_timer is None:
+            self.down_timer = self.loop.call_at(release, self._release_down)
+        if self.down_queued > _MAX_QUEUED:
+            self.update_reading()
+
+    def _release_down(self) -> None:
+        """Forward every queued server chunk whose time has come, in order."""
+        self.down_timer = None
+        if self.closed or self.hung or self.client is None:
+            return
+        now = self.loop.time() + _CLOCK_SLACK
+        queue = self.down_queue
+        while queue and queue[0][0] <= now:
+            data = queue.popleft()[1]
+            self.down_queued -= len(data)
+            self.client.write(data)
+        if queue:
+            self.down_timer = self.loop.call_at(queue[0][0], self._release_down)
+        self.update_reading()
 
     # -- flow control, faults, teardown ----------------------------------------
 
@@ -260,7 +299,7 @@ class _Conn:
             else:
                 client.resume_reading()
         if upstream is not None and not upstream.is_closing():
-            if self.hung or self.client_full:
+            if self.hung or self.client_full or self.down_queued > _MAX_QUEUED:
                 upstream.pause_reading()
             else:
                 upstream.resume_reading()
@@ -316,6 +355,11 @@ class _Conn:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.down_timer is not None:
+            self.down_timer.cancel()
+            self.down_timer = None
+        self.down_queue.clear()
+        self.down_queued = 0
         self.queue.clear()
         self.pending = []
         self.queued = 0
@@ -394,7 +438,8 @@ class _Node:
         self.port = 0
         self.listening = False
         self.mode: PartitionMode | None = None
-        self.extra: Callable[[], float] | None = None
+        self.extra: Callable[[], float] | None = None  # client -> server
+        self.down_extra: Callable[[], float] | None = None  # server -> client
         self.conns: set[_Conn] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -477,7 +522,7 @@ class _Node:
                 conn.hang()
 
     def heal(self) -> None:
-        self.extra = None
+        self.extra = self.down_extra = None
         if self.mode == "refuse":
             self._listen()
         elif self.mode == "hang":
@@ -508,6 +553,7 @@ class _Node:
             "target": list(self.target),
             "partition": self.mode,
             "latency": self.extra is not None,
+            "latency_down": self.down_extra is not None,
             "connections": len(self.conns),
         }
 
@@ -532,7 +578,11 @@ class _Proxy:
             node = self.nodes[int(msg["node"])]
             if op == "latency":
                 dist = Distribution.model_validate(msg["dist"])
-                node.extra = sampler(dist, rng_for(int(msg["seed"]), str(msg["stream"])))
+                extra = sampler(dist, rng_for(int(msg["seed"]), str(msg["stream"])))
+                if msg.get("direction", "up") == "down":
+                    node.down_extra = extra
+                else:
+                    node.extra = extra
             elif op == "partition":
                 mode = msg["mode"]
                 if mode not in ("hang", "refuse"):
@@ -761,8 +811,10 @@ class FaultProxy:
         *,
         seed: int = 0,
         stream: str | None = None,
+        direction: Literal["up", "down"] = "up",
     ) -> None:
-        """Delay client->server data to ``node`` by one sample of ``add`` per chunk.
+        """Delay client->server data to ``node`` by one sample of ``add`` per chunk
+        (``direction="down"``: server->client data, e.g. pub/sub messages).
 
         ``add`` is a scenario `Distribution` or a constant in seconds; samples
         come from ``rng_for(seed, stream)`` (default stream ``proxy.latency.<node>``),
@@ -778,6 +830,7 @@ class FaultProxy:
             dist=add.model_dump(exclude_none=True),
             seed=seed,
             stream=stream if stream is not None else f"proxy.latency.{node}",
+            direction=direction,
         )
 
     def partition(self, node: int, mode: PartitionMode = "hang") -> None:

@@ -111,6 +111,42 @@ def test_constant_latency_delays_each_round_trip_until_heal(proxy: FaultProxy) -
         c.close()
 
 
+def test_downstream_latency_delays_pubsub_messages_in_order(
+    proxy: FaultProxy, node: srv.RedisServer
+) -> None:
+    """direction="down": a subscriber behind the proxy gets each message 80 ms late, in
+    order; messages published while the fault lasted still arrive late after the heal."""
+    subscriber = client(proxy.ports[0]).pubsub(ignore_subscribe_messages=True)
+    publisher = client(node.port)
+    try:
+        subscriber.subscribe("down")
+        assert subscriber.get_message(timeout=2) is None  # the confirmation, skipped
+        proxy.add_latency(0, 0.08, direction="down")
+        assert proxy.status()[0]["latency_down"] is True
+        sent = time.perf_counter()
+        for i in range(20):
+            publisher.publish("down", i)
+        proxy.heal(0)
+        got: list[bytes] = []
+        first = None
+        while len(got) < 20 and time.perf_counter() - sent < 3:
+            message = subscriber.get_message(timeout=1)
+            if message is not None:
+                first = first or time.perf_counter() - sent
+                got.append(message["data"])
+        assert got == [str(i).encode() for i in range(20)]
+        assert first is not None and 0.08 <= first < 0.08 + 0.15
+        sent = time.perf_counter()
+        publisher.publish("down", "after")
+        message = None
+        while message is None and time.perf_counter() - sent < 2:
+            message = subscriber.get_message(timeout=1)
+        assert message is not None and time.perf_counter() - sent < 0.05  # healed
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
 def test_sampled_latency_preserves_order(proxy: FaultProxy) -> None:
     proxy.add_latency(
         0, Distribution(distribution="uniform", low=0.0, high=0.02), seed=7, stream="t.order"

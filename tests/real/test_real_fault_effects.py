@@ -127,3 +127,16 @@ def test_a_lost_bus_leaves_near_copies_stale() -> None:
     assert any("bus subscribers disconnected" in n for n in run.notes)
     assert float(healthy["stale_read_ratio"]) < 0.01  # type: ignore[arg-type]
     assert float(lossy["stale_read_ratio"]) > 5 * max(float(healthy["stale_read_ratio"]), 0.005)  # type: ignore[arg-type]
+
+
+def test_a_late_bus_leaves_near_copies_stale_for_the_delay() -> None:
+    """bus_delay through the fault proxy: invalidations reach the other instance's
+    near cache 200 ms late, so its reads of rewritten keys are stale meanwhile."""
+    healthy = _near_cache_run([]).summary
+    late = {"distribution": "constant", "value": 0.2}
+    run = _near_cache_run([{"kind": "bus_delay", "at": 0.5, "duration": 1.0, "add": late}])
+    assert any("bus delays messages" in n for n in run.notes)
+    delayed = run.summary
+    assert float(delayed["stale_read_ratio"]) > 5 * max(float(healthy["stale_read_ratio"]), 0.005)
+    # a late invalidation still arrives: staleness lasts about the delay, not the near TTL
+    assert float(delayed["staleness_age_p99"]) < 0.5
