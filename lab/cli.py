@@ -181,6 +181,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  redis          real servers the lab starts ({binary.label}: {binary.path})")
     except Exception as exc:  # any reason it cannot run is worth printing
         print(f"  redis          not available: {exc}")
+    print(
+        "                 sharding: slots -> a Redis Cluster (replicas: real failover);\n"
+        "                 or your own: run --redis-url URL / --redis-cluster HOST:PORT,..."
+    )
     return 0
 
 
