@@ -117,7 +117,6 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     oracle, recorder, strategies = harness.oracle, harness.recorder, harness.strategies
     evictions_at_warmup: list[int] = []
 
-    cluster.measure_from = scenario.warmup
     value_size = scenario.keyspace.value_size
 
     def gauges() -> dict[str, float]:
@@ -158,6 +157,8 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
     async def snapshot_at_warmup() -> None:
         await rt.sleep(scenario.warmup)
         evictions_at_warmup.append(cluster.evictions)
+        if scenario.warmup > 0:
+            cluster.op_times.reset()  # operations so far belong to the warm-up
 
     async def main() -> None:
         rt.spawn(snapshot_at_warmup())

@@ -3,9 +3,10 @@
 A request's latency (the recorder) includes the origin on a miss and every
 cache call a pattern makes; the article's monitoring list also asks for the
 cache's own p50/p99 operation time. Backends add each successful operation's
-time after the warm-up with one list append on their hot path; the list is
-folded into a histogram at every gauge sample and at the end, so memory stays
-bounded.
+time with one list append on their hot path (the simulator resets them at
+the end of the warm-up; real servers only count operations started after
+it); the list is folded into a histogram at every gauge sample and at the
+end, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class OpLatencies:
         self._pending: list[float] = []
         self.add = self._pending.append
         """Record one operation's time (the caller decides it is past the warm-up)."""
+
+    def reset(self) -> None:
+        """Forget everything so far (at the end of the warm-up)."""
+        self._pending.clear()
+        self.hist = LogHistogram()
 
     def fold(self) -> None:
         """Move what was added into the histogram."""

@@ -30,8 +30,6 @@ from lab.sharding import Sharding, key_name, owner_table, router
 from lab.sim.bridge import wake_after
 from lab.sim.store import Eviction, Store, make_store
 
-INF = float("inf")
-
 
 class SimNode:
     """One cache server: a store, the time until which it is busy, and its fault state."""
@@ -114,9 +112,8 @@ class SimCluster:
                 node.replica = make_store(capacity, eviction, seed + 1000 + node.index)
         self._rtt = rtt
         self.op_times = OpLatencies()
+        """Every operation's time; the runner resets it at the end of the warm-up."""
         self._op_add = self.op_times.add
-        self.measure_from = INF
-        """Operations that start at or after this time count in `op_times` (the warm-up)."""
         self._route_name = router(sharding, nodes)
         self._owner_of_int: list[int] = owner_table(sharding, nodes, keys) if keys else []
         self._owner_of_str: dict[str, int] = {}
@@ -147,12 +144,6 @@ class SimCluster:
         if node.hang_until > now:
             return self.timeout, f"node {node.index}: timed out (no answer)"
         return None
-
-    def _took(self, now: float, delay: float) -> float:
-        """Count an operation started at `now` that takes `delay` (past the warm-up)."""
-        if now >= self.measure_from:
-            self._op_add(delay)
-        return delay
 
     def _replicate(self, node: SimNode, now: float, apply: Callable[[Store], object]) -> None:
         """Apply a mutation to the node's replica after a sampled replication lag."""
@@ -187,8 +178,7 @@ class SimCluster:
         node.busy_until = done
         node.ops += 1
         took = done + half - now
-        if now >= self.measure_from:
-            self._op_add(took)
+        self._op_add(took)
         yield wake_after(env, took)
         return value
 
@@ -206,7 +196,8 @@ class SimCluster:
         if delay > self.timeout:
             yield wake_after(env, self.timeout)
             raise CacheUnavailable(f"node {node.index}: timed out after {self.timeout}s")
-        yield wake_after(env, self._took(now, delay))
+        self._op_add(delay)
+        yield wake_after(env, delay)
         return result
 
     def _op(
@@ -220,7 +211,9 @@ class SimCluster:
             result = yield from self._faulty(node, now, mutate)
         else:
             result = mutate(node.store)
-            yield wake_after(env, self._took(now, node.delay(now, self._rtt())))
+            took = node.delay(now, self._rtt())
+            self._op_add(took)
+            yield wake_after(env, took)
         if node.replica is not None and replicate is not None:
             self._replicate(node, now, replicate)
         return result
@@ -237,7 +230,9 @@ class SimCluster:
             done = not (nx and store.contains(key, now))
             if done:
                 store.set(key, value, ttl, now)
-            yield wake_after(env, self._took(now, node.delay(now, self._rtt())))
+            took = node.delay(now, self._rtt())
+            self._op_add(took)
+            yield wake_after(env, took)
             return done
 
         def mutate(store: Store) -> bool:
@@ -256,7 +251,9 @@ class SimCluster:
         if not node.faulty and node.replica is None:  # the common case, without closures
             node.store.delete(key)
             now = env._now
-            yield wake_after(env, self._took(now, node.delay(now, self._rtt())))
+            took = node.delay(now, self._rtt())
+            self._op_add(took)
+            yield wake_after(env, took)
             return
 
         def mutate(store: Store) -> None:
