@@ -99,6 +99,8 @@ class RedisBus:
         self._publisher = _client(*self.addresses[0], timeout)
         self._subscriber: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
+        self._sub_address: tuple[str, int] | None = None
+        """The server the subscriber is (or was last) subscribed on, before any proxy."""
         self._handlers: dict[str, list[Callable[[Key], None]]] = {}
         self._listener: asyncio.Task[Any] | None = None
         self._started = False
@@ -114,20 +116,25 @@ class RedisBus:
     async def start_losing(self) -> None:
         """bus_loss begins: the server drops the subscriber, which stays away."""
         self._losing = True
-        with contextlib.suppress(*UNAVAILABLE):
-            if self.kill_all:
-                await self._publisher.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
-            else:
-                await self._kill_own()
+        if self._sub_address is not None:  # on the server the subscriber is connected to
+            control = _client(*self._sub_address, self.timeout)
+            try:
+                with contextlib.suppress(*UNAVAILABLE):
+                    if self.kill_all:
+                        await control.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+                    else:
+                        await self._kill_own(control)
+            finally:
+                await control.aclose()
         await self._stop_listening()  # the listener saw the disconnection; tidy up
 
-    async def _kill_own(self) -> None:
-        listing = await self._publisher.execute_command("CLIENT", "LIST", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+    async def _kill_own(self, control: aioredis.Redis) -> None:
+        listing = await control.execute_command("CLIENT", "LIST", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
         text = listing.decode() if isinstance(listing, bytes) else str(listing)
         for line in text.splitlines():
             fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
             if fields.get("name") == self.name:
-                await self._publisher.execute_command("CLIENT", "KILL", "ID", fields["id"])  # type: ignore[no-untyped-call]
+                await control.execute_command("CLIENT", "KILL", "ID", fields["id"])  # type: ignore[no-untyped-call]
 
     async def recover(self) -> None:
         """The loss window ends: the subscriber kept away subscribes again."""
@@ -190,6 +197,7 @@ class RedisBus:
             await subscriber.aclose()
             raise
         self._subscriber, self._pubsub = subscriber, pubsub
+        self._sub_address = address
         self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
 
     async def _subscribe_somewhere(self) -> None:
