@@ -9,8 +9,10 @@ Faults:
 - `bus_loss` is real: the server drops the subscriber connections
   (`CLIENT KILL TYPE pubsub`, or only this bus's own subscriber on a server
   the lab does not own) and the subscriber stays away until the window ends,
-  then resubscribes. PUBLISH answers how many subscribers received a
-  message, so `lost` counts what really went to nobody.
+  then resubscribes (in the background: its server may be down too).
+  `lost` counts the messages published while the bus's subscriber was not
+  subscribed (PUBLISH's receiver count would do on one server, but a
+  Redis Cluster node reports only its own subscribers).
 - `bus_delay` is real network delay: the subscriber connects through the
   fault proxy (`translate`), which holds each message back by a sample on its
   way from the server (`lab.real.proxy`, direction "down"); one sample per
@@ -110,6 +112,7 @@ class RedisBus:
         """Deliveries that did not happen: (message, handler) pairs with no subscriber."""
         self.reconnects = 0
         self._losing = False  # bus_loss window: the subscriber stays away
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- faults ------------------------------------------------------------
 
@@ -137,11 +140,23 @@ class RedisBus:
                 await control.execute_command("CLIENT", "KILL", "ID", fields["id"])  # type: ignore[no-untyped-call]
 
     async def recover(self) -> None:
-        """The loss window ends: the subscriber kept away subscribes again."""
+        """The loss window ends: the subscriber kept away subscribes again, in the
+        background (its server may be down: a fault schedule must never wait for it)."""
         if self._losing:
             self._losing = False
             if self._started and self._handlers:
-                await self._subscribe_somewhere()
+                self._background(self._subscribe_somewhere())
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the subscriber is connected and subscribed right now."""
+        return self._pubsub is not None
+
+    def _background(self, coro: Any) -> None:
+        """Run `coro` as a task this bus keeps (and cancels on close)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- protocol ----------------------------------------------------------
 
@@ -154,21 +169,22 @@ class RedisBus:
     async def publish(self, channel: str, message: Key) -> None:
         self.published += 1
         payload = encode_message(message)
-        try:
-            receivers = await self._publisher.publish(channel, payload)
-        except UNAVAILABLE as exc:
-            self._next_publisher()
-            raise CacheUnavailable(f"publish {channel}: {exc}") from exc
-        if not receivers:
+        publisher = self._publisher
+        if self._pubsub is None:  # not subscribed (bus_loss, or reconnecting): nobody gets it
             self.lost += len(self._handlers.get(channel, ()))
+        try:
+            await publisher.publish(channel, payload)
+        except UNAVAILABLE as exc:
+            self._next_publisher(publisher)
+            raise CacheUnavailable(f"publish {channel}: {exc}") from exc
 
-    def _next_publisher(self) -> None:
-        """After a failure, publish through the next address (Redis Cluster: any node)."""
-        if len(self.addresses) > 1:
-            old = self._publisher
+    def _next_publisher(self, failed: aioredis.Redis) -> None:
+        """After a failure, publish through the next address (a Redis Cluster forwards
+        PUBLISH to every node); once per failed client, however many commands failed."""
+        if len(self.addresses) > 1 and failed is self._publisher:
             self._at = (self._at + 1) % len(self.addresses)
             self._publisher = _client(*self.addresses[self._at], self.timeout)
-            asyncio.get_running_loop().create_task(old.aclose())
+            self._background(failed.aclose())
 
     async def start(self) -> None:
         """Subscribe to every channel handlers were registered for, then listen."""
@@ -256,5 +272,10 @@ class RedisBus:
 
     async def close(self) -> None:
         self._losing = True  # no reconnection from now on
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, *UNAVAILABLE):
+                await task
         await self._stop_listening()
         await self._publisher.aclose()

@@ -142,8 +142,9 @@ class Deployment:
         raise DeploymentError("failover needs a Redis Cluster with replicas")
 
     def bus_addresses(self) -> list[Address]:
-        """Where pub/sub may run, in order of preference (node 0 first)."""
-        return list(self.addresses)
+        """Where pub/sub runs: node 0 (publisher and subscriber on one server; PUBLISH
+        on independent servers reaches only that server's subscribers)."""
+        return [self.addresses[0]]
 
     def stop(self) -> None:
         """Stop what the lab started (nothing for someone else's servers)."""

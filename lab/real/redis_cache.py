@@ -276,7 +276,10 @@ class RedisCache:
             return await self.nodes[index].call(*args)
         except MovedError:
             await self.refresh_slots(force=True)
-            return await self.nodes[index].call(*args)
+            try:
+                return await self.nodes[index].call(*args)
+            except MovedError as again:  # the node asked had not heard of it yet
+                raise RedisConnectionError(f"slot moved again: {again}") from again
         except UNAVAILABLE:
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.get_running_loop().create_task(self.refresh_slots())

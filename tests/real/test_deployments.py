@@ -318,7 +318,11 @@ def test_the_bus_subscriber_really_leaves_and_comes_back(server: srv.RedisServer
             assert subscribers() == 0
             await bus.publish("inv", 1)
             assert bus.lost == 1
-            await bus.recover()
+            await bus.recover()  # resubscribes in the background
+            deadline = time.monotonic() + 3
+            while not bus.subscribed:
+                assert time.monotonic() < deadline, "the subscriber never came back"
+                await asyncio.sleep(0.01)
             assert subscribers() == 1
             await bus.publish("inv", 2)
             with server.client() as client:  # someone else drops it: it comes back alone
