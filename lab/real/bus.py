@@ -79,16 +79,12 @@ class RedisBus:
 
     def __init__(
         self,
-        addresses: Sequence[tuple[str, int]] | str,
-        port: int | None = None,
+        addresses: Sequence[tuple[str, int]],
         *,
         timeout: float = 1.0,
         kill_all: bool = True,
         translate: Mapping[tuple[str, int], tuple[str, int]] | None = None,
     ) -> None:
-        if isinstance(addresses, str):  # RedisBus(host, port)
-            assert port is not None
-            addresses = [(addresses, port)]
         if not addresses:
             raise ValueError("a RedisBus needs at least one server address")
         self.addresses = list(addresses)

@@ -18,7 +18,7 @@ node. Faults, per node:
   ``direction="down"`` (the same mechanism the other way: `bus_delay` holds
   back pub/sub messages on their way to a subscriber). The sampler is rebuilt in the
   proxy from the scenario's `Distribution` and (seed, stream) via
-  :mod:`lab.sampling`, so a fault draws the same numbers as its emulation.
+  :mod:`lab.sampling`, so a fault draws the same numbers as in the simulator.
   Delays are never shorter than the sample, but timer based: an idle proxy
   fires up to ~1 ms late (epoll's millisecond timeouts; measured median
   +0.4-0.8 ms), a busy one on its next wake-up.
@@ -818,7 +818,7 @@ class FaultProxy:
 
         ``add`` is a scenario `Distribution` or a constant in seconds; samples
         come from ``rng_for(seed, stream)`` (default stream ``proxy.latency.<node>``),
-        so pass the stream the emulation would use to get the same draws.
+        so pass the simulator's stream (``fault.<index>``) to get the same draws.
         Replaces any earlier latency on that node.
         """
         self._check(node)

@@ -34,7 +34,7 @@ def run_redis(body: Body) -> None:
     server = srv.start_server()
 
     async def main() -> None:
-        bus = RedisBus(srv.HOST, server.port)
+        bus = RedisBus([(srv.HOST, server.port)])
         got: list[tuple[str, Key]] = []
         bus.subscribe("inv", lambda key: got.append(("a", key)))
         bus.subscribe("inv", lambda key: got.append(("b", key)))
