@@ -26,14 +26,15 @@ from pydantic import (
     model_validator,
 )
 
-from lab.units import parse_duration, parse_key_count, parse_rate, parse_size
-
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
-Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
-KeyCount = Annotated[int, BeforeValidator(parse_key_count), Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+from lab.core.units import (
+    Duration,
+    Fraction,
+    KeyCount,
+    PositiveDuration,
+    Rate,
+    Size,
+    parse_duration,
+)
 
 
 class ScenarioError(Exception):
