@@ -114,6 +114,7 @@ def test_a_slow_holder_releases_the_next_holders_lock_only_without_a_token(
     import simpy
 
     from lab.core import Versioned
+    from lab.patterns import Wiring
     from lab.patterns.stampede import LockedCacheAside
     from lab.scenario import StrategySpec
     from lab.sim.cluster import SimCluster
@@ -143,7 +144,7 @@ def test_a_slow_holder_releases_the_next_holders_lock_only_without_a_token(
             },
         }
     )
-    a, b = (LockedCacheAside(cache, origin, rt, spec, seed) for seed in (1, 2))
+    a, b = (LockedCacheAside(Wiring(cache, origin, rt, seed), spec) for seed in (1, 2))
     lock_at_110ms: list[Versioned | None] = []
 
     async def main() -> None:
