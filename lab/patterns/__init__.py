@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 from typing import TYPE_CHECKING
 
-from lab.patterns.base import Layer, ReadPath, Wiring, WritePath
+from lab.patterns.base import Layer, ReadPath, StrategySettings, Wiring, WritePath
 from lab.patterns.compose import Strategy, build_strategy
 from lab.patterns.registry import (
     LAYERS,
@@ -17,7 +17,7 @@ from lab.patterns.registry import (
     REGISTRATIONS,
     STAMPEDE_GUARDS,
     WRITE_PATHS,
-    StrategySettings,
+    StrategyRules,
     strategy_model,
 )
 
@@ -25,7 +25,7 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 if TYPE_CHECKING:
-    StrategySpec = StrategySettings
+    StrategySpec = StrategyRules
 else:
     StrategySpec = strategy_model()
     """A strategy of a scenario: the common settings and every registered part's block."""
@@ -39,6 +39,7 @@ __all__ = [
     "Layer",
     "ReadPath",
     "Strategy",
+    "StrategyRules",
     "StrategySettings",
     "StrategySpec",
     "Wiring",

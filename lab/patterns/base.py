@@ -11,17 +11,65 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from lab.core import Bus, Cache, Key, Metrics, NoMetrics, Origin, Read, Runtime, Versioned
 from lab.core.capabilities import Capability
+from lab.core.settings import Settings
+from lab.core.units import PositiveDuration
 from lab.core.versions import VersionClock
 
-if TYPE_CHECKING:
-    from lab.core.settings import Settings
-    from lab.patterns.registry import Registration, StrategySettings
-
 Capabilities = frozenset[Capability]
+Axis = Literal["read", "write", "stampede", "layer", "client"]
+"""What a registered part is: chosen by `read:`, `write:`, `stampede:`, its own block
+(a layer) or always there (the client's failure behaviour)."""
+
+
+class StrategySettings(Settings):
+    """A strategy names its parts: `{read: cache-aside, write: invalidate, ttl: 5m}`.
+
+    These are the settings every part shares; `strategy_model()` adds each registered
+    part's settings block, so a strategy is always validated with that built model."""
+
+    read: str = "cache-aside"
+    write: str = "invalidate"
+    ttl: PositiveDuration | None = None
+    ttl_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    fill: Literal["set", "add"] = "set"
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            """The parts' settings blocks, added by `strategy_model()` at run time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A registered part: its name, its settings model and where those sit in a strategy."""
+
+    axis: Axis
+    name: str
+    part: type[Any]
+    settings: type[Settings] | None = None
+    field: str | None = None
+    """The strategy field holding the settings, dotted for a nested one (`stampede.lock`).
+    None: the model's own fields are top-level strategy fields, shared by every part that
+    declares the same model (versioned keys' `namespace`)."""
+
+    def settings_in(self, spec: StrategySettings) -> Settings | None:
+        """This part's settings in a strategy (the model's defaults where it gives none)."""
+        if self.settings is None:
+            return None
+        if self.field is None:
+            return self.settings(
+                **{name: getattr(spec, name) for name in self.settings.model_fields}
+            )
+        block: Any = spec
+        for step in self.field.split("."):
+            block = getattr(block, step, None)
+        return self.settings() if block is None else block
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ summary and its settings with their defaults, read from the registry."""
 from __future__ import annotations
 
 from lab.core.settings import describe
-from lab.patterns.registry import REGISTRATIONS, Axis, Registration, StrategySettings
+from lab.patterns.base import Axis, Registration, StrategySettings
+from lab.patterns.registry import REGISTRATIONS
 
 SECTIONS: list[tuple[str, Axis]] = [
     ("Read paths (read: <name>)", "read"),

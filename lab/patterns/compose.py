@@ -17,7 +17,7 @@ from typing import Protocol
 from lab.core import Bus, Cache, Key, Metrics, NoMetrics, Origin, Read, Runtime, Versioned
 from lab.core.versions import VersionClock
 from lab.patterns.base import Capabilities, Layer, Part, Wiring
-from lab.patterns.registry import StrategySettings
+from lab.patterns.registry import StrategyRules
 from lab.patterns.resilience import ResilientCache
 
 
@@ -69,7 +69,7 @@ class Strategy:
 
 def build_strategy(
     name: str,
-    spec: StrategySettings,
+    spec: StrategyRules,
     cache: Cache,
     origin: Origin,
     rt: Runtime,

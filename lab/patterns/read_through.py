@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from lab.core import Cache, Key, Origin, Queue, Read, Runtime, Versioned
-from lab.patterns.base import Part, ReadPath, Wiring, expiring
-from lab.patterns.registry import StrategySettings, read_path
+from lab.patterns.base import Part, ReadPath, StrategySettings, Wiring, expiring
+from lab.patterns.registry import read_path
 
 
 class LoadingCache:

@@ -16,8 +16,8 @@ from lab.core import Key, Read, Versioned
 from lab.core.errors import BackendError
 from lab.core.settings import Settings
 from lab.core.units import parse_duration
-from lab.patterns.base import ReadPath, Wiring
-from lab.patterns.registry import StrategySettings, read_path
+from lab.patterns.base import ReadPath, StrategySettings, Wiring
+from lab.patterns.registry import read_path
 
 
 class RefreshSpec(Settings):

@@ -10,44 +10,19 @@ rules between parts are each part's `check`: there is no central list to edit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import create_model, field_validator, model_validator
 
 from lab.core.settings import Settings
-from lab.core.units import PositiveDuration
-from lab.patterns.base import Layer, ReadPath, WritePath
-
-Axis = Literal["read", "write", "stampede", "layer", "client"]
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """A registered part: its name, its settings model and where those sit in a strategy."""
-
-    axis: Axis
-    name: str
-    part: type[Any]
-    settings: type[Settings] | None = None
-    field: str | None = None
-    """The strategy field holding the settings, dotted for a nested one (`stampede.lock`).
-    None: the model's own fields are top-level strategy fields, shared by every part that
-    declares the same model (versioned keys' `namespace`)."""
-
-    def settings_in(self, spec: StrategySettings) -> Settings | None:
-        """This part's settings in a strategy (the model's defaults where it gives none)."""
-        if self.settings is None:
-            return None
-        if self.field is None:
-            return self.settings(
-                **{name: getattr(spec, name) for name in self.settings.model_fields}
-            )
-        block: Any = spec
-        for step in self.field.split("."):
-            block = getattr(block, step, None)
-        return self.settings() if block is None else block
-
+from lab.patterns.base import (
+    Axis,
+    Layer,
+    ReadPath,
+    Registration,
+    StrategySettings,
+    WritePath,
+)
 
 READ_PATHS: dict[str, type[ReadPath]] = {}
 WRITE_PATHS: dict[str, type[WritePath]] = {}
@@ -116,22 +91,9 @@ def cache_wrapper(name: str, *, settings: type[Settings]) -> Callable[[P], P]:
 # --- the strategy model -------------------------------------------------------------------
 
 
-class StrategySettings(Settings):
-    """A strategy names its parts: `{read: cache-aside, write: invalidate, ttl: 5m}`.
-
-    These are the settings every part shares; `strategy_model()` adds each registered
-    part's settings block, so a strategy is always validated with that built model."""
-
-    read: str = "cache-aside"
-    write: str = "invalidate"
-    ttl: PositiveDuration | None = None
-    ttl_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    fill: Literal["set", "add"] = "set"
-
-    if TYPE_CHECKING:
-
-        def __getattr__(self, name: str) -> Any:
-            """The parts' settings blocks, added by `strategy_model()` at run time."""
+class StrategyRules(StrategySettings):
+    """The common settings checked against the registry: the parts named exist and fit
+    together. `strategy_model()` adds every registered part's settings block to it."""
 
     @field_validator("read")
     @classmethod
@@ -150,7 +112,7 @@ class StrategySettings(Settings):
         return value
 
     @model_validator(mode="after")
-    def _parts_fit_together(self) -> StrategySettings:
+    def _parts_fit_together(self) -> StrategyRules:
         """The write side's rules first, then the read side's (the order in which a
         strategy with several problems reports its first)."""
         if self.ttl_jitter and self.ttl is None:
@@ -211,7 +173,7 @@ class StampedeSettings(Settings):
         return next(name for name in STAMPEDE_GUARDS if getattr(self, name) is not None)
 
 
-def strategy_model() -> type[StrategySettings]:
+def strategy_model() -> type[StrategyRules]:
     """The strategy model: the common settings plus every registered settings block, in the
     order guards, read paths, write paths, layers, shared top-level fields, client."""
     fields: dict[str, Any] = {}
@@ -238,7 +200,7 @@ def strategy_model() -> type[StrategySettings]:
         _add(fields, reg.field, (reg.settings, reg.settings()), reg)
     return create_model(
         "StrategySpec",
-        __base__=StrategySettings,
+        __base__=StrategyRules,
         __module__="lab.patterns",
         __doc__="A strategy names its parts: `{read: cache-aside, write: invalidate, ttl: 5m}`.",
         **fields,

@@ -23,10 +23,10 @@ from lab.core.capabilities import Capability
 from lab.core.settings import Settings
 from lab.core.units import PositiveDuration
 from lab.core.values import key_name
-from lab.patterns.base import Capabilities, Wiring, WritePath
+from lab.patterns.base import Capabilities, StrategySettings, Wiring, WritePath
 from lab.patterns.cache_aside import CacheAside
 from lab.patterns.read_through import LoadingCache
-from lab.patterns.registry import StrategySettings, stampede_guard
+from lab.patterns.registry import stampede_guard
 
 LOCK_TOKEN = Versioned(0, 1)
 

@@ -20,8 +20,8 @@ from pydantic import Field
 from lab.core import Key, Read, Versioned
 from lab.core.capabilities import Capability
 from lab.core.settings import Settings
-from lab.patterns.base import ReadPath, WritePath
-from lab.patterns.registry import StrategySettings, read_path, write_path
+from lab.patterns.base import ReadPath, StrategySettings, WritePath
+from lab.patterns.registry import read_path, write_path
 
 
 class Namespace(Settings):

@@ -31,8 +31,8 @@ from lab.core import Key, Versioned
 from lab.core.errors import BackendError, CacheUnavailable
 from lab.core.settings import Settings
 from lab.core.units import PositiveDuration
-from lab.patterns.base import Wiring, WritePath
-from lab.patterns.registry import StrategySettings, write_path
+from lab.patterns.base import StrategySettings, Wiring, WritePath
+from lab.patterns.registry import write_path
 
 
 class FlushSpec(Settings):

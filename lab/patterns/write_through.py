@@ -12,9 +12,9 @@ TTL: the oracle flags the stale reads that follow.
 from __future__ import annotations
 
 from lab.core import Key, Versioned
-from lab.patterns.base import Wiring, WritePath
+from lab.patterns.base import StrategySettings, Wiring, WritePath
 from lab.patterns.read_through import LoadingCache
-from lab.patterns.registry import StrategySettings, write_path
+from lab.patterns.registry import write_path
 
 
 @write_path("through")

@@ -30,10 +30,11 @@ from lab.patterns import (
     Wiring,
     build_strategy,
 )
+from lab.patterns.base import StrategySettings
 from lab.patterns.cache_aside import CacheAside
 from lab.patterns.catalog import catalog
 from lab.patterns.near_cache import LocalLru
-from lab.patterns.registry import StrategySettings, read_path, strategy_model
+from lab.patterns.registry import read_path, strategy_model
 from lab.patterns.resilience import ClientSpec, ResilientCache
 from lab.scenario import ScenarioError, parse_scenario
 from tests.conftest import zero_network_sim
