@@ -9,14 +9,13 @@ another.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from functools import partial
 from typing import Protocol
 
 from lab.core import Bus, Cache, Key, Metrics, NoMetrics, Origin, Read, Runtime, Versioned
 from lab.core.versions import VersionClock
-from lab.patterns.base import Capabilities, Layer, Part, Wiring
+from lab.patterns.base import Capabilities, Layer, NextRead, NextWrite, Part, Wiring
 from lab.patterns.registry import StrategyRules
 from lab.patterns.resilience import ResilientCache
 
@@ -32,19 +31,27 @@ class Writer(Protocol):
 class LayeredReader:
     """Reads that go to `layer` first, with the reader behind it as its `next`."""
 
-    __slots__ = ("read",)
+    __slots__ = ("_layer", "_next")
 
     def __init__(self, layer: Layer, inner: Reader) -> None:
-        self.read: Callable[[Key], Awaitable[Read]] = partial(layer.read, next=inner.read)
+        self._layer = layer
+        self._next: NextRead = inner.read
+
+    def read(self, key: Key) -> Awaitable[Read]:
+        return self._layer.read(key, self._next)
 
 
 class LayeredWriter:
     """Writes that go to `layer` first, with the writer behind it as its `next`."""
 
-    __slots__ = ("write",)
+    __slots__ = ("_layer", "_next")
 
     def __init__(self, layer: Layer, inner: Writer) -> None:
-        self.write: Callable[[Key], Awaitable[Versioned]] = partial(layer.write, next=inner.write)
+        self._layer = layer
+        self._next: NextWrite = inner.write
+
+    def write(self, key: Key) -> Awaitable[Versioned]:
+        return self._layer.write(key, self._next)
 
 
 @dataclass(frozen=True, slots=True)

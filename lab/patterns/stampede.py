@@ -14,6 +14,7 @@ Each guard is cache-aside with a different miss (or near-miss) policy:
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -192,9 +193,9 @@ class LeasedCacheAside(CacheAside):
     def watch(self, writer: WritePath) -> None:
         writer.on_invalidate(self._revoke)
 
-    async def _revoke(self, key: Key) -> None:
+    def _revoke(self, key: Key) -> Awaitable[None]:
         """A reader still loading the old row may no longer fill it."""
-        await self.cache.delete(lease_key(key))
+        return self.cache.delete(lease_key(key))
 
     async def read(self, key: Key) -> Read:
         if (hit := await self.cache.get(key)) is not None:
