@@ -107,7 +107,6 @@ class Part:
         self.raw_cache = wiring.raw_cache if wiring.raw_cache is not None else wiring.cache
         self.origin = wiring.origin
         self.rt = wiring.rt
-        self.spec = spec
         registration = type(self).registration
         self.settings: Settings | None = (
             registration.settings_in(spec) if registration is not None else None

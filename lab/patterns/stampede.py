@@ -9,6 +9,11 @@ Each guard is cache-aside with a different miss (or near-miss) policy:
   the measured recompute time, so usually one reader refreshes a hot key early.
 - `coalesce`: single-flight inside an app instance: concurrent misses of one
   key share one origin read (one load per instance, not per cluster).
+- `lease`: a miss takes a token; only its holder may fill the key, and the
+  write path's invalidation revokes it (the guard watches the write path).
+
+Each guard's settings model sits above it and is what `stampede: {<guard>: {...}}`
+accepts.
 """
 
 from __future__ import annotations
