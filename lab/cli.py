@@ -157,7 +157,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from lab.patterns import READ_PATHS, WRITE_PATHS
+    from lab.patterns.catalog import catalog
 
     print("Scenarios:")
     for path in sorted(args.scenarios.glob("*.yaml")):
@@ -167,12 +167,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  {path}  {first}")
         except ScenarioError as exc:
             print(f"  {path}  INVALID: {exc}")
-    print("\nRead paths:")
-    for name, reader in sorted(READ_PATHS.items()):
-        print(f"  {name:<14} {reader.summary}")
-    print("\nWrite paths:")
-    for name, writer in sorted(WRITE_PATHS.items()):
-        print(f"  {name:<14} {writer.summary}")
+    print(f"\n{catalog()}")
     print("\nBackends:\n  sim            SimPy simulated cluster (always available)")
     try:
         from lab.real.servers import find_server_binary

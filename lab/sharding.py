@@ -14,15 +14,10 @@ from typing import Literal
 
 import numpy as np
 
-from lab.core import Key
+from lab.core.values import key_name as key_name  # re-exported: backends import it from here
 
 Sharding = Literal["ketama", "slots", "modulo"]
 SLOTS = 16384
-
-
-def key_name(key: Key) -> str:
-    """The string a key is stored and hashed under on every backend."""
-    return f"key:{key}" if isinstance(key, int) else key
 
 
 def node_name(index: int) -> str:

@@ -12,6 +12,12 @@ from typing import Literal
 Key = int | str
 """Keys are small ints in the harness (fast to hash); backends may render them as strings."""
 
+
+def key_name(key: Key) -> str:
+    """The string a key is stored and hashed under on every backend."""
+    return f"key:{key}" if isinstance(key, int) else key
+
+
 Source = Literal["cache", "origin", "coalesced", "near", "stale"]
 """Where a read's value came from; only `cache` counts as a hit."""
 

@@ -11,7 +11,8 @@ already replaced (the stale-set race). With `fill: add` the fill is a SET NX
 from __future__ import annotations
 
 from lab.core import Key, Read
-from lab.patterns.base import ReadPath, read_path
+from lab.patterns.base import ReadPath
+from lab.patterns.registry import read_path
 
 
 @read_path("cache-aside")
@@ -24,5 +25,5 @@ class CacheAside(ReadPath):
         if (hit := await self.cache.get(key)) is not None:
             return Read(hit, "cache")
         row = await self.origin.read(key)
-        await self.cache.set(key, row, ttl=self.ttl, nx=self.fill_nx)
+        await self.cache.set(key, row, ttl=self.next_ttl(), nx=self.fill_nx)
         return Read(row, "origin")

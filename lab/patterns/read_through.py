@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from lab.core import Cache, Key, Origin, Queue, Read, Runtime, Versioned
-from lab.patterns.base import ReadPath, read_path
+from lab.patterns.base import Part, ReadPath, StrategySettings, Wiring, expiring
+from lab.patterns.registry import read_path
 
 
 class LoadingCache:
@@ -64,13 +65,13 @@ class LoadingCache:
         """Write-through: commit to the origin, then store the committed value."""
         stored = await self.origin.write(key)
         ttl = self.ttl()
-        entry = (
-            stored
-            if ttl is None
-            else Versioned(stored.version, stored.size, expiry=self.rt.now() + ttl)
-        )
-        await self.cache.set(key, entry, ttl=ttl)
+        await self.cache.set(key, expiring(stored, ttl, self.rt.now()), ttl=ttl)
         return stored
+
+    @classmethod
+    def of(cls, part: Part, fill_nx: bool = True) -> LoadingCache:
+        """The loading cache on a part's cache and origin, with the part's TTLs."""
+        return cls(part.cache, part.origin, part.rt, part.next_ttl, fill_nx)
 
 
 @read_path("read-through")
@@ -79,9 +80,9 @@ class ReadThrough(ReadPath):
 
     summary = "the cache layer loads on a miss; the app never reads the origin"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.layer = LoadingCache(self.cache, self.origin, self.rt, lambda: self.ttl)
+    def __init__(self, wiring: Wiring, spec: StrategySettings) -> None:
+        super().__init__(wiring, spec)
+        self.layer = LoadingCache.of(self)
 
     async def read(self, key: Key) -> Read:
         return await self.layer.get(key)

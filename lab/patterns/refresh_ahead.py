@@ -8,26 +8,55 @@ cost is origin reads for entries that might not have been read again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field, field_validator
 
 from lab.core import Key, Read, Versioned
 from lab.core.errors import BackendError
-from lab.patterns.base import ReadPath, read_path
+from lab.core.settings import Settings
+from lab.core.units import parse_duration
+from lab.patterns.base import ReadPath, StrategySettings, Wiring
+from lab.patterns.registry import read_path
 
 
-@read_path("refresh-ahead")
+class RefreshSpec(Settings):
+    """Refresh-ahead: a hit with less than `window` of its TTL left is refreshed in the
+    background (a fraction of the TTL, or a duration)."""
+
+    window: Annotated[float, Field(gt=0)] | str = 0.2
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: object) -> float | str:
+        if isinstance(value, str):
+            parse_duration(value)
+        return value  # type: ignore[return-value]
+
+    def seconds(self, ttl: float) -> float:
+        """The refresh window in seconds for a given TTL."""
+        if isinstance(self.window, str):
+            return parse_duration(self.window)
+        return self.window * ttl if self.window <= 1 else self.window
+
+
+@read_path("refresh-ahead", settings=RefreshSpec, field="refresh")
 class RefreshAhead(ReadPath):
     """Cache-aside plus a background reload of hits that are close to expiring."""
 
     summary = "hits close to expiry trigger one background reload (refresh window)"
+    settings: RefreshSpec
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        assert self.base_ttl is not None  # the scenario validator guarantees it
-        refresh = self.spec.refresh
-        base = self.base_ttl
-        self.window = refresh.seconds(base) if refresh is not None else 0.2 * base
+    def __init__(self, wiring: Wiring, spec: StrategySettings) -> None:
+        super().__init__(wiring, spec)
+        assert self.base_ttl is not None  # `check` guarantees it
+        self.window = self.settings.seconds(self.base_ttl)
         self._refreshing: set[Key] = set()
+
+    @classmethod
+    def check(cls, spec: StrategySettings) -> None:
+        if spec.ttl is None:
+            raise ValueError("refresh-ahead refreshes before the TTL runs out, so it needs a ttl")
 
     async def read(self, key: Key) -> Read:
         hit = await self.cache.get(key)
@@ -43,7 +72,7 @@ class RefreshAhead(ReadPath):
         return Read(await self._fill(key, nx=self.fill_nx), "origin")
 
     async def _fill(self, key: Key, nx: bool) -> Versioned:
-        ttl = self.ttl
+        ttl = self.next_ttl()
         assert ttl is not None
         row = await self.origin.read(key)
         stored = Versioned(row.version, row.size, expiry=self.rt.now() + ttl)

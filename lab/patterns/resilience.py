@@ -13,17 +13,42 @@ into origin load, and a skipped invalidation into stale reads later. Counted:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, TypeVar
+
+from pydantic import Field
 
 from lab.core import Cache, Key, Metrics, Runtime, Versioned
 from lab.core.errors import CacheUnavailable
-from lab.scenario import ClientSpec
+from lab.core.settings import Settings
+from lab.core.units import Duration, PositiveDuration
+from lab.patterns.registry import cache_wrapper
 
 T = TypeVar("T")
 
 
+class Breaker(Settings):
+    """Circuit breaker: after `failures` cache errors in a row, skip the cache for `reset`."""
+
+    failures: Annotated[int, Field(ge=1)] = 5
+    reset: PositiveDuration = 1.0
+
+
+class ClientSpec(Settings):
+    """How an app instance treats a failing cache."""
+
+    timeout: PositiveDuration = 0.1
+    fallback: bool = True
+    retries: Annotated[int, Field(ge=0, le=10)] = 0
+    backoff: Duration = 0.01
+    breaker: Breaker | None = None
+
+
+@cache_wrapper("client", settings=ClientSpec)
 class ResilientCache:
-    """A Cache that applies the strategy's client behaviour to cache failures."""
+    """A Cache that applies the strategy's client behaviour to cache failures. It wraps
+    every method of the Cache protocol explicitly: nothing else is forwarded."""
+
+    summary = "time out, retry with backoff, fall back to the origin, open a circuit breaker"
 
     def __init__(self, cache: Cache, rt: Runtime, client: ClientSpec, metrics: Metrics) -> None:
         self._cache = cache
@@ -84,6 +109,3 @@ class ResilientCache:
 
     def incr(self, key: Key, amount: int = 1) -> Awaitable[int]:
         return self._call(lambda: self._cache.incr(key, amount), 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cache, name)

@@ -9,40 +9,66 @@ Each guard is cache-aside with a different miss (or near-miss) policy:
   the measured recompute time, so usually one reader refreshes a hot key early.
 - `coalesce`: single-flight inside an app instance: concurrent misses of one
   key share one origin read (one load per instance, not per cluster).
+- `lease`: a miss takes a token; only its holder may fill the key, and the
+  write path's invalidation revokes it (the guard watches the write path).
+
+Each guard's settings model sits above it and is what `stampede: {<guard>: {...}}`
+accepts.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Awaitable
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
 
 from lab.core import Key, Read, Versioned
-from lab.patterns.base import stampede_guard
+from lab.core.capabilities import Capability
+from lab.core.settings import Settings
+from lab.core.units import PositiveDuration
+from lab.core.values import key_name
+from lab.patterns.base import Capabilities, StrategySettings, Wiring, WritePath
 from lab.patterns.cache_aside import CacheAside
 from lab.patterns.read_through import LoadingCache
-from lab.sharding import key_name
+from lab.patterns.registry import stampede_guard
 
 LOCK_TOKEN = Versioned(0, 1)
 
 
-@stampede_guard("lock")
+class LockGuard(Settings):
+    """Distributed lock (SET NX with an expiry) around the reload of a missing key.
+
+    `release: unconditional` deletes the lock whoever holds it now (the article's
+    code); `token` stores a token of the holder's and deletes the lock only if it
+    still holds that token (compare-and-delete), so a holder whose load outlived
+    `expiry` cannot release the next holder's lock."""
+
+    expiry: PositiveDuration = 1.0
+    poll: PositiveDuration = 0.005
+    wait: PositiveDuration = 1.0
+    recheck: bool = True
+    release: Literal["unconditional", "token"] = "unconditional"
+
+
+@stampede_guard("lock", settings=LockGuard)
 class LockedCacheAside(CacheAside):
     """Cache-aside whose reload is serialized by a distributed lock."""
 
     summary = "SET NX lock around the reload; waiters poll and re-check the cache"
-    requires = frozenset({"nx"})
+    requires = frozenset({Capability.NX})
+    settings: LockGuard
 
-    def needs(self) -> frozenset[str]:
-        guard = self.spec.stampede
-        token = guard is not None and guard.lock is not None and guard.lock.release == "token"
-        return self.requires | {"set_if_equal"} if token else self.requires  # compare-and-delete
+    def needs(self) -> Capabilities:
+        if self.settings.release == "token":  # compare-and-delete
+            return self.requires | {Capability.SET_IF_EQUAL}
+        return self.requires
 
     async def read(self, key: Key) -> Read:
         if (hit := await self.cache.get(key)) is not None:
             return Read(hit, "cache")
-        guard = self.spec.stampede
-        assert guard is not None and guard.lock is not None
-        lock, rt, cache = guard.lock, self.rt, self.cache
+        lock, rt, cache = self.settings, self.rt, self.cache
         lock_key = f"lock:{key_name(key)}"
         deadline = rt.now() + lock.wait
         token = LOCK_TOKEN if lock.release == "unconditional" else self._token()
@@ -69,29 +95,39 @@ class LockedCacheAside(CacheAside):
 
     async def _load(self, key: Key) -> Read:
         row = await self.origin.read(key)
-        await self.cache.set(key, row, ttl=self.ttl, nx=self.fill_nx)
+        await self.cache.set(key, row, ttl=self.next_ttl(), nx=self.fill_nx)
         return Read(row, "origin")
 
 
-@stampede_guard("xfetch")
+class XFetchGuard(Settings):
+    """Probabilistic early expiration: recompute when now - delta*beta*ln(rand) >= expiry."""
+
+    beta: Annotated[float, Field(gt=0)] = 1.0
+
+
+@stampede_guard("xfetch", settings=XFetchGuard)
 class XFetchCacheAside(CacheAside):
     """Cache-aside with probabilistic early recomputation (XFetch)."""
 
     summary = "recompute early with probability growing as expiry nears (XFetch)"
+    settings: XFetchGuard
+
+    @classmethod
+    def check(cls, spec: StrategySettings) -> None:
+        if spec.ttl is None:
+            raise ValueError("xfetch recomputes before the TTL runs out, so it needs a ttl")
 
     async def read(self, key: Key) -> Read:
-        guard = self.spec.stampede
-        assert guard is not None and guard.xfetch is not None
         hit = await self.cache.get(key)
         rt = self.rt
         if hit is not None:
-            early = rt.now() - hit.delta * guard.xfetch.beta * math.log(1.0 - self.random.random())
+            early = rt.now() - hit.delta * self.settings.beta * math.log(1.0 - self.random.random())
             if early < hit.expiry or hit.expiry == 0.0:
                 return Read(hit, "cache")
         start = rt.now()
         row = await self.origin.read(key)
         done = rt.now()
-        ttl = self.ttl
+        ttl = self.next_ttl()
         assert ttl is not None
         stored = Versioned(row.version, row.size, expiry=done + ttl, delta=done - start)
         # an early recompute replaces the live entry; only a fill after a miss may use NX
@@ -99,18 +135,20 @@ class XFetchCacheAside(CacheAside):
         return Read(row, "origin")
 
 
-@stampede_guard("coalesce")
+class CoalesceGuard(Settings):
+    """Single-flight: concurrent misses of one key within an app instance share one load."""
+
+
+@stampede_guard("coalesce", settings=CoalesceGuard)
 class CoalescedCacheAside(CacheAside):
     """Cache-aside where concurrent misses of a key in one instance share a single load
     (the single-flight of the read-through loading cache, with cache-aside's fill)."""
 
     summary = "single-flight: concurrent misses in one instance share one origin read"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.layer = LoadingCache(
-            self.cache, self.origin, self.rt, lambda: self.ttl, fill_nx=self.fill_nx
-        )
+    def __init__(self, wiring: Wiring, spec: StrategySettings) -> None:
+        super().__init__(wiring, spec)
+        self.layer = LoadingCache.of(self, fill_nx=self.fill_nx)
 
     async def read(self, key: Key) -> Read:
         return await self.layer.get(key)
@@ -126,27 +164,55 @@ def stale_key(key: Key) -> str:
     return f"stale:{{{key_name(key)}}}"
 
 
-@stampede_guard("lease")
+class LeaseGuard(Settings):
+    """Leases (as in Facebook's memcache): a miss hands out a token, only its holder may
+    fill the key, and a write revokes outstanding tokens so a slow reader cannot put
+    an old value back. Others who miss meanwhile wait, or take the last known value."""
+
+    expiry: PositiveDuration = 1.0
+    poll: PositiveDuration = 0.005
+    wait: PositiveDuration = 1.0
+    stale: bool = False
+
+
+@stampede_guard("lease", settings=LeaseGuard)
 class LeasedCacheAside(CacheAside):
     """Cache-aside with leases: one token per missing key, fills only by its holder,
     and writes revoke the token, so a slow reader cannot install an old value."""
 
     summary = "a miss takes a lease token; only its holder fills; a write revokes it"
-    requires = frozenset({"nx", "set_if_equal"})
+    requires = frozenset({Capability.NX, Capability.SET_IF_EQUAL})
+    settings: LeaseGuard
+    tolerates: ClassVar[tuple[str, ...]] = ("invalidate", "around")
+    """Write paths that leave filling to the lease holder: invalidate revokes the lease
+    (see `watch`), around never touches the cache. The others set values outside it."""
+
+    @classmethod
+    def check(cls, spec: StrategySettings) -> None:
+        if spec.write not in cls.tolerates:
+            raise ValueError(
+                "leases are revoked by write: invalidate (or never, with write: around); "
+                f"write: {spec.write} sets values outside the lease"
+            )
+
+    def watch(self, writer: WritePath) -> None:
+        writer.on_invalidate(self._revoke)
+
+    def _revoke(self, key: Key) -> Awaitable[None]:
+        """A reader still loading the old row may no longer fill it."""
+        return self.cache.delete(lease_key(key))
 
     async def read(self, key: Key) -> Read:
         if (hit := await self.cache.get(key)) is not None:
             return Read(hit, "cache")
-        guard = self.spec.stampede
-        assert guard is not None and guard.lease is not None
-        lease, rt, cache = guard.lease, self.rt, self.cache
+        lease, rt, cache = self.settings, self.rt, self.cache
         token = Versioned(self.random.getrandbits(62), 1)
         deadline = rt.now() + lease.wait
         while True:
             if await cache.set(lease_key(key), token, ttl=lease.expiry, nx=True):
                 row = await self.origin.read(key)
                 # refused if a write revoked the lease meanwhile: the row may be old
-                await cache.set_if_equal(key, row, self.ttl, lease_key(key), token)
+                await cache.set_if_equal(key, row, self.next_ttl(), lease_key(key), token)
                 if lease.stale:
                     await cache.set(stale_key(key), row)
                 return Read(row, "origin")

@@ -13,40 +13,69 @@ old orphaned entries can come back: a real hazard of the pattern.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from lab.core import Key, Read, Versioned
-from lab.patterns.base import ReadPath, WritePath, read_path, write_path
+from lab.core.capabilities import Capability
+from lab.core.settings import Settings
+from lab.patterns.base import ReadPath, StrategySettings, WritePath
+from lab.patterns.registry import read_path, write_path
+
+
+class Namespace(Settings):
+    """Shared by both parts, a top-level strategy field: `namespace: 100`."""
+
+    namespace: Annotated[int, Field(ge=1)] = 100
+    """How many consecutive key ids share one namespace version."""
 
 
 def namespace_of(key: Key, size: int) -> str:
     return f"ns{int(key) // size if isinstance(key, int) else key}"
 
 
-@read_path("versioned")
+def _both_parts(spec: StrategySettings) -> None:
+    if (spec.read == "versioned") != (spec.write == "bump"):
+        raise ValueError("versioned keys need both parts: read: versioned with write: bump")
+
+
+@read_path("versioned", settings=Namespace)
 class VersionedRead(ReadPath):
     """Cache-aside on `ns<n>:v<version>:<key>`, the version read from the cache first."""
 
     summary = "read the namespace version, then cache-aside on the versioned key"
-    requires = frozenset({"incr"})
+    requires = frozenset({Capability.INCR})
+    settings: Namespace
+
+    @classmethod
+    def check(cls, spec: StrategySettings) -> None:
+        _both_parts(spec)
 
     async def read(self, key: Key) -> Read:
-        namespace = namespace_of(key, self.spec.namespace)
+        namespace = namespace_of(key, self.settings.namespace)
         version = await self.cache.incr(f"{namespace}:version", 0)
         versioned_key = f"{namespace}:v{version}:{key}"
         if (hit := await self.cache.get(versioned_key)) is not None:
             return Read(hit, "cache")
         row = await self.origin.read(key)
-        await self.cache.set(versioned_key, row, ttl=self.ttl, nx=self.fill_nx)
+        await self.cache.set(versioned_key, row, ttl=self.next_ttl(), nx=self.fill_nx)
         return Read(row, "origin")
 
 
-@write_path("bump")
+@write_path("bump", settings=Namespace)
 class BumpNamespace(WritePath):
     """Commit to the origin, then bump the namespace version (orphaning its keys)."""
 
     summary = "origin, then INCR the namespace version: all its cached keys orphaned"
-    requires = frozenset({"incr"})
+    requires = frozenset({Capability.INCR})
+    settings: Namespace
+
+    @classmethod
+    def check(cls, spec: StrategySettings) -> None:
+        _both_parts(spec)
 
     async def write(self, key: Key) -> Versioned:
         stored = await self.origin.write(key)
-        await self.cache.incr(f"{namespace_of(key, self.spec.namespace)}:version")
+        await self.cache.incr(f"{namespace_of(key, self.settings.namespace)}:version")
         return stored

@@ -7,7 +7,8 @@ version until its TTL expires, so the stale window is up to one TTL.
 from __future__ import annotations
 
 from lab.core import Key, Versioned
-from lab.patterns.base import WritePath, write_path
+from lab.patterns.base import WritePath
+from lab.patterns.registry import write_path
 
 
 @write_path("around")

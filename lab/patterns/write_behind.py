@@ -23,23 +23,36 @@ origin commit that covers it, p50/p99/max: how long the cache alone held it),
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from lab.core import Key, Versioned
 from lab.core.errors import BackendError, CacheUnavailable
-from lab.patterns.base import WritePath, write_path
-from lab.scenario import FlushSpec
+from lab.core.settings import Settings
+from lab.core.units import PositiveDuration
+from lab.patterns.base import StrategySettings, Wiring, WritePath
+from lab.patterns.registry import write_path
 
 
-@write_path("behind")
+class FlushSpec(Settings):
+    """Write-behind flushing: every `interval`, or as soon as `batch` writes are pending."""
+
+    interval: PositiveDuration = 1.0
+    batch: Annotated[int, Field(ge=1)] = 100
+
+
+@write_path("behind", settings=FlushSpec, field="flush")
 class WriteBehind(WritePath):
     """Set the cache and acknowledge; flush to the origin by interval or batch size."""
 
     summary = "cache takes the write and acks; a flusher batches writes to the origin"
+    settings: FlushSpec
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.flush = self.spec.flush or FlushSpec()
+    def __init__(self, wiring: Wiring, spec: StrategySettings) -> None:
+        super().__init__(wiring, spec)
+        self.fallback: bool = spec.client.fallback
+        """The client falls back to the origin when the cache fails (`client.fallback`)."""
         self._pending: dict[Key, tuple[Versioned, float]] = {}  # newest write per key
         self._flusher_started = False
         self._urgent = False
@@ -49,11 +62,11 @@ class WriteBehind(WritePath):
     async def write(self, key: Key) -> Versioned:
         value = Versioned(self.versions.next(key), self.value_size)
         version = value.version
-        ttl = self.ttl
+        ttl = self.next_ttl()
         try:
-            await self.direct_cache.set(key, self.with_expiry(value, ttl), ttl=ttl)
+            await self.raw_cache.set(key, self.with_expiry(value, ttl), ttl=ttl)
         except CacheUnavailable:
-            if not self.spec.client.fallback:
+            if not self.fallback:
                 raise
             # the cache cannot take it: write it through to the origin instead
             self.metrics.count("degraded")
@@ -70,7 +83,7 @@ class WriteBehind(WritePath):
         if not self._flusher_started:
             self._flusher_started = True
             self.rt.spawn(self._flush_every_interval())
-        if len(self._pending) >= self.flush.batch and not self._urgent:
+        if len(self._pending) >= self.settings.batch and not self._urgent:
             self._urgent = True
             self.rt.spawn(self._flush_batch_now())
         return value
@@ -79,8 +92,8 @@ class WriteBehind(WritePath):
         """Each tick flushes what is pending at that moment (in batches), no more: writes
         that arrive meanwhile wait for the next tick or a full batch."""
         while not self._closed:
-            await self.rt.sleep(self.flush.interval)
-            batches = -(-len(self._pending) // self.flush.batch)
+            await self.rt.sleep(self.settings.interval)
+            batches = -(-len(self._pending) // self.settings.batch)
             for _ in range(batches):
                 if self._closed:
                     break
@@ -95,7 +108,7 @@ class WriteBehind(WritePath):
     async def _flush_one_batch(self) -> None:
         """Write up to `batch` pending keys to the origin, oldest first, concurrently
         (as an async driver pipelines them; the origin's connection limit still applies)."""
-        keys = list(self._pending)[: self.flush.batch]
+        keys = list(self._pending)[: self.settings.batch]
         batch = [(key, *self._pending.pop(key)) for key in keys]
         done = self.rt.queue()
         self._in_flight += len(batch)
@@ -111,7 +124,7 @@ class WriteBehind(WritePath):
         is gone, and the oracle will count it as a lost write."""
         key, value, acked = item
         try:
-            held = await self.direct_cache.get(key)
+            held = await self.raw_cache.get(key)
             if held is None or held.version < value.version:
                 self.metrics.count("dropped_writes")  # the cache lost it before the flush
                 return

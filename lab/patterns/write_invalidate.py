@@ -2,16 +2,16 @@
 
 The usual companion of cache-aside. The next read reloads the new version;
 between the commit and the delete, readers may still see the old one (not
-stale by the oracle: the write is not acknowledged yet).
+stale by the oracle: the write is not acknowledged yet). Read paths that
+must see invalidations (a lease guard revokes the key's lease) are told
+after the delete (`WritePath.on_invalidate`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from lab.core import Key, Versioned
-from lab.patterns.base import WritePath, write_path
-from lab.patterns.stampede import lease_key
+from lab.patterns.base import WritePath
+from lab.patterns.registry import write_path
 
 
 @write_path("invalidate")
@@ -20,14 +20,9 @@ class WriteInvalidate(WritePath):
 
     summary = "origin, then delete the cached key"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        stampede = self.spec.stampede
-        self.revokes_leases = stampede is not None and stampede.kind == "lease"
-
     async def write(self, key: Key) -> Versioned:
         stored = await self.origin.write(key)
         await self.cache.delete(key)
-        if self.revokes_leases:  # a reader still loading the old row may not fill it
-            await self.cache.delete(lease_key(key))
+        for observer in self.invalidation_observers:
+            await observer(key)
         return stored

@@ -11,11 +11,10 @@ TTL: the oracle flags the stale reads that follow.
 
 from __future__ import annotations
 
-from typing import Any
-
 from lab.core import Key, Versioned
-from lab.patterns.base import WritePath, write_path
+from lab.patterns.base import StrategySettings, Wiring, WritePath
 from lab.patterns.read_through import LoadingCache
+from lab.patterns.registry import write_path
 
 
 @write_path("through")
@@ -24,9 +23,9 @@ class WriteThrough(WritePath):
 
     summary = "one call: the cache layer commits to the origin, then sets the cache"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.layer = LoadingCache(self.cache, self.origin, self.rt, lambda: self.ttl)
+    def __init__(self, wiring: Wiring, spec: StrategySettings) -> None:
+        super().__init__(wiring, spec)
+        self.layer = LoadingCache.of(self)
 
     async def write(self, key: Key) -> Versioned:
         return await self.layer.put(key)

@@ -7,7 +7,8 @@ at the older version (their sets land in the other order than their commits).
 from __future__ import annotations
 
 from lab.core import Key, Versioned
-from lab.patterns.base import WritePath, write_path
+from lab.patterns.base import WritePath
+from lab.patterns.registry import write_path
 
 
 @write_path("update")
@@ -18,6 +19,6 @@ class WriteUpdate(WritePath):
 
     async def write(self, key: Key) -> Versioned:
         stored = await self.origin.write(key)
-        ttl = self.ttl
+        ttl = self.next_ttl()
         await self.cache.set(key, self.with_expiry(stored, ttl), ttl=ttl)
         return stored

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from lab.units import format_duration
+from lab.core.units import format_duration
 
 
 class FigureLink(NamedTuple):

@@ -109,30 +109,13 @@ def test_a_slow_holder_releases_the_next_holders_lock_only_without_a_token(
     """A's load (100 ms) outlives its lock (80 ms expiry); B takes the lock at ~81 ms.
     When A finishes at 100 ms, the article's unconditional DEL frees B's lock (a third
     reader could load too); with `release: token` A's compare-and-delete leaves it."""
-    import itertools
-
-    import simpy
-
     from lab.core import Versioned
+    from lab.patterns import Wiring
     from lab.patterns.stampede import LockedCacheAside
     from lab.scenario import StrategySpec
-    from lab.sim.cluster import SimCluster
-    from lab.sim.origin import SimOrigin
-    from lab.sim.runtime import SimRuntime
+    from tests.conftest import zero_network_sim
 
-    env = simpy.Environment()
-    rt = SimRuntime(env)
-    zero = itertools.repeat(0.0).__next__
-    cache = SimCluster(
-        env, nodes=1, capacity=None, eviction="lru", sharding="ketama", rtt=zero, service=zero
-    )
-    origin = SimOrigin(
-        env,
-        value_size=8,
-        read_latency=itertools.repeat(0.1).__next__,
-        write_latency=zero,
-        concurrency=8,
-    )
+    rt, cache, origin = zero_network_sim(read_latency=0.1)
     spec = StrategySpec.model_validate(
         {
             "read": "cache-aside",
@@ -143,7 +126,7 @@ def test_a_slow_holder_releases_the_next_holders_lock_only_without_a_token(
             },
         }
     )
-    a, b = (LockedCacheAside(cache, origin, rt, spec, seed) for seed in (1, 2))
+    a, b = (LockedCacheAside(Wiring(cache, origin, rt, seed), spec) for seed in (1, 2))
     lock_at_110ms: list[Versioned | None] = []
 
     async def main() -> None:

@@ -1,4 +1,4 @@
-"""lab.units: human durations, sizes, rates and key counts, and their error messages."""
+"""lab.core.units: human durations, sizes, rates and key counts, and their error messages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lab.units import format_duration, parse_duration, parse_key_count, parse_rate, parse_size
+from lab.core.units import format_duration, parse_duration, parse_key_count, parse_rate, parse_size
 
 # --- durations -------------------------------------------------------------------------------
 

@@ -2,13 +2,17 @@
 
 Every parser takes a number (already in base units: seconds, bytes, per second)
 or a string with a unit, and raises ValueError with a message that says what
-was expected, so scenario errors can name the field and the fix.
+was expected, so scenario errors can name the field and the fix. The annotated
+types at the end (`Duration`, `Size`, ...) put a parser on a settings field.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
@@ -112,3 +116,17 @@ def format_duration(seconds: float) -> str:
     if a < 1:
         return f"{seconds * 1e3:.3g}ms"
     return f"{seconds:.3g}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+"""Seconds, given as `300ms`, `5s` or a number; zero allowed."""
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+"""Seconds, more than zero."""
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+"""Bytes, given as `1KiB`, `64MiB` or a number."""
+Rate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
+"""Events per second, given as `5000/s`, `300/min` or a number."""
+KeyCount = Annotated[int, BeforeValidator(parse_key_count), Field(gt=0)]
+"""A number of keys, given as `10000`, `10k keys` or `1.5M keys`."""
+Fraction = Annotated[float, Field(ge=0, le=1)]
+"""A share between 0 and 1."""
