@@ -86,8 +86,8 @@ class CsvReader:
         if "key" not in out:
             raise TraceError(
                 f"{self.path}: no column named 'key' in the header "
-                f"(columns: {', '.join(header)}); say which holds the key, e.g. "
-                f"columns key={header[0]}"
+                f"(columns: {', '.join(header)}); say which column holds the key "
+                "(columns: key=NAME)"
             )
         return out
 
