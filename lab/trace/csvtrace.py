@@ -122,11 +122,11 @@ class CsvReader:
         return TraceError(f"{self.path}: not a readable csv trace ({exc}); check the format")
 
     def chunks(self) -> Iterator[Chunk]:
-        fields = sorted(self.columns, key=self.columns.__getitem__)
-        usecols = [self.columns[f] for f in fields]
+        """All columns are parsed (not only the mapped ones), so that a row with too many
+        fields, say a key with an unquoted delimiter in it, is an error, not a shift."""
         first_line = 2 if self.spec.header else 1
         start = 0
-        reader = self._read(usecols=usecols, chunksize=self.chunk)
+        reader = self._read(chunksize=self.chunk)
         rows_before = 0
         while True:
             try:
@@ -137,7 +137,7 @@ class CsvReader:
                 raise self._parser_error(exc) from None
             origin = np.arange(len(frame), dtype=np.int64) + first_line + rows_before
             rows_before += len(frame)
-            values = {f: frame.iloc[:, i].to_numpy(dtype=object) for i, f in enumerate(fields)}
+            values = {f: frame.iloc[:, i].to_numpy(dtype=object) for f, i in self.columns.items()}
             chunk = self._chunk(start, values, origin)
             if len(chunk):
                 start += len(chunk)

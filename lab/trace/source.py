@@ -11,6 +11,7 @@ from lab.trace.spec import FORMATS, Format, TraceError
 
 ZSTD_SUFFIXES = (".zst", ".zstd")
 SNIFF_BYTES = 4096
+_BINARY_BYTES = bytes(b for b in [*range(0x20), 0x7F] if b not in b"\t\n\r")
 
 
 def is_zstd(path: Path) -> bool:
@@ -83,8 +84,9 @@ def sniff(path: Path) -> bytes:
 
 
 def looks_like_text(head: bytes) -> bool:
-    """No NUL byte and valid UTF-8 (a character cut at the end of the sample allowed)."""
-    if not head or b"\x00" in head:
+    """Valid UTF-8 (a character cut at the end of the sample allowed) without control
+    bytes other than tab and line ends."""
+    if not head or len(head.translate(None, _BINARY_BYTES)) != len(head):
         return False
     try:
         head.decode("utf-8")

@@ -24,8 +24,13 @@ def next_access(ids: Sequence[int]) -> list[int]:
     return out
 
 
-def write_oracle(path: Path, times: Sequence[int], ids: Sequence[int], sizes: Sequence[int],
-                 nexts: Sequence[int] | None = None) -> Path:
+def write_oracle(
+    path: Path,
+    times: Sequence[int],
+    ids: Sequence[int],
+    sizes: Sequence[int],
+    nexts: Sequence[int] | None = None,
+) -> Path:
     records = np.zeros(len(ids), dtype=RECORD)
     records["time"], records["id"], records["size"] = times, ids, sizes
     records["next"] = next_access(list(ids)) if nexts is None else nexts

@@ -29,7 +29,9 @@ def test_dense_ids_follow_first_appearance_across_chunks_and_table_growth(block:
     universe[:3] = [0, 1, 2**64 - 1]  # extremes of the id range
     keys = universe[rng.zipf(1.3, 60_000) % universe.size]
     dense = DenseKeys()
-    got = np.concatenate([dense.map(chunk(keys[i : i + block])) for i in range(0, keys.size, block)])
+    got = np.concatenate(
+        [dense.map(chunk(keys[i : i + block])) for i in range(0, keys.size, block)]
+    )
     assert got.tolist() == first_appearance(keys.tolist())
     assert dense.count == len(set(keys.tolist()))
     assert dense.table_bytes <= 64 * dense.count + 2 * 16 * 4096  # at most half full, 2x growth
@@ -51,7 +53,9 @@ def test_identity_keys_pass_through_and_are_checked_against_the_keyspace() -> No
     ids = IdentityKeys(100, "t.csv")
     assert ids.map(chunk(np.array(["5", "99", "0"], dtype=object))).tolist() == [5, 99, 0]
     assert ids.map(chunk(np.array([7, 8], dtype=np.uint64))).tolist() == [7, 8]
-    with pytest.raises(TraceError, match=r"t\.csv: line 2: key 100 is outside the keyspace 0\.\.99"):
+    with pytest.raises(
+        TraceError, match=r"t\.csv: line 2: key 100 is outside the keyspace 0\.\.99"
+    ):
         ids.map(chunk(np.array([1, 100], dtype=np.uint64)))
     with pytest.raises(TraceError, match=r"line 3: key 'user:1' is not an integer id"):
         ids.map(chunk(np.array(["1", "2", "user:1"], dtype=object)))

@@ -153,7 +153,9 @@ def test_csv_without_header_takes_one_based_positions(tmp_path: Path) -> None:
 
 def test_csv_time_units_and_full_precision(tmp_path: Path) -> None:
     times = [0.1, 1 / 3, 12345.678901234567, 2.5e-7]
-    path = write_csv(tmp_path / "t.csv", ["time", "key"], [(repr(t), i) for i, t in enumerate(times)])
+    path = write_csv(
+        tmp_path / "t.csv", ["time", "key"], [(repr(t), i) for i, t in enumerate(times)]
+    )
     assert read_all(path)["time"].tolist() == times  # bit for bit
     ms = write_csv(tmp_path / "ms.csv", ["time", "key"], [(1500, "a"), (3, "b")])
     assert read_all(ms, time_unit="ms")["time"].tolist() == [1.5, 0.003]
@@ -177,9 +179,17 @@ def test_csv_unknown_op_names_the_line_and_the_fix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "spec", "expected"),
     [
-        ([("a", "x")], {"columns": {"key": "id"}}, r"no column named 'id' \(for key\).*columns: k, v"),
+        (
+            [("a", "x")],
+            {"columns": {"key": "id"}},
+            r"no column named 'id' \(for key\).*columns: k, v",
+        ),
         ([("a", "x")], {}, r"no column named 'key' in the header \(columns: k, v\)"),
-        ([("a", "x")], {"columns": {"key": 3}, "header": False}, r"column 3 for key does not exist"),
+        (
+            [("a", "x")],
+            {"columns": {"key": 3}, "header": False},
+            r"column 3 for key does not exist",
+        ),
     ],
 )
 def test_csv_missing_columns_are_named(
@@ -211,7 +221,7 @@ def test_binary_given_as_csv_is_refused(tmp_path: Path) -> None:
     records = write_oracle(tmp_path / "t.bin", [0, 1], [1, 2], [3, 4])
     path = tmp_path / "t.csv"
     path.write_bytes(records.read_bytes())
-    with pytest.raises(TraceError, match="looks binary.*format oracleGeneral"):
+    with pytest.raises(TraceError, match=r"looks binary.*format oracleGeneral"):
         open_trace(TraceSpec(path=path))
 
 

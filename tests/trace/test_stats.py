@@ -49,7 +49,9 @@ def test_stack_distances_match_the_naive_stack_through_compactions(
         assert got.tolist() == naive_stack_distances(keys.tolist())
 
 
-def zipf_oracle(tmp_path: Path, n: int, keys: int, s: float, seed: int, sizes: bool = False) -> Path:
+def zipf_oracle(
+    tmp_path: Path, n: int, keys: int, s: float, seed: int, sizes: bool = False
+) -> Path:
     rng = np.random.default_rng(seed)
     ids = zipf_keys(rng, keys, s, n)
     size = rng.integers(1, 5000, keys)[ids] if sizes else np.full(n, 100)
@@ -99,11 +101,14 @@ def test_counts_bytes_and_one_hit_wonders_match_direct_computation(tmp_path: Pat
     keys = zipf_keys(rng, 5000, 0.7, n)
     sizes = rng.integers(1, 1000, n)  # sizes change between requests of one key
     writes = rng.random(n) < 0.2
-    rows = [(i * 0.01, k, "set" if w else "get", s) for i, (k, w, s) in enumerate(zip(keys, writes, sizes))]
+    rows = [
+        (i * 0.01, k, "set" if w else "get", s)
+        for i, (k, w, s) in enumerate(zip(keys, writes, sizes, strict=True))
+    ]
     path = write_csv(tmp_path / "t.csv", ["time", "key", "op", "size"], rows)
     stats = trace_stats(TraceSpec(path=path), chunk=4096)
     unique, counts = np.unique(keys, return_counts=True)
-    last_size = {int(k): int(s) for k, s in zip(keys, sizes)}  # later requests overwrite
+    last_size = {int(k): int(s) for k, s in zip(keys, sizes, strict=True)}  # later ones win
     assert stats.requests == n and stats.writes == int(writes.sum())
     assert stats.unique_keys == unique.size
     assert stats.one_hit_keys == int((counts == 1).sum())
