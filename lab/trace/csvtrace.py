@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lab.trace.chunk import NO_SIZE, Chunk
-from lab.trace.source import looks_binary, sniff
+from lab.trace.source import check_text
 from lab.trace.spec import TIME_DIVISORS, Column, TraceError, TraceSpec
 
 FIELDS = ("time", "key", "op", "size")
@@ -36,14 +36,7 @@ class CsvReader:
         self.chunk = chunk
         self.ops = spec.op_table()
         self.skip_zero_size = spec.skips_zero_size("csv")
-        head = sniff(spec.path)
-        if looks_binary(head):
-            raise TraceError(
-                f"{self.path}: looks binary, not csv text; pass format oracleGeneral "
-                "for libCacheSim's binary traces"
-            )
-        if not head.strip():
-            raise TraceError(f"{self.path}: the trace is empty; give a file with requests in it")
+        check_text(spec.path, "csv text")
         self.columns = self._resolve(self._header())
         self.has_time = "time" in self.columns
         self.has_size = "size" in self.columns

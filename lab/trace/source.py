@@ -97,3 +97,15 @@ def looks_like_text(head: bytes) -> bool:
 
 def looks_binary(head: bytes) -> bool:
     return b"\x00" in head
+
+
+def check_text(path: Path, kind: str) -> None:
+    """A text trace (csv, txt) must be text, and not empty."""
+    head = sniff(path)
+    if looks_binary(head):
+        raise TraceError(
+            f"{path}: looks binary, not {kind}; pass format oracleGeneral for libCacheSim's "
+            "binary traces"
+        )
+    if not head.strip():
+        raise TraceError(f"{path}: the trace is empty; give a file with requests in it")

@@ -71,11 +71,7 @@ def _blocks(scenario: Scenario, seed: int, requests: int | None) -> Iterator[Blo
             if inside < len(rows):
                 return
         return
-    if limit is None:
-        raise TraceError(
-            f"{scenario.name}: closed-loop arrivals run for a duration, so the number of "
-            "requests depends on the run; give the number to write (--requests N)"
-        )
+    assert limit is not None  # checked by synthesize() before anything is written
     pairs = stream.requests()
     for start in range(0, limit, CHUNK):
         taken_pairs = list(itertools.islice(pairs, min(CHUNK, limit - start)))
@@ -98,6 +94,11 @@ def synthesize(
     if fmt == "txt":
         raise TraceError(
             f"{out}: synth writes csv (lossless) or oracleGeneral; txt would keep the keys only"
+        )
+    if scenario.workload.arrivals.process == "closed" and (requests or scenario.requests) is None:
+        raise TraceError(
+            f"{scenario.name}: closed-loop arrivals run for a duration, so the number of "
+            "requests depends on the run; give the number to write (--requests N)"
         )
     seed = scenario.seeds[0] if seed is None else seed
     done = Synthesized(out, fmt)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lab.trace.chunk import NO_SIZE, Chunk
-from lab.trace.source import looks_binary, open_binary, sniff
+from lab.trace.source import check_text, open_binary
 from lab.trace.spec import TraceError
 
 
@@ -29,14 +29,7 @@ class TxtReader:
     def __init__(self, path: Path, chunk: int) -> None:
         self.path = path
         self.chunk = chunk
-        head = sniff(path)
-        if looks_binary(head):
-            raise TraceError(
-                f"{path}: looks binary, not one key per line; pass format oracleGeneral "
-                "for libCacheSim's binary traces"
-            )
-        if not head.strip():
-            raise TraceError(f"{path}: the trace is empty; give a file with keys in it")
+        check_text(path, "one key per line")
 
     def chunks(self) -> Iterator[Chunk]:
         start = 0

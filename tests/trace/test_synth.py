@@ -86,8 +86,8 @@ def test_closed_loop_writes_the_order_without_times(tmp_path: Path) -> None:
         **{**SCENARIO, "requests": None, "duration": "5s", "workload": {"arrivals": closed}}
     )
     with pytest.raises(TraceError, match=r"closed-loop arrivals run for a duration.*--requests N"):
-        synthesize(timed, tmp_path / "x.csv")
-    assert not (tmp_path / "x.csv").exists()
+        synthesize(timed, tmp_path / "new" / "x.csv")
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("name", ["s.oracleGeneral.bin", "s.oracleGeneral.bin.zst"])
