@@ -27,6 +27,10 @@ perf: setup
 perf-real: setup
 	$(BIN)/python bench/real_throughput.py $(if $(QUICK),--quick)
 
+.PHONY: perf-trace
+perf-trace: setup
+	$(BIN)/python bench/trace_read.py $(if $(QUICK),--quick)
+
 lint: setup
 	$(BIN)/ruff check lab tests bench
 	$(BIN)/ruff format --check lab tests bench

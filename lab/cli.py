@@ -1,4 +1,4 @@
-"""The `cachelab` command: run, bench, validate, list, report."""
+"""The `cachelab` command: run, bench, validate, list, report, trace."""
 
 from __future__ import annotations
 
@@ -291,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --output-dir: tables only",
     )
     rep.set_defaults(func=cmd_report)
+
+    from lab.trace.command import add_trace_parser  # trace stats / trace synth
+
+    add_trace_parser(sub)
     return parser
 
 

@@ -1,0 +1,2 @@
+"""Recorded traces: readers (oracleGeneral, csv, txt, each optionally .zst), the key
+mapping, trace statistics and the scenario-to-trace synthesizer. See docs/traces.md."""
