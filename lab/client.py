@@ -40,11 +40,12 @@ class MeteredOrigin:
 
     async def read(self, key: Key) -> Versioned:
         """Also tracks how many reads of one key are at the origin at once (a stampede)."""
-        self._read_times.append(self._now())
+        now = self._now()
+        self._read_times.append(now)
         loading = self._loading
         concurrent = loading[key] = loading.get(key, 0) + 1
         recorder = self._recorder
-        if concurrent > recorder.origin_same_key_max and self._now() >= recorder.warmup:
+        if concurrent > recorder.origin_same_key_max and now >= recorder.warmup:
             recorder.origin_same_key_max = concurrent
         try:
             return await self._origin.read(key)

@@ -43,12 +43,22 @@ class KeyHistory:
     acked). Versions below `base` survive as `dropped` runs [lo, hi] of acked versions and
     `floor_t`, the latest ack time among them."""
 
-    __slots__ = ("acks", "base", "dropped", "floor_t", "folded", "max_acked", "prune_at")
+    __slots__ = (
+        "acks",
+        "base",
+        "dropped",
+        "floor_t",
+        "folded",
+        "last_t",
+        "max_acked",
+        "prune_at",
+    )
 
     def __init__(self, version: int, t: float) -> None:
         self.base = version
         self.acks = array("d", (t,))
         self.max_acked = version
+        self.last_t = t  # acks[max_acked - base], as a float (the recorder's fast path)
         self.dropped: list[list[int]] = []
         self.floor_t = -math.inf
         self.folded = False  # whether versions below `base` were folded away
@@ -114,6 +124,9 @@ class Oracle:
             acks[i] = t
         if version > h.max_acked:
             h.max_acked = version
+            h.last_t = acks[i]
+        elif version == h.max_acked:
+            h.last_t = acks[i]
         if len(acks) >= h.prune_at:
             h.prune(t - self.horizon)
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from lab.core import Key
 from lab.metrics.histogram import LogHistogram
-from lab.metrics.oracle import Oracle
+from lab.metrics.oracle import KeyHistory, Oracle
 
 FLUSH = 1 << 15
 LEVEL_GAUGES = frozenset({"cache_keys", "cache_memory", "connections"})
@@ -74,13 +74,13 @@ class Recorder:
         self._history = oracle.history
         # pending raw records (cleared on flush)
         self._read_t = array("d")
-        self._read_lat = array("d")
+        self._read_end = array("d")  # latency = end - t, in numpy at the fold
         self._read_hit: list[bool] = []
         self._stale_t = array("d")
         self._stale_age = array("d")
         self._stale_lag = array("q")
         self._write_t = array("d")
-        self._write_lat = array("d")
+        self._write_end = array("d")
         self._error_t = array("d")
         self._since = array("d")  # time since the key's last write; stale as -(x + 1)
         self._curve_reads = np.zeros(SINCE_EDGES.size - 1, dtype=np.int64)
@@ -121,33 +121,50 @@ class Recorder:
         and (for keys written at least once) its point on the P(fresh | time since the
         key's last write) curve."""
         self._read_t.append(intended)
-        self._read_lat.append(end - intended)
+        self._read_end.append(end)
         self._read_hit.append(hit)
         h = self._history.get(key)
         if h is not None:
-            stale = False
             if version < h.max_acked:
-                judged = self.oracle.judge(key, version, start)
-                if judged is not None:
-                    stale = True
-                    self._stale_t.append(intended)
-                    self._stale_age.append(judged[0])
-                    self._stale_lag.append(judged[1])
-            if intended >= self.warmup:
-                acks = h.acks
-                i = h.max_acked - h.base
-                while i >= 0 and acks[i] > start:  # acked while the read was under way
-                    i -= 1
-                if i >= 0:
-                    since = start - acks[i]
-                    # one buffer: a stale read is stored as -(since + 1)
-                    self._since.append(-since - 1.0 if stale else since)
+                self._stale_or_not(h, intended, start, key, version)
+            elif intended >= self.warmup:  # the common case: the newest version, fresh
+                last = h.last_t
+                if last <= start:
+                    self._since.append(start - last)
+                else:
+                    self._since_write(h, start, False)
         if len(self._read_hit) >= FLUSH:
             self.flush()
 
+    def _stale_or_not(
+        self, h: KeyHistory, intended: float, start: float, key: Key, version: int
+    ) -> None:
+        """A read of an older version than the newest acknowledged: ask the oracle."""
+        stale = False
+        judged = self.oracle.judge(key, version, start)
+        if judged is not None:
+            stale = True
+            self._stale_t.append(intended)
+            self._stale_age.append(judged[0])
+            self._stale_lag.append(judged[1])
+        if intended >= self.warmup:
+            self._since_write(h, start, stale)
+
+    def _since_write(self, h: KeyHistory, start: float, stale: bool) -> None:
+        """The read's point on the P(fresh | time since the key's last write) curve: the
+        newest version acknowledged at or before its start."""
+        acks = h.acks
+        i = h.max_acked - h.base
+        while i >= 0 and acks[i] > start:  # acked while the read was under way
+            i -= 1
+        if i >= 0:
+            since = start - acks[i]
+            # one buffer: a stale read is stored as -(since + 1)
+            self._since.append(-since - 1.0 if stale else since)
+
     def write(self, intended: float, end: float) -> None:
         self._write_t.append(intended)
-        self._write_lat.append(end - intended)
+        self._write_end.append(end)
         if len(self._write_t) >= FLUSH:
             self.flush()
 
@@ -247,7 +264,8 @@ class Recorder:
             self._curve_reads += np.bincount(bins, minlength=size)
             self._curve_stale += np.bincount(bins[stale], minlength=size)
         if self._write_t:
-            t, lat = _take(self._write_t), _take(self._write_lat)
+            t = _take(self._write_t)
+            lat = _take(self._write_end) - t
             measured = t >= self.warmup
             self.write_hist.record_many(lat[measured])
             self.writes += int(measured.sum())
@@ -270,7 +288,8 @@ class Recorder:
     def _fold_reads(self) -> None:
         self._fold_interval_reads()
         self._interval_folded = 0
-        t, lat = _take(self._read_t), _take(self._read_lat)
+        t = _take(self._read_t)
+        lat = _take(self._read_end) - t
         hit = np.array(self._read_hit, dtype=bool)
         self._read_hit.clear()
         measured = t >= self.warmup
@@ -289,7 +308,7 @@ class Recorder:
         if start == len(self._read_t):
             return
         t = np.frombuffer(self._read_t, dtype=np.float64)[start:]
-        lat = np.frombuffer(self._read_lat, dtype=np.float64)[start:]
+        lat = np.frombuffer(self._read_end, dtype=np.float64)[start:] - t
         index = self._index(t)
         hists = self._interval_read_hists
         for i in np.unique(index).tolist():

@@ -92,32 +92,47 @@ class SimRuntime:
         return done.value
 
     def _loop(self, done: Event, queue: list[Any], pop: Callable[..., Any]) -> None:
-        """Environment.step, inlined, until `done` has been processed. A popped driver
-        (a coroutine that slept on a float delay) is resumed right here: `Driver.woken`
-        and the float case of `Driver.park`, inlined, as most events are these."""
+        """Environment.step, inlined, until `done` has been processed (its callback ends
+        the loop: no check per event). A popped driver (a coroutine that slept on a float
+        delay) is resumed right here: `Driver.woken` and the float case of `Driver.park`,
+        inlined, as most events are these."""
         env = self.env
         eid = env._eid
         push = heapq.heappush
         driver = Driver
-        while done.callbacks is not None:
-            try:
-                env._now, _, _, event = pop(queue)
-            except IndexError:
-                raise RuntimeError(
-                    "simulation ran out of events before the workload finished"
-                ) from None
-            if event.__class__ is driver:
+        assert done.callbacks is not None
+        done.callbacks.append(_finish)
+        try:
+            while True:
                 try:
-                    following = event.coro.send(None)
-                except StopIteration:
+                    now, _, _, event = pop(queue)
+                except IndexError:
+                    raise RuntimeError(
+                        "simulation ran out of events before the workload finished"
+                    ) from None
+                env._now = now
+                if event.__class__ is driver:
+                    try:
+                        following = event.coro.send(None)
+                    except StopIteration:
+                        continue
+                    if following.__class__ is float:
+                        push(queue, (now + following, NORMAL, next(eid), event))
+                    else:
+                        event.park(following)
                     continue
-                if following.__class__ is float:
-                    push(queue, (env._now + following, NORMAL, next(eid), event))
-                else:
-                    event.park(following)
-                continue
-            callbacks, event.callbacks = event.callbacks, None
-            for callback in callbacks:
-                callback(event)
-            if not event._ok and not hasattr(event, "_defused"):
-                raise event._value
+                callbacks, event.callbacks = event.callbacks, None
+                for callback in callbacks:
+                    callback(event)
+                if not event._ok and not hasattr(event, "_defused"):
+                    raise event._value
+        except _Finished:
+            return
+
+
+class _Finished(Exception):
+    """Raised by the run's `done` event to leave the loop."""
+
+
+def _finish(_event: Event) -> None:
+    raise _Finished
