@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 QUICK  ?=
 
-.PHONY: setup test bench perf perf-real lint clean
+.PHONY: setup test bench perf profile perf-real lint clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,9 @@ bench: setup
 
 perf: setup
 	$(BIN)/python bench/sim_throughput.py $(if $(QUICK),--quick)
+
+profile: setup
+	$(BIN)/python bench/profile.py $(if $(QUICK),--quick)
 
 perf-real: setup
 	$(BIN)/python bench/real_throughput.py $(if $(QUICK),--quick)

@@ -10,6 +10,7 @@ Only the Runtime is used, never asyncio or SimPy directly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -39,11 +40,12 @@ class MeteredOrigin:
 
     async def read(self, key: Key) -> Versioned:
         """Also tracks how many reads of one key are at the origin at once (a stampede)."""
-        self._read_times.append(self._now())
+        now = self._now()
+        self._read_times.append(now)
         loading = self._loading
         concurrent = loading[key] = loading.get(key, 0) + 1
         recorder = self._recorder
-        if concurrent > recorder.origin_same_key_max and self._now() >= recorder.warmup:
+        if concurrent > recorder.origin_same_key_max and now >= recorder.warmup:
             recorder.origin_same_key_max = concurrent
         try:
             return await self._origin.read(key)
@@ -85,6 +87,10 @@ class ClientLoop:
         self._inflight = 0
         self._arrivals_done = False
         self._finished = rt.queue()
+        # what is still running, so the recorder can close finished intervals (`settle`)
+        self._client_starts: list[float] = []  # closed loop: each client's current start
+        self._open_starts: dict[int, int] = {}  # open loop: requests in flight per interval
+        self._next_start = math.inf  # open loop: the intended start of the next request
 
     async def serve(self, strategy: Strategy, is_write: bool, key: Key, intended: float) -> None:
         """One request, start to finish; backend failures count as errors, bugs propagate."""
@@ -106,6 +112,12 @@ class ClientLoop:
 
     async def _serve_open(self, strategy: Strategy, is_write: bool, key: Key, t: float) -> None:
         await self.serve(strategy, is_write, key, t)
+        starts, slot = self._open_starts, int(t // self.interval)
+        left = starts[slot] - 1
+        if left:
+            starts[slot] = left
+        else:
+            del starts[slot]
         self._inflight -= 1
         if self._arrivals_done and self._inflight == 0:
             self._finished.put(None)
@@ -118,17 +130,22 @@ class ClientLoop:
         instances = len(strategies)
         end = self.end_time
         serve = self._serve_open
+        starts, interval = self._open_starts, self.interval
         issued = 0
         for t, is_write, key in requests:
             if t >= end:
                 break
+            self._next_start = t
             delay = t - now()
             if delay > 0:
                 await sleep(delay)
             self._inflight += 1
+            slot = int(t // interval)
+            starts[slot] = starts.get(slot, 0) + 1
             spawn(serve(strategies[issued % instances], is_write, key, t))
             issued += 1
         self.issued = issued
+        self._next_start = math.inf
         self._arrivals_done = True
         if self._inflight:
             await self._finished.get()
@@ -143,12 +160,14 @@ class ClientLoop:
         record_read, record_write = self.recorder.read, self.recorder.write
         record_error, ack = self.recorder.error, self.oracle.ack
         end = self.end_time
+        starts = self._client_starts
         # the body of serve(), inlined: this loop is the simulator's hot path
         try:
             while True:
                 t = now()
                 if t >= end:
                     return
+                starts[index] = t
                 try:
                     is_write, key = next_request()
                 except StopIteration:
@@ -167,6 +186,7 @@ class ClientLoop:
                 if think is not None:
                     await sleep(think())
         finally:
+            starts[index] = math.inf
             self._finished.put(None)
 
     async def closed_loop(
@@ -174,19 +194,30 @@ class ClientLoop:
     ) -> None:
         """`clients` clients, each issuing its next request when the previous one ends."""
         next_request = requests.__next__
+        self._client_starts[:] = [self.rt.now()] * clients
         for i in range(clients):
             self.rt.spawn(self._closed_client(i, next_request, think))
         for _ in range(clients):
             await self._finished.get()
 
+    def running_since(self) -> float:
+        """The earliest intended start of a request not yet recorded (now if none)."""
+        earliest = min(self.rt.now(), self._next_start)
+        if self._client_starts:
+            earliest = min(earliest, *self._client_starts)
+        if self._open_starts:
+            earliest = min(earliest, min(self._open_starts) * self.interval)
+        return earliest
+
     async def ticker(self) -> None:
-        """Samples backend gauges (evictions, cache size) at every interval boundary."""
-        if self.gauges is None:
-            return
+        """At every interval boundary: samples backend gauges (evictions, cache size) and
+        lets the recorder close the intervals no running request started in."""
         while self._running:
             await self.rt.sleep(self.interval)
             if self._running:
-                self.recorder.gauge(self.rt.now(), **self.gauges())
+                if self.gauges is not None:
+                    self.recorder.gauge(self.rt.now(), **self.gauges())
+                self.recorder.settle(self.running_since())
 
     async def run(self, drive: Awaitable[Any]) -> None:
         """Run the workload `drive` with the ticker alongside; stop the ticker after."""
@@ -196,3 +227,5 @@ class ClientLoop:
         for strategy in self.strategies:  # drain background work (write-behind queues)
             await strategy.close()
         self._running = False
+        if self.gauges is not None:
+            self.recorder.gauge_final(self.rt.now(), **self.gauges())

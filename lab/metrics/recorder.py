@@ -1,15 +1,19 @@
 """The recorder: what every request did, folded into bounded-memory aggregates.
 
-The hot path only appends to a few Python lists; every FLUSH records they
-are folded into numpy histograms and per-interval counters and cleared, so
-memory does not grow with the number of requests. Requests whose intended
-start falls in the warm-up are kept in the timeseries (marked) but left out
-of the summary.
+The hot path only appends to a few buffers (contiguous `array('d')` doubles,
+a list of hit flags); every FLUSH records they are folded with numpy into
+histograms and per-interval counters and cleared. An interval's read-latency
+histogram is reduced to its p99 once the client loop says no request that
+started in it is still running (`settle`), so memory does not grow with the
+number of requests: only one row of counters per interval. Requests whose
+intended start falls in the warm-up are kept in the timeseries (marked) but
+left out of the summary.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +22,7 @@ import pandas as pd
 
 from lab.core import Key
 from lab.metrics.histogram import LogHistogram
-from lab.metrics.oracle import Oracle
+from lab.metrics.oracle import KeyHistory, Oracle
 
 FLUSH = 1 << 15
 LEVEL_GAUGES = frozenset({"cache_keys", "cache_memory", "connections"})
@@ -69,20 +73,20 @@ class Recorder:
         self.warmup = warmup
         self._history = oracle.history
         # pending raw records (cleared on flush)
-        self._read_t: list[float] = []
-        self._read_lat: list[float] = []
+        self._read_t = array("d")
+        self._read_end = array("d")  # latency = end - t, in numpy at the fold
         self._read_hit: list[bool] = []
-        self._stale_t: list[float] = []
-        self._stale_age: list[float] = []
-        self._stale_lag: list[int] = []
-        self._write_t: list[float] = []
-        self._write_lat: list[float] = []
-        self._error_t: list[float] = []
-        self._since: list[float] = []  # time since the key's last write; stale as -(x + 1)
+        self._stale_t = array("d")
+        self._stale_age = array("d")
+        self._stale_lag = array("q")
+        self._write_t = array("d")
+        self._write_end = array("d")
+        self._error_t = array("d")
+        self._since = array("d")  # time since the key's last write; stale as -(x + 1)
         self._curve_reads = np.zeros(SINCE_EDGES.size - 1, dtype=np.int64)
         self._curve_stale = np.zeros(SINCE_EDGES.size - 1, dtype=np.int64)
-        self.origin_read_times: list[float] = []
-        self.origin_write_times: list[float] = []
+        self.origin_read_times = array("d")
+        self.origin_write_times = array("d")
         # aggregates over the measured window
         self.read_hist = LogHistogram()
         self.write_hist = LogHistogram()
@@ -93,8 +97,12 @@ class Recorder:
         self.origin_same_key_max = 0  # most concurrent origin reads of one key (stampede width)
         self._origin_per_second: dict[int, int] = {}
         self._series = _Counters()
-        self._interval_read_hists: dict[int, LogHistogram] = {}
+        self._interval_read_hists: dict[int, LogHistogram] = {}  # intervals still open
+        self._interval_p99: dict[int, float] = {}  # closed intervals: only their p99 is kept
+        self._settled = 0  # intervals below this index are closed
+        self._interval_folded = 0  # pending reads already in their interval's histogram
         self._gauges: list[tuple[float, dict[str, float]]] = []
+        self._final_gauge: tuple[float, dict[str, float]] | None = None
         self._observed: dict[str, list[float]] = {}
         self._observed_hists: dict[str, LogHistogram] = {}
         self._counts: dict[str, int] = {}
@@ -109,34 +117,54 @@ class Recorder:
     def read(
         self, intended: float, start: float, end: float, hit: bool, key: Key, version: int
     ) -> None:
-        """A completed read: latency from the intended start, staleness as of `start`."""
+        """A completed read: latency from the intended start, staleness as of `start`,
+        and (for keys written at least once) its point on the P(fresh | time since the
+        key's last write) curve."""
         self._read_t.append(intended)
-        self._read_lat.append(end - intended)
+        self._read_end.append(end)
         self._read_hit.append(hit)
         h = self._history.get(key)
         if h is not None:
-            stale = False
             if version < h.max_acked:
-                judged = self.oracle.judge(key, version, start)
-                if judged is not None:
-                    stale = True
-                    self._stale_t.append(intended)
-                    self._stale_age.append(judged[0])
-                    self._stale_lag.append(judged[1])
-            acks = h.acks
-            i = h.max_acked - h.base
-            while i >= 0 and acks[i] > start:  # acked while the read was under way
-                i -= 1
-            if i >= 0 and intended >= self.warmup:
-                since = start - acks[i]
-                # one append on the hot path: a stale read is stored as -(since + 1)
-                self._since.append(-since - 1.0 if stale else since)
-        if len(self._read_t) >= FLUSH:
+                self._stale_or_not(h, intended, start, key, version)
+            elif intended >= self.warmup:  # the common case: the newest version, fresh
+                last = h.last_t
+                if last <= start:
+                    self._since.append(start - last)
+                else:
+                    self._since_write(h, start, False)
+        if len(self._read_hit) >= FLUSH:
             self.flush()
+
+    def _stale_or_not(
+        self, h: KeyHistory, intended: float, start: float, key: Key, version: int
+    ) -> None:
+        """A read of an older version than the newest acknowledged: ask the oracle."""
+        stale = False
+        judged = self.oracle.judge(key, version, start)
+        if judged is not None:
+            stale = True
+            self._stale_t.append(intended)
+            self._stale_age.append(judged[0])
+            self._stale_lag.append(judged[1])
+        if intended >= self.warmup:
+            self._since_write(h, start, stale)
+
+    def _since_write(self, h: KeyHistory, start: float, stale: bool) -> None:
+        """The read's point on the P(fresh | time since the key's last write) curve: the
+        newest version acknowledged at or before its start."""
+        acks = h.acks
+        i = h.max_acked - h.base
+        while i >= 0 and acks[i] > start:  # acked while the read was under way
+            i -= 1
+        if i >= 0:
+            since = start - acks[i]
+            # one buffer: a stale read is stored as -(since + 1)
+            self._since.append(-since - 1.0 if stale else since)
 
     def write(self, intended: float, end: float) -> None:
         self._write_t.append(intended)
-        self._write_lat.append(end - intended)
+        self._write_end.append(end)
         if len(self._write_t) >= FLUSH:
             self.flush()
 
@@ -185,8 +213,35 @@ class Recorder:
     def gauge(self, t: float, **values: float) -> None:
         """Backend figures sampled at interval boundaries: cumulative counters (evictions:
         the timeseries shows their change, `<name>_delta`) and LEVEL_GAUGES (shown as
-        sampled)."""
+        sampled). A sample belongs to the interval whose end is nearest to `t`, so a real
+        clock's 1.0003 s is the end of the first interval."""
         self._gauges.append((t, values))
+
+    def gauge_final(self, t: float, **values: float) -> None:
+        """The same figures at the end of the run (after any drain): they fill the last
+        interval if no boundary sample did. Not counted in the summary's peaks."""
+        self._final_gauge = (t, values)
+
+    def _gauge_rows(self, n: int) -> pd.DataFrame:
+        """One row of gauges per interval: each sample binned to its interval, the final
+        sample in the interval it falls in if that one has none; intervals without a
+        sample carry the last level forward (a missed tick does not blank the dashboard)."""
+        rows: dict[int, dict[str, float]] = {}
+        for t, values in self._gauges:
+            row = max(round(t / self.interval) - 1, 0)
+            if row < n:  # (ticks while a drain outlasts the last recorded interval: none)
+                rows[row] = values
+        if self._final_gauge is not None and n:
+            t, values = self._final_gauge
+            rows.setdefault(min(max(math.ceil(t / self.interval - 1e-9) - 1, 0), n - 1), values)
+        sampled = pd.DataFrame.from_dict(rows, orient="index").reindex(range(n)).ffill()
+        levels = sampled[[c for c in sampled.columns if c in LEVEL_GAUGES]]
+        cumulative = sampled[[c for c in sampled.columns if c not in LEVEL_GAUGES]]
+        per_interval = cumulative.diff().fillna(cumulative).add_suffix("_delta")
+        out = per_interval.join(levels)
+        if not out.isna().any().any():  # whole numbers print as such
+            out = out.astype({c: np.int64 for c in levels.columns if (levels[c] % 1 == 0).all()})
+        return out.reset_index(drop=True)
 
     # --- folding ----------------------------------------------------------------------------
 
@@ -195,82 +250,121 @@ class Recorder:
 
     def flush(self) -> None:
         """Fold pending records into aggregates and free them."""
-        warm = self.warmup
-        series = self._series
-        if self._read_t:
-            t = np.array(self._read_t)
-            lat = np.array(self._read_lat)
-            hit = np.array(self._read_hit, dtype=bool)
-            measured = t >= warm
-            self.read_hist.record_many(lat[measured])
-            self.reads += int(measured.sum())
-            self.hits += int(hit[measured].sum())
-            index = self._index(t)
-            series.add("reads", index)
-            series.add("hits", index[hit])
-            for i in np.unique(index).tolist():
-                h = self._interval_read_hists.get(i)
-                if h is None:
-                    h = self._interval_read_hists[i] = LogHistogram(sub_bits=4)
-                h.record_many(lat[index == i])
-            self._read_t.clear()
-            self._read_lat.clear()
-            self._read_hit.clear()
+        if self._read_hit:
+            self._fold_reads()
         if self._stale_t:
-            t = np.array(self._stale_t)
-            age = np.array(self._stale_age)
-            lag = np.array(self._stale_lag)
-            measured = t >= warm
-            self.stale += int(measured.sum())
-            self.staleness_hist.record_many(age[measured])
-            if measured.any():
-                self.version_lag_max = max(self.version_lag_max, int(lag[measured].max()))
-            series.add("stale_reads", self._index(t))
-            self._stale_t.clear()
-            self._stale_age.clear()
-            self._stale_lag.clear()
+            self._fold_stale()
         if self._since:
             encoded = np.array(self._since)
+            del self._since[:]
             stale = encoded < 0
             since = np.where(stale, -encoded - 1.0, encoded)
             bins = np.digitize(since, SINCE_EDGES[1:-1])
             size = SINCE_EDGES.size - 1
             self._curve_reads += np.bincount(bins, minlength=size)
             self._curve_stale += np.bincount(bins[stale], minlength=size)
-            self._since.clear()
         if self._write_t:
-            t = np.array(self._write_t)
-            lat = np.array(self._write_lat)
-            measured = t >= warm
+            t = _take(self._write_t)
+            lat = _take(self._write_end) - t
+            measured = t >= self.warmup
             self.write_hist.record_many(lat[measured])
             self.writes += int(measured.sum())
-            series.add("writes", self._index(t))
-            self._write_t.clear()
-            self._write_lat.clear()
+            self._series.add("writes", self._index(t))
         if self._error_t:
-            t = np.array(self._error_t)
-            self.errors += int((t >= warm).sum())
-            series.add("errors", self._index(t))
-            self._error_t.clear()
+            t = _take(self._error_t)
+            self.errors += int((t >= self.warmup).sum())
+            self._series.add("errors", self._index(t))
         if self.origin_read_times:
-            t = np.array(self.origin_read_times)
-            measured = t[t >= warm]
-            self.origin_reads += int(measured.size)
-            seconds, counts = np.unique((measured - warm).astype(np.int64), return_counts=True)
-            per_second = self._origin_per_second
-            for s, c in zip(seconds.tolist(), counts.tolist(), strict=True):
-                per_second[s] = per_second.get(s, 0) + c
-            series.add("origin_reads", self._index(t))
-            self.origin_read_times.clear()
+            self._fold_origin_reads()
         for name, times in self._count_times.items():
             if times:
                 self._series.add(name, self._index(np.array(times)))
                 times.clear()
         if self.origin_write_times:
-            t = np.array(self.origin_write_times)
-            self.origin_writes += int((t >= warm).sum())
-            series.add("origin_writes", self._index(t))
-            self.origin_write_times.clear()
+            t = _take(self.origin_write_times)
+            self.origin_writes += int((t >= self.warmup).sum())
+            self._series.add("origin_writes", self._index(t))
+
+    def _fold_reads(self) -> None:
+        self._fold_interval_reads()
+        self._interval_folded = 0
+        t = _take(self._read_t)
+        lat = _take(self._read_end) - t
+        hit = np.array(self._read_hit, dtype=bool)
+        self._read_hit.clear()
+        measured = t >= self.warmup
+        self.read_hist.record_many(lat[measured])
+        self.reads += int(measured.sum())
+        self.hits += int(hit[measured].sum())
+        index = self._index(t)
+        self._series.add("reads", index)
+        self._series.add("hits", index[hit])
+
+    def _fold_interval_reads(self) -> None:
+        """Add the pending reads not yet in their interval's histogram (the rest of a
+        read's folding waits for FLUSH records, so the run's sums do not depend on when
+        intervals close)."""
+        start = self._interval_folded
+        if start == len(self._read_t):
+            return
+        t = np.frombuffer(self._read_t, dtype=np.float64)[start:]
+        lat = np.frombuffer(self._read_end, dtype=np.float64)[start:] - t
+        index = self._index(t)
+        hists = self._interval_read_hists
+        for i in np.unique(index).tolist():
+            if i < self._settled:  # cannot happen if `settle` was told the truth
+                raise RuntimeError(f"a read started in interval {i} after it was settled")
+            h = hists.get(i)
+            if h is None:
+                h = hists[i] = LogHistogram(sub_bits=4)
+            h.record_many(lat[index == i])
+        del t, lat  # release the buffers' exports before they are resized
+        self._interval_folded = len(self._read_t)
+
+    def _fold_stale(self) -> None:
+        t, age = _take(self._stale_t), _take(self._stale_age)
+        lag = np.array(self._stale_lag, dtype=np.int64)
+        del self._stale_lag[:]
+        measured = t >= self.warmup
+        self.stale += int(measured.sum())
+        self.staleness_hist.record_many(age[measured])
+        if measured.any():
+            self.version_lag_max = max(self.version_lag_max, int(lag[measured].max()))
+        self._series.add("stale_reads", self._index(t))
+
+    def _fold_origin_reads(self) -> None:
+        t = _take(self.origin_read_times)
+        warm = self.warmup
+        measured = t[t >= warm]
+        self.origin_reads += int(measured.size)
+        seconds, counts = np.unique((measured - warm).astype(np.int64), return_counts=True)
+        per_second = self._origin_per_second
+        for s, c in zip(seconds.tolist(), counts.tolist(), strict=True):
+            per_second[s] = per_second.get(s, 0) + c
+        self._series.add("origin_reads", self._index(t))
+
+    def settle(self, before: float) -> None:
+        """Every request whose intended start is before `before` has been recorded: reduce
+        the read-latency histograms of the intervals that ended by then to their p99."""
+        closed = int(before / self.interval) if before > 0 else 0  # as `_index` bins
+        if closed <= self._settled:
+            return
+        self._fold_interval_reads()
+        hists = self._interval_read_hists
+        for i in [i for i in hists if i < closed]:
+            self._interval_p99[i] = hists.pop(i).percentile(99)
+        self._settled = closed
+
+    @property
+    def open_intervals(self) -> int:
+        """Intervals whose read-latency histogram is still kept (not yet settled)."""
+        return len(self._interval_read_hists)
+
+    def _read_p99(self, i: int) -> float:
+        if i in self._interval_p99:
+            return self._interval_p99[i]
+        hist = self._interval_read_hists.get(i)
+        return hist.percentile(99) if hist is not None else math.nan
 
     # --- results ----------------------------------------------------------------------------
 
@@ -317,6 +411,8 @@ class Recorder:
         out.update({f"{name}_max": value for name, value in self._peaks.items()})
         out.update(self._gauge_peaks())
         out.update(self._fault_effects())
+        if self.oracle.floored:  # stale reads of versions older than the oracle's horizon
+            out["staleness_age_floored"] = self.oracle.floored
         return out
 
     def _gauge_peaks(self) -> dict[str, Any]:
@@ -429,12 +525,7 @@ class Recorder:
         with np.errstate(invalid="ignore", divide="ignore"):
             frame["hit_ratio"] = frame["hits"] / frame["reads"]
             frame["stale_ratio"] = frame["stale_reads"] / frame["reads"]
-        frame["read_p99"] = [
-            self._interval_read_hists[i].percentile(99)
-            if i in self._interval_read_hists
-            else math.nan
-            for i in range(n)
-        ]
+        frame["read_p99"] = [self._read_p99(i) for i in range(n)]
         frame["warmup"] = frame["t"] < self.warmup
         for name in self._count_times:
             frame[name] = series.column(name).astype(np.int64)
@@ -444,12 +535,15 @@ class Recorder:
                 for t0, t1 in zip(frame["t"], frame["t_end"], strict=True)
             ]
         if self._gauges:
-            gauges = pd.DataFrame([{"t_end": t, **v} for t, v in self._gauges]).set_index("t_end")
-            levels = gauges[[c for c in gauges.columns if c in LEVEL_GAUGES]]
-            cumulative = gauges[[c for c in gauges.columns if c not in LEVEL_GAUGES]]
-            per_interval = cumulative.diff().fillna(cumulative).add_suffix("_delta")
-            frame = frame.merge(per_interval.join(levels).reset_index(), on="t_end", how="left")
+            frame = pd.concat([frame, self._gauge_rows(n)], axis=1)
         return frame
+
+
+def _take(buffer: array[float]) -> np.ndarray:
+    """The buffer's values as a numpy array (a copy), leaving the buffer empty."""
+    values = np.array(buffer, dtype=np.float64)
+    del buffer[:]
+    return values
 
 
 def _ratio(a: int, b: int) -> float | None:

@@ -27,7 +27,7 @@ from lab.core.errors import CacheUnavailable
 from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
 from lab.sharding import Sharding, key_name, owner_table, router
-from lab.sim.bridge import wake_after
+from lab.sim.bridge import Wait, wake_after
 from lab.sim.store import Eviction, Store, make_store
 
 
@@ -157,7 +157,7 @@ class SimCluster:
         wake_after(self.env, self._replication_lag()).callbacks.append(later)
 
     @coroutine
-    def get(self, key: Key) -> Generator[Event, Any, Versioned | None]:
+    def get(self, key: Key) -> Generator[Wait, Any, Versioned | None]:
         env = self.env
         now = env._now
         try:
@@ -179,30 +179,29 @@ class SimCluster:
         node.ops += 1
         took = done + half - now
         self._op_add(took)
-        yield wake_after(env, took)
+        yield took
         return value
 
     def _faulty(
         self, node: SimNode, now: float, apply: Callable[[Store], Any]
-    ) -> Generator[Event, Any, Any]:
+    ) -> Generator[Wait, Any, Any]:
         """An operation on a node with an active fault: refused, hung, slow or paused."""
-        env = self.env
         blocked = self._blocked(node, now)
         if blocked is not None:
-            yield wake_after(env, blocked[0])
+            yield blocked[0]
             raise CacheUnavailable(blocked[1])
         result = apply(node.store)  # it reached the server: it takes effect
         delay = node.delay(now, self._rtt())
         if delay > self.timeout:
-            yield wake_after(env, self.timeout)
+            yield float(self.timeout)
             raise CacheUnavailable(f"node {node.index}: timed out after {self.timeout}s")
         self._op_add(delay)
-        yield wake_after(env, delay)
+        yield delay
         return result
 
     def _op(
         self, key: Key, mutate: Callable[[Store], Any], replicate: Callable[[Store], Any] | None
-    ) -> Generator[Event, Any, Any]:
+    ) -> Generator[Wait, Any, Any]:
         """Run a mutation on the key's node (and later on its replica)."""
         env = self.env
         now = env._now
@@ -213,7 +212,7 @@ class SimCluster:
             result = mutate(node.store)
             took = node.delay(now, self._rtt())
             self._op_add(took)
-            yield wake_after(env, took)
+            yield took
         if node.replica is not None and replicate is not None:
             self._replicate(node, now, replicate)
         return result
@@ -221,7 +220,7 @@ class SimCluster:
     @coroutine
     def set(
         self, key: Key, value: Versioned, ttl: float | None = None, nx: bool = False
-    ) -> Generator[Event, Any, bool]:
+    ) -> Generator[Wait, Any, bool]:
         env = self.env
         now = env._now
         node = self._node(key)
@@ -232,7 +231,7 @@ class SimCluster:
                 store.set(key, value, ttl, now)
             took = node.delay(now, self._rtt())
             self._op_add(took)
-            yield wake_after(env, took)
+            yield took
             return done
 
         def mutate(store: Store) -> bool:
@@ -245,7 +244,7 @@ class SimCluster:
         return stored
 
     @coroutine
-    def delete(self, key: Key) -> Generator[Event, Any, None]:
+    def delete(self, key: Key) -> Generator[Wait, Any, None]:
         env = self.env
         node = self._node(key)
         if not node.faulty and node.replica is None:  # the common case, without closures
@@ -253,7 +252,7 @@ class SimCluster:
             now = env._now
             took = node.delay(now, self._rtt())
             self._op_add(took)
-            yield wake_after(env, took)
+            yield took
             return
 
         def mutate(store: Store) -> None:
@@ -264,7 +263,7 @@ class SimCluster:
     @coroutine
     def set_if_equal(
         self, key: Key, value: Versioned, ttl: float | None, check: Key, expected: Versioned
-    ) -> Generator[Event, Any, bool]:
+    ) -> Generator[Wait, Any, bool]:
         """Both keys must live on one node (as in Redis Cluster, with a {hash tag})."""
         if self._node(check) is not self._node(key):
             raise ValueError(f"{key!r} and {check!r} live on different nodes; use a hash tag")
@@ -281,7 +280,7 @@ class SimCluster:
         return done
 
     @coroutine
-    def delete_if_equal(self, key: Key, expected: Versioned) -> Generator[Event, Any, bool]:
+    def delete_if_equal(self, key: Key, expected: Versioned) -> Generator[Wait, Any, bool]:
         now = self.env._now
 
         def mutate(store: Store) -> bool:
@@ -294,7 +293,7 @@ class SimCluster:
         return deleted
 
     @coroutine
-    def incr(self, key: Key, amount: int = 1) -> Generator[Event, Any, int]:
+    def incr(self, key: Key, amount: int = 1) -> Generator[Wait, Any, int]:
         """A counter lives in the store like any key (so it can be evicted, as in Redis)."""
         now = self.env._now
 

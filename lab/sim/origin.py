@@ -27,12 +27,11 @@ from types import coroutine
 from typing import Any
 
 import simpy
-from simpy.events import Event
 
 from lab.core import Key, Versioned
 from lab.core.errors import OriginUnavailable
 from lab.sampling import Sampler
-from lab.sim.bridge import wake_after
+from lab.sim.bridge import Wait
 
 _NO_RTT: Sampler = itertools.repeat(0.0).__next__
 HISTORY = 16
@@ -77,8 +76,8 @@ class SimOrigin:
     def recover(self) -> None:
         self._slow, self.down = 1.0, False
 
-    def _refuse(self) -> Generator[Event, Any, None]:
-        yield wake_after(self.env, self._rtt())
+    def _refuse(self) -> Generator[Wait, Any, None]:
+        yield self._rtt()
         raise OriginUnavailable("origin: connection refused")
 
     def _start(self, arrive: float, service: float) -> float:
@@ -98,7 +97,7 @@ class SimOrigin:
         return self._initial  # before the first commit (once trimmed, the first is at -inf)
 
     @coroutine
-    def read(self, key: Key) -> Generator[Event, Any, Versioned]:
+    def read(self, key: Key) -> Generator[Wait, Any, Versioned]:
         env = self.env
         now = env._now
         if self.down:
@@ -106,11 +105,11 @@ class SimOrigin:
         half = self._rtt() * 0.5
         service = self._read_latency() * self._slow
         start = self._start(now + half, service)
-        yield wake_after(env, start + service + half - now)
+        yield start + service + half - now
         return self._as_of(key, start)
 
     @coroutine
-    def write(self, key: Key, value: Versioned | None = None) -> Generator[Event, Any, Versioned]:
+    def write(self, key: Key, value: Versioned | None = None) -> Generator[Wait, Any, Versioned]:
         env = self.env
         now = env._now
         if self.down:
@@ -137,7 +136,7 @@ class SimOrigin:
                     del history[0]
                 # the oldest kept value now stands for everything before it
                 history[0] = (-math.inf, history[0][1])
-        yield wake_after(env, commit + half - now)
+        yield commit + half - now
         return row
 
     def version(self, key: Key) -> int:

@@ -11,7 +11,7 @@ from types import coroutine
 from typing import Any
 
 import simpy
-from simpy.events import Event, Timeout
+from simpy.events import NORMAL, Event
 
 from lab.sim.bridge import Driver
 
@@ -53,11 +53,14 @@ class SimRuntime:
         self.now = partial(getattr, env, "_now")
 
     @coroutine
-    def sleep(self, seconds: float) -> Generator[Event, Any, None]:
-        yield Timeout(self.env, seconds)
+    def sleep(self, seconds: float) -> Generator[float, Any, None]:
+        """What `simpy.Timeout` does (same order), as a bare delay the driver queues."""
+        if seconds < 0:
+            raise ValueError(f"Negative delay {seconds}")
+        yield float(seconds)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        Driver(coro)
+        Driver(self.env, coro)
 
     def queue(self) -> SimQueue:
         return SimQueue(self.env)
@@ -74,7 +77,7 @@ class SimRuntime:
         async def main() -> None:
             done.succeed(await coro)
 
-        Driver(main())
+        Driver(env, main())
         queue = env._queue
         pop = heapq.heappop
         # A run allocates millions of short-lived objects and keeps a large, long-lived
@@ -89,17 +92,47 @@ class SimRuntime:
         return done.value
 
     def _loop(self, done: Event, queue: list[Any], pop: Callable[..., Any]) -> None:
-        """Environment.step, inlined, until `done` has been processed."""
+        """Environment.step, inlined, until `done` has been processed (its callback ends
+        the loop: no check per event). A popped driver (a coroutine that slept on a float
+        delay) is resumed right here: `Driver.woken` and the float case of `Driver.park`,
+        inlined, as most events are these."""
         env = self.env
-        while done.callbacks is not None:
-            try:
-                env._now, _, _, event = pop(queue)
-            except IndexError:
-                raise RuntimeError(
-                    "simulation ran out of events before the workload finished"
-                ) from None
-            callbacks, event.callbacks = event.callbacks, None
-            for callback in callbacks:
-                callback(event)
-            if not event._ok and not hasattr(event, "_defused"):
-                raise event._value
+        eid = env._eid
+        push = heapq.heappush
+        driver = Driver
+        assert done.callbacks is not None
+        done.callbacks.append(_finish)
+        try:
+            while True:
+                try:
+                    now, _, _, event = pop(queue)
+                except IndexError:
+                    raise RuntimeError(
+                        "simulation ran out of events before the workload finished"
+                    ) from None
+                env._now = now
+                if event.__class__ is driver:
+                    try:
+                        following = event.coro.send(None)
+                    except StopIteration:
+                        continue
+                    if following.__class__ is float:
+                        push(queue, (now + following, NORMAL, next(eid), event))
+                    else:
+                        event.park(following)
+                    continue
+                callbacks, event.callbacks = event.callbacks, None
+                for callback in callbacks:
+                    callback(event)
+                if not event._ok and not hasattr(event, "_defused"):
+                    raise event._value
+        except _Finished:
+            return
+
+
+class _Finished(Exception):
+    """Raised by the run's `done` event to leave the loop."""
+
+
+def _finish(_event: Event) -> None:
+    raise _Finished

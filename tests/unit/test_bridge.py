@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import simpy
 
-from lab.sim.bridge import Driver, wait, wake_after
+from lab.sim.bridge import Driver, delay, wait, wake_after
 from lab.sim.runtime import SimRuntime
 
 
@@ -141,5 +141,58 @@ def test_driver_continues_synchronously_on_an_already_processed_event() -> None:
     async def worker() -> None:
         seen.append(await wait(event))
 
-    Driver(worker())
+    Driver(env, worker())
     assert seen == [7]
+
+
+def test_a_float_delay_orders_exactly_like_a_simpy_timeout_created_at_that_moment() -> None:
+    """A coroutine's `yield delay` queues its driver with the tie-break counter a Timeout
+    would get, so at equal times the order of scheduling decides, whoever scheduled."""
+    env = simpy.Environment()
+    rt = SimRuntime(env)
+    order: list[str] = []
+
+    async def sleeper(name: str) -> None:
+        await delay(1.0)
+        order.append(name)
+
+    async def main() -> None:
+        for i in range(6):
+            if i % 3 == 0:
+                rt.spawn(sleeper(f"d{i}"))
+            elif i % 3 == 1:
+                env.timeout(1.0).callbacks.append(lambda _e, i=i: order.append(f"t{i}"))
+            else:
+                wake_after(env, 1.0).callbacks.append(lambda _e, i=i: order.append(f"w{i}"))
+        await rt.sleep(2.0)
+
+    rt.run(main())
+    assert order == ["d0", "t1", "w2", "d3", "t4", "w5"]
+
+
+def test_a_driver_also_runs_under_simpys_own_loop() -> None:
+    """The runtime's loop resumes queued drivers inline; `env.run()` must do the same
+    through the driver's callbacks (one model, whichever loop processes it)."""
+    env = simpy.Environment()
+    log: list[float] = []
+
+    async def worker() -> None:
+        for step in (0.5, 1, 2.25):  # an int delay too
+            await delay(step)
+            log.append(env.now)
+        log.append(await wait(env.timeout(1.0, value=9)))
+
+    Driver(env, worker())
+    env.run()
+    assert log == [0.5, 1.5, 3.75, 9]
+
+
+def test_a_negative_sleep_is_refused_like_a_simpy_timeout() -> None:
+    env = simpy.Environment()
+    rt = SimRuntime(env)
+
+    async def worker() -> None:
+        await rt.sleep(-1.0)
+
+    with pytest.raises(ValueError, match="Negative delay"):
+        rt.run(worker())

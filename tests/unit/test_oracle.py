@@ -52,8 +52,10 @@ READS = st.lists(
 )
 
 
-def oracle_of(acks: list[Ack]) -> Oracle:
-    oracle = Oracle()
+def oracle_of(acks: list[Ack], horizon: float = math.inf) -> Oracle:
+    """The oracle after `acks`; an infinite horizon keeps every ack time (the exact
+    definition); a finite one folds versions superseded longer ago than that."""
+    oracle = Oracle(horizon)
     for key, version, t in acks:
         oracle.ack(key, version, t)
     return oracle
@@ -169,7 +171,7 @@ def test_lost_writes_counts_acked_versions_above_the_final_one() -> None:
 
 
 def test_long_history_stays_exact() -> None:
-    oracle = Oracle()
+    oracle = Oracle(horizon=math.inf)
     n = HISTORY + 50
     for version in range(1, n + 1):
         oracle.ack("k", version, float(version))
@@ -182,7 +184,7 @@ def test_long_history_stays_exact() -> None:
 @settings(max_examples=50)
 @given(st.integers(0, 2 * HISTORY), st.floats(0.5, 3 * HISTORY))
 def test_long_history_never_overstates_age(version: int, t: float) -> None:
-    oracle = Oracle()
+    oracle = Oracle(horizon=math.inf)
     n = 3 * HISTORY
     for v in range(1, n + 1):
         oracle.ack("k", v, float(v))
@@ -214,7 +216,73 @@ def test_lost_writes_counts_an_older_version_acked_second() -> None:
 
 
 def test_read_spanning_a_long_history_is_still_stale() -> None:
-    oracle = Oracle()
+    oracle = Oracle(horizon=math.inf)
     for version in range(1, HISTORY + 2):
         oracle.ack("k", version, float(version))
     assert oracle.judge("k", 0, 1.5) is not None  # v1 was acked at 1.0 < 1.5
+
+
+# --- the horizon: memory flat in the number of writes -------------------------------------------
+
+SPACED = st.lists(
+    st.tuples(KEYS, st.integers(1, 60), st.sampled_from([0.0, 0.5, 1.0, 2.0, 7.0])),
+    max_size=150,
+)
+
+
+def spaced(steps: list[tuple[int | str, int, float]]) -> list[Ack]:
+    t, out = 0.0, []
+    for key, version, dt in steps:
+        t += dt
+        out.append((key, version, t))
+    return out
+
+
+@settings(max_examples=300)
+@given(SPACED, READS, st.sampled_from([1.0, 3.0, 10.0]))
+def test_within_the_horizon_verdicts_match_brute_force(
+    steps: list[tuple[int | str, int, float]], reads: list[tuple], horizon: float
+) -> None:
+    """For reads that start no earlier than `horizon` before the last ack: stale or fresh
+    and the version lag are exact; the age is exact, or a lower bound (counted as
+    floored) when the version's successors were folded away; lost writes stay exact."""
+    acks = spaced(steps)
+    oracle = oracle_of(acks, horizon)
+    last = acks[-1][2] if acks else 0.0
+    floored = 0
+    for key, version, offset in reads:
+        t = last - horizon + offset * horizon / 2
+        truth = brute(acks, key, version, t)
+        before = oracle.floored
+        judged = oracle.judge(key, version, t)
+        assert (judged is None) == (truth is None), (key, version, t)
+        if judged is None or truth is None:
+            continue
+        assert judged[1] == truth[1]
+        if oracle.floored == before:
+            assert judged[0] == truth[0]
+        else:
+            floored += 1
+            assert 0 <= judged[0] <= truth[0]
+    assert oracle.floored == floored
+    finals = [{}, {0: 5, 1: 30, "k": 59}, {0: 60, 1: 60, "k": 60}]
+    exact = oracle_of(acks)
+    for final in finals:
+        assert oracle.lost_writes(final) == exact.lost_writes(final)
+
+
+def test_history_stays_bounded_by_the_horizon_not_the_writes() -> None:
+    """A hot key acked 100 times a second for an hour keeps about a horizon's worth."""
+    oracle = Oracle(horizon=5.0)
+    for version in range(1, 360_001):
+        oracle.ack("hot", version, version / 100)
+    h = oracle.history["hot"]
+    assert len(h.acks) <= 2 * 5 * 100 + 1
+    assert h.dropped == [[1, h.base - 1]]
+    assert oracle.lost_writes({"hot": 1000}) == 360_000 - 1000
+    assert oracle.judge("hot", 359_999, 3600.0) == (3600.0 - 3600.0, 1)
+    # a read of a version superseded an hour ago: stale, exact lag, age at least the horizon
+    age, lag = oracle.judge("hot", 10, 3600.0) or (0.0, 0)
+    assert lag == 360_000 - 10
+    assert 5.0 <= age <= 3600.0 - 0.11
+    assert oracle.floored == 1
