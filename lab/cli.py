@@ -91,7 +91,7 @@ def _target(args: argparse.Namespace) -> Any:
     """--redis-url / --redis-cluster / --allow-destructive as a deployment Target."""
     if not (args.redis_url or args.redis_cluster or args.allow_destructive):
         return None
-    from lab.real.deployment import DeploymentError, parse_target
+    from lab.redis.deployment import DeploymentError, parse_target
 
     try:
         return parse_target(args.redis_url, args.redis_cluster, args.allow_destructive)
@@ -108,8 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if target is not None and "sim" in backends:
         raise UsageError("--redis-url/--redis-cluster apply to --backend redis only")
     if target is not None:
-        from lab.real.backend import check_target
-        from lab.real.deployment import DeploymentError
+        from lab.redis.backend import check_target
+        from lab.redis.deployment import DeploymentError
 
         for path, scenario in scenarios:
             try:
@@ -175,7 +175,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:<14} {writer.summary}")
     print("\nBackends:\n  sim            SimPy simulated cluster (always available)")
     try:
-        from lab.real.servers import find_server_binary
+        from lab.redis.binaries import find_server_binary
 
         binary = find_server_binary()
         print(f"  redis          real servers the lab starts ({binary.label}: {binary.path})")

@@ -52,13 +52,13 @@ def run_cell(
     scenario: Scenario, cell: Cell, progress: Progress | None = None, target: Any = None
 ) -> RunResult:
     """Run one cell; `progress` receives the completed fraction (0..1) now and then.
-    `target` (a `lab.real.deployment.Target`) points the redis backend at servers the
+    `target` (a `lab.redis.deployment.Target`) points the redis backend at servers the
     lab did not start."""
     if cell.backend == "sim":
         return run_sim(scenario, cell, progress)
     if cell.backend == "redis":
         try:
-            from lab.real.backend import run_redis  # type: ignore[import-not-found,unused-ignore]
+            from lab.redis.backend import run_redis  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise CellSkipped("the redis backend is not implemented yet (issue 4)") from None
         result: RunResult = run_redis(scenario, cell, progress, target=target)

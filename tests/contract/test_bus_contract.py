@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import simpy
 
+from lab.aio import AsyncioRuntime
 from lab.core import Key, Runtime
-from lab.real import servers as srv
-from lab.real.bus import RedisBus
-from lab.real.runtime import AsyncioRuntime
+from lab.processes import HOST
+from lab.redis.binaries import available_binaries
+from lab.redis.bus import RedisBus
+from lab.redis.server import start_server
 from lab.sim.bus import SimBus
 from lab.sim.runtime import SimRuntime
 
@@ -31,10 +33,10 @@ def run_sim(body: Body) -> None:
 
 
 def run_redis(body: Body) -> None:
-    server = srv.start_server()
+    server = start_server()
 
     async def main() -> None:
-        bus = RedisBus([(srv.HOST, server.port)])
+        bus = RedisBus([(HOST, server.port)])
         got: list[tuple[str, Key]] = []
         bus.subscribe("inv", lambda key: got.append(("a", key)))
         bus.subscribe("inv", lambda key: got.append(("b", key)))
@@ -52,7 +54,7 @@ def run_redis(body: Body) -> None:
 
 @pytest.fixture(params=["sim", "redis"])
 def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
-    if request.param == "redis" and not srv.available_binaries():
+    if request.param == "redis" and not available_binaries():
         pytest.skip("no redis-server / valkey-server available")
     return run_sim if request.param == "sim" else run_redis
 

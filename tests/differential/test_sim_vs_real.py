@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 import pytest
 
 import lab.harness
-import lab.real.backend
+import lab.redis.backend
 import lab.runner
 from lab.core import Key
 from lab.metrics.recorder import Recorder
-from lab.real import servers as srv
-from lab.real.backend import run_redis
+from lab.redis.backend import run_redis
+from lab.redis.binaries import ServerBinary, available_binaries
 from lab.runner import RunResult, run_sim
 from lab.scenario import Cell, Scenario
 from tests.conftest import make_scenario
@@ -60,13 +60,13 @@ def run_capturing(
     return result, reads
 
 
-BINARIES = srv.available_binaries()
+BINARIES = available_binaries()
 
 
 @pytest.mark.parametrize("binary", BINARIES, ids=[b.label for b in BINARIES])
 @pytest.mark.parametrize("strategy", ["invalidate", "update", "around"])
 def test_single_client_gives_the_identical_hit_miss_sequence(
-    monkeypatch: pytest.MonkeyPatch, binary: srv.ServerBinary, strategy: str
+    monkeypatch: pytest.MonkeyPatch, binary: ServerBinary, strategy: str
 ) -> None:
     scenario = make_scenario(
         requests=2500,
@@ -111,7 +111,7 @@ def test_single_client_gives_the_identical_hit_miss_sequence(
     assert real.summary["versions"]["server"] == binary.label
 
 
-def test_lru_hit_ratio_matches_within_one_point(default_binary: srv.ServerBinary) -> None:
+def test_lru_hit_ratio_matches_within_one_point(default_binary: ServerBinary) -> None:
     scenario = make_scenario(
         requests=40_000,
         keyspace={"keys": 20_000, "value_size": 256},

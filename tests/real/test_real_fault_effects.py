@@ -8,10 +8,10 @@ import asyncio
 
 from lab.core import Versioned
 from lab.core.errors import CacheUnavailable
-from lab.real import servers as srv
-from lab.real.backend import run_redis
-from lab.real.deployment import start_local
-from lab.real.redis_cache import RedisCache
+from lab.redis.backend import run_redis
+from lab.redis.binaries import ServerBinary
+from lab.redis.cache import RedisCache
+from lab.redis.deployment import start_local
 from lab.runner import RunResult
 from lab.scenario import Cell
 from tests.conftest import make_scenario
@@ -20,7 +20,7 @@ FAST = {"distribution": "constant", "value": 0.0005}
 
 
 def test_after_a_crash_that_nodes_keys_miss_and_the_others_stay(
-    binary: srv.ServerBinary,
+    binary: ServerBinary,
 ) -> None:
     deployment = start_local(2, 0, cluster=False, binary=binary)
 

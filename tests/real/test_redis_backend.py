@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.real import servers as srv
-from lab.real.backend import run_redis
-from lab.real.redis_cache import RedisCache
+from lab.processes import HOST
+from lab.redis.backend import run_redis
+from lab.redis.binaries import ServerBinary
+from lab.redis.cache import RedisCache
+from lab.redis.server import start_shards
 from lab.runner import CellSkipped, run_sim
 from lab.scenario import Cell
 from lab.sharding import key_name, router
@@ -42,16 +44,16 @@ def server_pids() -> set[int]:
 
 
 def test_sharded_cache_places_keys_where_the_sim_router_says(
-    binary: srv.ServerBinary,
+    binary: ServerBinary,
 ) -> None:
     import asyncio
 
     from lab.core import Versioned
 
-    with srv.start_shards(3, binary=binary) as shards:
+    with start_shards(3, binary=binary) as shards:
 
         async def fill() -> None:
-            cache = RedisCache([(srv.HOST, p) for p in shards.ports], sharding="ketama", keys=50)
+            cache = RedisCache([(HOST, p) for p in shards.ports], sharding="ketama", keys=50)
             try:
                 for key in [*range(100), "name:a", "name:b"]:  # table and hashed routing
                     await cache.set(key, Versioned(1, 16))
@@ -74,7 +76,7 @@ def test_sharded_cache_places_keys_where_the_sim_router_says(
             assert held == expected and held
 
 
-def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: srv.ServerBinary) -> None:
+def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBinary) -> None:
     scenario = make_scenario(
         requests=None,
         duration=1.5,
@@ -117,7 +119,7 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: srv.Server
     assert sim.summary["cache_memory"] == sim.summary["cache_keys"] * 256
 
 
-def test_postgres_origin_by_url(default_binary: srv.ServerBinary) -> None:
+def test_postgres_origin_by_url(default_binary: ServerBinary) -> None:
     scenario = make_scenario(
         requests=600,
         keyspace={"keys": 100},
@@ -140,7 +142,7 @@ def test_fifo_eviction_is_skipped_with_the_reason() -> None:
         run_redis(scenario, Cell("t", "cache-aside", "redis", 1))
 
 
-def test_cli_runs_a_scenario_on_redis(tmp_path: Path, default_binary: srv.ServerBinary) -> None:
+def test_cli_runs_a_scenario_on_redis(tmp_path: Path, default_binary: ServerBinary) -> None:
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text(
         "name: tiny\n"
@@ -173,12 +175,12 @@ def test_cli_runs_a_scenario_on_redis(tmp_path: Path, default_binary: srv.Server
 
 
 def test_a_run_that_cannot_drain_ends_on_time_with_a_note(
-    monkeypatch: pytest.MonkeyPatch, default_binary: srv.ServerBinary
+    monkeypatch: pytest.MonkeyPatch, default_binary: ServerBinary
 ) -> None:
     """Requests stuck at a hopeless origin are abandoned after the grace period."""
-    import lab.real.backend
+    import lab.redis.backend
 
-    monkeypatch.setattr(lab.real.backend, "DRAIN_GRACE", 0.5)
+    monkeypatch.setattr(lab.redis.backend, "DRAIN_GRACE", 0.5)
     scenario = make_scenario(
         requests=None,
         duration=0.5,
@@ -194,7 +196,7 @@ def test_a_run_that_cannot_drain_ends_on_time_with_a_note(
 
 
 def test_node_and_origin_faults_hit_the_run_and_it_recovers(
-    default_binary: srv.ServerBinary,
+    default_binary: ServerBinary,
 ) -> None:
     scenario = make_scenario(
         requests=None,
@@ -225,7 +227,7 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
 
 
 def test_network_faults_through_the_proxy_make_cache_errors(
-    default_binary: srv.ServerBinary,
+    default_binary: ServerBinary,
 ) -> None:
     scenario = make_scenario(
         requests=None,
@@ -258,7 +260,7 @@ def test_network_faults_through_the_proxy_make_cache_errors(
     assert any("partition node 0" in n for n in result.notes)
 
 
-def test_latency_and_hang_go_through_a_real_proxy(default_binary: srv.ServerBinary) -> None:
+def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) -> None:
     """A 40 ms latency fault below the timeout slows the node's reads by about 40 ms
     (real bytes held back by the fault proxy); a hang partition times reads out."""
     scenario = make_scenario(

@@ -8,8 +8,8 @@ TAKEOVER, holding whatever had been replicated). On someone else's servers
 (only with --allow-destructive) a pause is `CLIENT PAUSE ... ALL` and a
 failover is that pause followed by `CLUSTER FAILOVER FORCE` on a replica.
 `bus_loss` is real too (the server drops the subscribers, see
-`lab.real.bus`). `latency`, `partition` and `bus_delay` are real network
-behaviour through the fault proxy (`lab.real.proxy`) that sits in front of
+`lab.redis.bus`). `latency`, `partition` and `bus_delay` are real network
+behaviour through the fault proxy (`lab.netfault`) that sits in front of
 the nodes they name (bus_delay: in front of the bus subscriber, delaying what
 the server sends it). Emulated, as the simulator models them: `origin_slow`
 and `origin_down` (the origin's latency emulation).
@@ -23,11 +23,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from lab.real.bus import RedisBus
-from lab.real.deployment import Deployment
-from lab.real.origin import RealOrigin
-from lab.real.proxy import FaultProxy
-from lab.real.runtime import AsyncioRuntime
+from lab.aio import AsyncioRuntime
+from lab.netfault import FaultProxy
+from lab.origins import RealOrigin
+from lab.redis.bus import RedisBus
+from lab.redis.deployment import Deployment
 from lab.scenario import (
     BusDelay,
     BusLoss,

@@ -15,7 +15,7 @@ Faults:
   Redis Cluster node reports only its own subscribers).
 - `bus_delay` is real network delay: the subscriber connects through the
   fault proxy (`translate`), which holds each message back by a sample on its
-  way from the server (`lab.real.proxy`, direction "down"); one sample per
+  way from the server (`lab.netfault`, direction "down"); one sample per
   message, where the simulator draws one per subscriber.
 - A subscriber connection lost for any other reason (its node crashed or
   failed over) reconnects by itself, every `RECONNECT_EVERY` seconds, to the
@@ -38,7 +38,7 @@ from redis.backoff import NoBackoff
 
 from lab.core import Key
 from lab.core.errors import CacheUnavailable
-from lab.real.redis_cache import UNAVAILABLE
+from lab.redis.cache import UNAVAILABLE
 
 RECONNECT_EVERY = 0.1
 """Seconds between a lost subscriber's attempts to subscribe again."""

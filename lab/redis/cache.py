@@ -1,8 +1,6 @@
 """The Cache protocol on real Redis-protocol servers (`redis.asyncio` + hiredis).
 
-Values: a `Versioned` is stored as `b"<version>:<size>:<expiry>:<delta>:"`
-padded with `x` to `size` bytes, so a server holds as many bytes per value as
-the scenario says and every field survives the round trip. Keys are stored
+Values are stored with `lab.codec` (a header padded to the value size), keys
 under `lab.sharding.key_name`.
 
 Topology: N independent servers with client-side hashing through
@@ -35,6 +33,7 @@ from redis.exceptions import ClusterDownError, MovedError, OutOfMemoryError, Res
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lab.codec import decode, encode
 from lab.core import Key, Versioned
 from lab.core.errors import CacheUnavailable
 from lab.metrics.ops import OpLatencies
@@ -77,33 +76,6 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 """
-
-
-def encode(value: Versioned) -> bytes:
-    """`b"<version>:<size>:<expiry>:<delta>:xxx..."`, `size` bytes long when the header fits.
-
-    `expiry` and `delta` (read by XFetch and refresh-ahead) are written with
-    `repr`, so the floats survive the round trip exactly.
-    """
-    expiry = getattr(value, "expiry", 0.0)
-    delta = getattr(value, "delta", 0.0)
-    if expiry or delta:
-        head = b"%d:%d:%a:%a:" % (value.version, value.size, expiry, delta)
-    else:
-        head = b"%d:%d:0:0:" % (value.version, value.size)
-    pad = value.size - len(head)
-    return head + b"x" * pad if pad > 0 else head
-
-
-def decode(raw: bytes) -> Versioned:
-    """The inverse of `encode`; a counter (from `incr`) reads as `Versioned(n, 8)`,
-    as in the simulator."""
-    if b":" not in raw:
-        return Versioned(int(raw), 8)
-    version, size, expiry, delta, _ = raw.split(b":", 4)
-    if expiry == b"0" and delta == b"0":
-        return Versioned(int(version), int(size))
-    return Versioned(int(version), int(size), float(expiry), float(delta))
 
 
 class _Timing:

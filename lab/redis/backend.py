@@ -3,7 +3,7 @@
 Assembly mirrors `lab.runner.run_sim`: the same request stream, ClientLoop,
 Oracle, Recorder and MeteredOrigin, and the strategy code unchanged; only the
 Runtime (asyncio, wall time), the Cache (`RedisCache` over fresh servers from
-`lab.real.servers`) and the Origin (SQLite or PostgreSQL) differ. Servers are
+`lab.redis.server`) and the Origin (SQLite or PostgreSQL) differ. Servers are
 always stopped (try/finally, plus the orphan protection of `servers.py`).
 
 A scenario's durations are wall time here: a 30 s scenario takes 30 s.
@@ -21,24 +21,26 @@ from typing import Any
 import pandas as pd
 import redis
 
+from lab.aio import AsyncioRuntime, run_bounded
 from lab.client import ClientLoop
+from lab.codec import decode
 from lab.core.errors import OriginUnavailable
 from lab.harness import CellSkipped, build_harness
-from lab.real import servers as srv
-from lab.real.bus import RedisBus
-from lab.real.capacity import Calibration, CapacityController, calibrate
-from lab.real.deployment import (
+from lab.netfault import FaultProxy
+from lab.origins import latency_from_env, make_origin
+from lab.processes.errors import ServerNotFound
+from lab.redis.binaries import ServerBinary, find_server_binary
+from lab.redis.bus import RedisBus
+from lab.redis.cache import RedisCache
+from lab.redis.capacity import Calibration, CapacityController, calibrate
+from lab.redis.deployment import (
     Deployment,
     DeploymentError,
     Target,
     connect_external,
     start_local,
 )
-from lab.real.faults import DESTRUCTIVE, FaultSchedule, unsupported
-from lab.real.origin import latency_from_env, make_origin
-from lab.real.proxy import FaultProxy
-from lab.real.redis_cache import RedisCache, decode
-from lab.real.runtime import AsyncioRuntime, run_bounded
+from lab.redis.faults import DESTRUCTIVE, FaultSchedule, unsupported
 from lab.runner import Progress, RunResult, _identity, progress_hooks
 from lab.sampling import rng_for, sampler
 from lab.scenario import BusDelay, Cell, ClientSpec, Latency, Partition, Scenario
@@ -110,7 +112,7 @@ def run_redis(
     progress: Progress | None = None,
     *,
     emulate_origin_latency: bool | None = None,
-    binary: srv.ServerBinary | None = None,
+    binary: ServerBinary | None = None,
     target: Target | None = None,
 ) -> RunResult:
     """Run a cell on fresh local servers, or on `target`; raise CellSkipped for what
@@ -120,8 +122,8 @@ def run_redis(
     cluster, policy = _prepare(scenario, cell, target)
     if target is None:
         try:
-            binary = binary or srv.find_server_binary()
-        except srv.ServerNotFound as exc:
+            binary = binary or find_server_binary()
+        except ServerNotFound as exc:
             raise CellSkipped(str(exc)) from None
     if emulate_origin_latency is None:
         emulate_origin_latency = latency_from_env()
