@@ -5,7 +5,7 @@ Starts one server from `lab.redis.server` and measures, one after the other:
   machine), against keys of the same value size;
 - the lab's `RedisCache.get` driven by 50 concurrent asyncio clients (the
   Cache implementation alone);
-- the whole lab driver: `run_redis` on a read-only, all-hit, closed-loop
+- the whole lab driver: `run_cell` on a read-only, all-hit, closed-loop
   scenario with 50 clients (ClientLoop + cache-aside strategy + RedisCache +
   oracle + recorder), whose summary's throughput is reported.
 
@@ -31,10 +31,11 @@ from typing import Any
 
 from lab.core import Versioned
 from lab.processes import HOST
-from lab.redis.backend import run_redis
+from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary, find_server_binary
 from lab.redis.cache import RedisCache
 from lab.redis.server import RedisServer, start_server
+from lab.runner import run_cell
 from lab.scenario import Cell, parse_scenario
 
 CLIENTS = 50
@@ -106,7 +107,11 @@ def lab_driver(seconds: float, binary: ServerBinary) -> dict[str, Any]:
         },
         "bench",
     )
-    result = run_redis(scenario, Cell(scenario.name, "cache-aside", "redis", 1), binary=binary)
+    result = run_cell(
+        scenario,
+        Cell(scenario.name, "cache-aside", "redis", 1),
+        backend=RedisBackend(binary=binary),
+    )
     return result.summary
 
 
@@ -138,7 +143,7 @@ def main() -> None:
         print(f"  lab RedisCache.get          {raw:12,.0f} req/s   ratio {raw / ceiling:.2f}")
         p50, p99 = summary["read_latency_p50"] * 1e3, summary["read_latency_p99"] * 1e3
         print(
-            f"  lab driver (run_redis)      {lab:12,.0f} req/s   ratio {lab / ceiling:.2f}   "
+            f"  lab driver (run_cell)       {lab:12,.0f} req/s   ratio {lab / ceiling:.2f}   "
             f"hit ratio {summary['hit_ratio']:.3f}, read p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         )
     median = statistics.median(ratios)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,8 +27,11 @@ from pydantic import (
     model_validator,
 )
 
+from lab import backends
 from lab.units import parse_duration, parse_key_count, parse_rate, parse_size
 
+BackendName = Annotated[str, AfterValidator(backends.check)]
+"""A name from the backend registry (`lab/backends.py`)."""
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
@@ -567,7 +571,8 @@ class Scenario(_Model):
     origin: OriginSpec = OriginSpec()
     strategies: Annotated[dict[str, StrategySpec], Field(min_length=1)]
     faults: list[Fault] = []
-    backends: Annotated[list[Literal["sim", "redis"]], Field(min_length=1)] = ["sim"]
+    backends: Annotated[list[BackendName], Field(min_length=1)] = ["sim"]
+    """Where to run: names from the backend registry (`lab/backends.py`)."""
     metrics: Metrics = Metrics()
 
     @field_validator("strategies")

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from lab.redis.backend import run_redis
+from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary
-from lab.runner import run_sim
+from lab.runner import run_cell
 from lab.scenario import Cell, Scenario
 from tests.conftest import make_scenario
 
@@ -47,8 +47,8 @@ def scenario(faults: list[dict[str, Any]], **topology: Any) -> Scenario:
 
 
 def both(sc: Scenario, binary: ServerBinary) -> tuple[dict[str, Any], dict[str, Any]]:
-    sim = run_sim(sc, Cell("t", "ca", "sim", 1)).summary
-    real = run_redis(sc, Cell("t", "ca", "redis", 1), binary=binary).summary
+    sim = run_cell(sc, Cell("t", "ca", "sim", 1)).summary
+    real = run_cell(sc, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=binary)).summary
     assert real["requests"] == pytest.approx(sim["requests"], rel=0.01)  # one stream
     return sim, real
 

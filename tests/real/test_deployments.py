@@ -21,12 +21,13 @@ import pytest
 from lab.core import Versioned
 from lab.core.errors import CacheUnavailable
 from lab.processes import HOST
-from lab.redis.backend import run_redis
+from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary
 from lab.redis.cache import RedisCache
 from lab.redis.cluster import start_cluster
 from lab.redis.deployment import LocalCluster, start_local
 from lab.redis.server import RedisServer, start_server
+from lab.runner import run_cell
 from lab.scenario import Cell
 from tests.conftest import make_scenario
 
@@ -166,7 +167,9 @@ def test_failover_run_on_a_lab_cluster(default_binary: ServerBinary) -> None:
         },
         faults=[{"kind": "failover", "node": 0, "at": 0.4, "duration": 0.4}],
     )
-    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     s, ts = result.summary, result.timeseries
     assert s["deployment"] == "lab cluster"
     assert any("primary of node 0 dies" in n for n in result.notes)
@@ -184,10 +187,10 @@ def test_replicas_without_slots_are_skipped_with_the_fix() -> None:
         topology={"nodes": 2, "replicas": 1},
         strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
     )
-    from lab.harness import CellSkipped
+    from lab.backend import CellSkipped
 
     with pytest.raises(CellSkipped, match="sharding: slots"):
-        run_redis(scenario, Cell("t", "ca", "redis", 1))
+        run_cell(scenario, Cell("t", "ca", "redis", 1))
 
 
 # -- servers the lab did not start --------------------------------------------------

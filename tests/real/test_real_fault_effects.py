@@ -8,11 +8,10 @@ import asyncio
 
 from lab.core import Versioned
 from lab.core.errors import CacheUnavailable
-from lab.redis.backend import run_redis
 from lab.redis.binaries import ServerBinary
 from lab.redis.cache import RedisCache
 from lab.redis.deployment import start_local
-from lab.runner import RunResult
+from lab.runner import RunResult, run_cell
 from lab.scenario import Cell
 from tests.conftest import make_scenario
 
@@ -66,7 +65,7 @@ def _write_behind_crash(strategy: dict[str, object]) -> dict[str, object]:
         strategies={"s": strategy},
         faults=[{"kind": "node_crash", "node": 0, "at": 1.2, "duration": 0.4}],
     )
-    return run_redis(scenario, Cell("t", "s", "redis", 1)).summary
+    return run_cell(scenario, Cell("t", "s", "redis", 1)).summary
 
 
 def test_write_behind_crash_loses_unflushed_writes_and_write_update_none() -> None:
@@ -114,7 +113,7 @@ def _near_cache_run(faults: list[dict[str, object]]) -> RunResult:
         },
         faults=faults,
     )
-    return run_redis(scenario, Cell("t", "near", "redis", 1))
+    return run_cell(scenario, Cell("t", "near", "redis", 1))
 
 
 def test_a_lost_bus_leaves_near_copies_stale() -> None:

@@ -1,4 +1,4 @@
-"""The redis backend end to end: run_redis on fresh servers, and `cachelab run
+"""The redis backend end to end: run_cell on fresh servers, and `cachelab run
 --backend redis` as a user runs it. Real servers and databases, no mocks."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from lab.processes import HOST
-from lab.redis.backend import run_redis
+from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary
 from lab.redis.cache import RedisCache
 from lab.redis.server import start_shards
-from lab.runner import CellSkipped, run_sim
+from lab.runner import CellSkipped, run_cell
 from lab.scenario import Cell
 from lab.sharding import key_name, router
 from tests.conftest import make_scenario
@@ -92,8 +92,10 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBina
         origin={"read_latency": FAST, "write_latency": FAST},
     )
     before = server_pids()
-    real = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
-    sim = run_sim(scenario, Cell("t", "cache-aside", "sim", 1))
+    real = run_cell(
+        scenario, Cell("t", "cache-aside", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
+    sim = run_cell(scenario, Cell("t", "cache-aside", "sim", 1))
     assert server_pids() <= before  # every server stopped
     assert set(sim.summary) <= set(real.summary)
     s = real.summary
@@ -127,7 +129,11 @@ def test_postgres_origin_by_url(default_binary: ServerBinary) -> None:
         origin={"read_latency": FAST, "write_latency": FAST, "url": PG_URL, "concurrency": 4},
     )
     try:
-        result = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
+        result = run_cell(
+            scenario,
+            Cell("t", "cache-aside", "redis", 1),
+            backend=RedisBackend(binary=default_binary),
+        )
     except CellSkipped as why:
         pytest.skip(f"PostgreSQL unreachable: {why}")
     s = result.summary
@@ -139,7 +145,7 @@ def test_postgres_origin_by_url(default_binary: ServerBinary) -> None:
 def test_fifo_eviction_is_skipped_with_the_reason() -> None:
     scenario = make_scenario(topology={"capacity": 100, "eviction": "fifo"})
     with pytest.raises(CellSkipped, match="fifo"):
-        run_redis(scenario, Cell("t", "cache-aside", "redis", 1))
+        run_cell(scenario, Cell("t", "cache-aside", "redis", 1))
 
 
 def test_cli_runs_a_scenario_on_redis(tmp_path: Path, default_binary: ServerBinary) -> None:
@@ -189,7 +195,9 @@ def test_a_run_that_cannot_drain_ends_on_time_with_a_note(
     )
     before = server_pids()
     started = time.monotonic()
-    result = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "cache-aside", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     assert time.monotonic() - started < 10
     assert any("abandoned" in note for note in result.notes), result.notes
     assert server_pids() <= before
@@ -214,7 +222,9 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
         ],
     )
     before = server_pids()
-    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     s, ts = result.summary, result.timeseries
     assert server_pids() <= before
     assert any("crash node 0" in n for n in result.notes)
@@ -249,7 +259,9 @@ def test_network_faults_through_the_proxy_make_cache_errors(
             },
         ],
     )
-    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     ts = result.timeseries
     during = ts[(ts["t"] >= 0.4) & (ts["t"] < 0.8)]
     after = ts[ts["t"] >= 0.8]
@@ -291,7 +303,9 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) 
         ],
     )
     before = server_pids()
-    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     ts = result.timeseries.reset_index(drop=True)  # row i: [0.4 i, 0.4 (i + 1))
     assert ts.loc[0, "read_p99"] < 0.02
     slow = ts.loc[1]
