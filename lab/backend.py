@@ -83,6 +83,8 @@ class Backend(Protocol):
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]]
     """What the cache offers strategy parts (ttl, nx, incr, pubsub, set_if_equal)."""
+    faults: ClassVar[FaultHandlers[Any, Any]]
+    """One handler per fault kind this backend can inject (its fault registry)."""
 
     @classmethod
     def describe(cls) -> str:
@@ -165,20 +167,28 @@ class FaultHandlers(Generic[C, A]):
     def kinds(self) -> frozenset[type]:
         return frozenset(self._handlers)
 
+    def unhandled(self, faults: Sequence[Fault]) -> list[str]:
+        """The kinds of `faults` this backend has no handler for (sorted, distinct)."""
+        return sorted({f.kind for f in faults if type(f) not in self._handlers})
+
     def refusals(self, faults: Sequence[Fault], situation: Any = None) -> list[str]:
-        """Why some of `faults` cannot be injected here (sorted, one line each)."""
-        reasons: set[str] = set()
-        missing = sorted({f.kind for f in faults if type(f) not in self._handlers})
-        if missing:
-            reasons.add(
-                f"faults {', '.join(missing)} cannot be injected on the {self.backend} backend"
-            )
+        """Why some of `faults` cannot be injected in `situation` (sorted, distinct)."""
+        reasons = set()
         for fault in faults:
             refuse = self._refusals.get(type(fault))
             reason = refuse(fault, situation) if refuse is not None else None
             if reason:
                 reasons.add(reason)
         return sorted(reasons)
+
+    def refusal(self, faults: Sequence[Fault], situation: Any = None) -> str | None:
+        """All of the above in one line, or None when every fault can be injected."""
+        reasons = self.refusals(faults, situation)
+        unhandled = self.unhandled(faults)
+        if unhandled:
+            kinds = ", ".join(unhandled)
+            reasons.insert(0, f"faults {kinds} cannot be injected on the {self.backend} backend")
+        return "; ".join(reasons) or None
 
     def actions(self, context: C, fault: Fault, index: int) -> tuple[A, A]:
         """The (begin, end) actions of fault number `index` of the scenario."""

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import redis
 
 from lab.aio import AsyncioRuntime, run_bounded
-from lab.backend import CellSkipped, FinalState, NodeKeys, Parts
+from lab.backend import CellSkipped, FaultHandlers, FinalState, NodeKeys, Parts
 from lab.codec import decode
 from lab.core import Versioned
 from lab.core.errors import OriginUnavailable
@@ -34,7 +34,7 @@ from lab.redis.bus import RedisBus
 from lab.redis.cache import RedisCache
 from lab.redis.capacity import CapacityController
 from lab.redis.deployment import Target
-from lab.redis.faults import DESTRUCTIVE, FaultSchedule, unsupported
+from lab.redis.faults import FAULTS, Action, FaultSchedule, RedisFaults
 from lab.redis.gauges import ServerGauges
 from lab.redis.site import POLICIES, Site, check_target, configure, open_site
 from lab.scenario import Cell, Fault, Scenario
@@ -66,6 +66,7 @@ class RedisBackend:
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {"ttl", "nx", "incr", "set_if_equal", "pubsub"}
     )
+    faults: ClassVar[FaultHandlers[RedisFaults, Action]] = FAULTS
 
     def __init__(
         self,
@@ -107,9 +108,9 @@ class RedisBackend:
     def refusal(self, scenario: Scenario, cell: Cell) -> str | None:
         """What real servers cannot do for this scenario (checked before any server starts)."""
         topo, target = scenario.topology, self.target
-        missing = unsupported(scenario.faults)
-        if missing:
-            return f"faults {', '.join(missing)} cannot be injected on real servers yet"
+        unhandled = self.faults.unhandled(scenario.faults)
+        if unhandled:
+            return f"faults {', '.join(unhandled)} cannot be injected on real servers yet"
         cluster = topo.sharding == "slots" if target is None else bool(target.cluster)
         if topo.replicas and not cluster:
             return (
@@ -122,26 +123,11 @@ class RedisBackend:
                 f"eviction {topo.eviction!r} has no Redis equivalent "
                 f"(Redis offers {', '.join(sorted(POLICIES))} for a capacity)"
             )
-        return self._refusal_on_others(scenario) if target is not None else None
-
-    def _refusal_on_others(self, scenario: Scenario) -> str | None:
-        """What the lab may not do to servers it did not start."""
-        assert self.target is not None
-        if not self.target.allow_destructive:
-            refused = sorted({f.kind for f in scenario.faults if f.kind in DESTRUCTIVE})
+        if target is not None and not target.allow_destructive:
+            refused = _refused_on_others(scenario)
             if refused:
-                return (
-                    f"faults {', '.join(refused)} would act on servers the lab did not start: "
-                    "pass --allow-destructive to let it"
-                )
-            if scenario.topology.capacity is not None:
-                return (
-                    "topology.capacity sets maxmemory on the servers (CONFIG SET): "
-                    "pass --allow-destructive to let it, or drop the capacity"
-                )
-        if any(f.kind == "node_crash" for f in scenario.faults):
-            return "node_crash needs servers the lab started: it cannot restart others'"
-        return None
+                return refused
+        return "; ".join(self.faults.refusals(scenario.faults, target)) or None
 
     # -- provisioning and parts ---------------------------------------------
 
@@ -236,8 +222,7 @@ class RedisBackend:
         site, runtime = self._site, parts.runtime
         assert isinstance(runtime, AsyncioRuntime)
         assert self.origin is not None and self.bus is not None
-        self.schedule = FaultSchedule(
-            list(faults),
+        context = RedisFaults(
             site.deployment,
             self.origin,
             runtime,
@@ -248,6 +233,7 @@ class RedisBackend:
             proxied=site.proxied,
             bus_via=site.bus_via,
         )
+        self.schedule = FaultSchedule(faults, context)
         return self.schedule.run()
 
     @property
@@ -371,6 +357,22 @@ class RedisBackend:
         gauges = self.gauges
         assert gauges is not None
         return [_node_keys(gauges.control(i)) for i in range(len(self._site.deployment))]
+
+
+def _refused_on_others(scenario: Scenario) -> str | None:
+    """What the lab may not do to servers it did not start (without --allow-destructive)."""
+    refused = sorted({f.kind for f in scenario.faults if f.destructive})
+    if refused:
+        return (
+            f"faults {', '.join(refused)} would act on servers the lab did not start: "
+            "pass --allow-destructive to let it"
+        )
+    if scenario.topology.capacity is not None:
+        return (
+            "topology.capacity sets maxmemory on the servers (CONFIG SET): "
+            "pass --allow-destructive to let it, or drop the capacity"
+        )
+    return None
 
 
 def _node_keys(control: redis.Redis) -> NodeKeys:

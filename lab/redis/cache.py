@@ -364,16 +364,19 @@ class RedisCache:
             for node in self.nodes
             for _ in range(min(per_node, node.size))
         ]
-        short = [conn.socket_connect_timeout for _, conn in taken]
-        for _, conn in taken:  # setting up is not the run: no client timeout for it
+        short = [(conn.socket_connect_timeout, conn.socket_timeout) for _, conn in taken]
+        for _, conn in taken:  # setting up is not the run: no client timeout for it,
+            # neither to connect nor to read the handshake's replies (through a fault
+            # proxy on a loaded machine, 64 handshakes may take longer than the timeout)
             conn.socket_connect_timeout = max(conn.socket_connect_timeout or 0.0, SETUP_TIMEOUT)
+            conn.socket_timeout = max(conn.socket_timeout or 0.0, SETUP_TIMEOUT)
         try:
             await asyncio.gather(*(conn.connect() for _, conn in taken))  # type: ignore[no-untyped-call]
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"connect: {exc}") from exc
         finally:
-            for (node, conn), timeout in zip(taken, short, strict=True):
-                conn.socket_connect_timeout = timeout
+            for (node, conn), (connect_timeout, timeout) in zip(taken, short, strict=True):
+                conn.socket_connect_timeout, conn.socket_timeout = connect_timeout, timeout
                 node.release(conn)
 
     async def close(self) -> None:

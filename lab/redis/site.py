@@ -131,9 +131,10 @@ def _start_proxy(site: Site, scenario: Scenario) -> None:
     """Latency and partition faults go through a real TCP proxy in front of their nodes;
     bus_delay through one in front of the bus subscriber (the last of the targets)."""
     deployment = site.deployment
-    proxied = sorted({f.node for f in scenario.faults if f.kind in ("latency", "partition")})
+    network = [f for f in scenario.faults if f.network]
+    proxied = sorted({f.node_index for f in network if f.node_index is not None})
     targets = [deployment.addresses[node] for node in proxied]
-    if any(f.kind == "bus_delay" for f in scenario.faults):
+    if any(f.target == "bus" for f in network):
         site.bus_via = len(targets)
         targets.append(deployment.bus_addresses()[0])
     site.proxied = {node: i for i, node in enumerate(proxied)}

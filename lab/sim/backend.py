@@ -12,13 +12,13 @@ from typing import Any, ClassVar, TypeVar
 
 import simpy
 
-from lab.backend import FinalState, NodeKeys, Parts
+from lab.backend import FaultHandlers, FinalState, NodeKeys, Parts
 from lab.core import Versioned
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, Fault, Scenario
 from lab.sim.bus import SimBus
 from lab.sim.cluster import SimCluster, SimNode
-from lab.sim.faults import schedule_faults
+from lab.sim.faults import FAULTS, SimFaults, schedule_faults
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
 
@@ -32,6 +32,7 @@ class SimBackend:
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {"ttl", "nx", "incr", "pubsub", "set_if_equal"}
     )
+    faults: ClassVar[FaultHandlers[SimFaults, Callable[[], None]]] = FAULTS
 
     def __init__(self) -> None:
         self.env = simpy.Environment()
@@ -46,7 +47,7 @@ class SimBackend:
         return "SimPy simulated cluster (always available)"
 
     def refusal(self, scenario: Scenario, cell: Cell) -> str | None:
-        return None
+        return self.faults.refusal(scenario.faults)
 
     def execute(
         self, scenario: Scenario, cell: Cell, body: Callable[[Parts], Coroutine[Any, Any, T]]
@@ -108,7 +109,8 @@ class SimBackend:
 
     def schedule_faults(self, parts: Parts, faults: Sequence[Fault]) -> None:
         assert self.origin is not None and self.bus is not None
-        schedule_faults(self.env, list(faults), self._cluster, self.origin, self.bus, self.seed)
+        context = SimFaults(self.env, self._cluster, self.origin, self.bus, self.seed)
+        schedule_faults(context, faults)
 
     async def run(self, parts: Parts, workload: Coroutine[Any, Any, None]) -> None:
         runtime = parts.runtime
