@@ -94,9 +94,8 @@ async def _measure(
         interval=scenario.metrics.interval,
     )
     on_chunk, finish_progress = progress_hooks(scenario, rt.now, progress)
-    drive = _workload(
-        scenario, cell.seed, loop, RequestStream(scenario, cell.seed, on_chunk=on_chunk)
-    )
+    stream = RequestStream(scenario, cell.seed, on_chunk=on_chunk)
+    drive = _workload(scenario, cell.seed, loop, stream)
     at_warmup: list[int] = []
 
     async def snapshot_at_warmup() -> None:
@@ -114,14 +113,25 @@ async def _measure(
     finish_progress()
     if scenario.duration is not None:
         harness.recorder.end_time = max(scenario.duration, scenario.warmup)
+    return await _result(scenario, cell, backend, parts, harness, at_warmup[0] if at_warmup else 0)
+
+
+async def _result(
+    scenario: Scenario,
+    cell: Cell,
+    backend: Backend,
+    parts: Parts,
+    harness: Harness,
+    evictions_before: int,
+) -> RunResult:
+    """The recorder's figures and the backend's final state, as one run's result."""
     state = await backend.final_state(parts)
-    summary = _summary(scenario, cell, harness, state, at_warmup[0] if at_warmup else 0)
+    summary = _summary(scenario, cell, harness, state, evictions_before)
     if scenario.strategies[cell.strategy].read == "versioned":
         nodes = await backend.inventory(parts)
         if nodes is not None:
-            summary["orphaned_keys"], summary["orphaned_bytes"] = await orphaned_versioned_keys(
-                nodes
-            )
+            orphans = await orphaned_versioned_keys(nodes)
+            summary["orphaned_keys"], summary["orphaned_bytes"] = orphans
     summary.update(state.fields)
     notes = list(state.notes)
     if summary["requests"] == 0:

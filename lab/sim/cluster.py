@@ -361,30 +361,6 @@ class SimCluster:
         counted: int = yield from self._op(key, mutate, mutate)
         return counted
 
-    def orphaned_versioned_keys(self) -> tuple[int, int]:
-        """(keys, bytes) cached under an older namespace version than the current one."""
-        now = self.env._now
-        current: dict[str, int] = {}
-        for node in self.nodes:
-            for key in node.store.key_list():
-                if isinstance(key, str) and key.endswith(":version"):
-                    value = node.store.get(key, now)
-                    if value is not None:
-                        current[key[: -len(":version")]] = value.version
-        keys = size = 0
-        for node in self.nodes:
-            for key in node.store.key_list():
-                if not isinstance(key, str) or ":v" not in key:
-                    continue
-                namespace, _, rest = key.partition(":v")
-                version = rest.partition(":")[0]
-                if version.isdigit() and int(version) < current.get(namespace, 0):
-                    value = node.store.get(key, now)
-                    if value is not None:
-                        keys += 1
-                        size += value.size
-        return keys, size
-
     def fresh_store(self, node: SimNode) -> Store:
         """An empty store like the node's (a cold restart)."""
         return make_store(self._capacity, self._eviction, self._seed + 7919 * (node.generation + 1))

@@ -16,12 +16,13 @@ import simpy
 
 from lab.aio import AsyncioRuntime
 from lab.core import Cache, Runtime
-from lab.processes import HOST, leaked_processes, live_servers, stop_all
+from lab.processes import HOST
 from lab.redis.binaries import available_binaries
 from lab.redis.cache import RedisCache
 from lab.redis.server import RedisServer, start_server
 from lab.sim.cluster import SimCluster
 from lab.sim.runtime import SimRuntime
+from tests import helpers
 
 Body = Callable[[Cache, Runtime], Coroutine[Any, Any, None]]
 
@@ -30,14 +31,10 @@ BINARIES = available_binaries()
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_orphan_servers() -> Iterator[None]:
-    yield
-    left_running = live_servers()
-    stop_all()
-    assert not leaked_processes(), "server processes still alive after stop_all()"
-    assert not left_running, f"tests did not stop these servers: {left_running}"
+    yield from helpers.no_orphan_servers()
 
 
-class SimBackend:
+class SimUnderTest:
     """One simulated node; `run` drives the body on SimPy in virtual time."""
 
     name = "sim"
@@ -60,17 +57,17 @@ class SimBackend:
         rt.run(body(self.cluster, rt))
 
     def crash(self) -> None:
-        """As the sim's node_crash fault does: the node refuses connections."""
+        """As the sim's node_crash fault does: the node loses its data and refuses
+        connections (for good here)."""
         node = self.cluster.nodes[0]
-        node.faulty, node.refuse_until = True, float("inf")
+        node.crash(float("inf"), float(self.env.now), lambda: self.cluster.fresh_store(node))
 
     def pause(self) -> None:
         """As the sim's node_pause fault does: the node answers nothing for now."""
-        node = self.cluster.nodes[0]
-        node.faulty, node.paused_until = True, float("inf")
+        self.cluster.nodes[0].pause(float("inf"), float(self.env.now))
 
 
-class RedisBackend:
+class RedisUnderTest:
     """A real server; `run` drives the body on asyncio against a fresh RedisCache."""
 
     def __init__(self, server: RedisServer, timeout: float = 0.5) -> None:
@@ -109,9 +106,9 @@ def _servers() -> Iterator[dict[str, RedisServer]]:
 @pytest.fixture(params=["sim", *(b.label for b in BINARIES)])
 def cache_backend(
     request: pytest.FixtureRequest, _servers: dict[str, RedisServer]
-) -> Iterator[SimBackend | RedisBackend]:
+) -> Iterator[SimUnderTest | RedisUnderTest]:
     if request.param == "sim":
-        yield SimBackend()
+        yield SimUnderTest()
         return
     server = _servers[request.param]
     if not server.alive:
@@ -122,7 +119,7 @@ def cache_backend(
             client.flushall()
         finally:
             client.close()
-    backend = RedisBackend(server)
+    backend = RedisUnderTest(server)
     try:
         yield backend
     finally:

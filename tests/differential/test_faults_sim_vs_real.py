@@ -19,26 +19,21 @@ from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary
 from lab.runner import run_cell
 from lab.scenario import Cell, Scenario
-from tests.conftest import make_scenario
+from tests.helpers import FAST_ORIGIN, poisson, timed_scenario
 
-FAST = {"distribution": "constant", "value": 0.0005}
 RATE = 600
 
 
 def scenario(faults: list[dict[str, Any]], **topology: Any) -> Scenario:
-    return make_scenario(
-        requests=None,
-        duration=3.0,
+    return timed_scenario(
+        3.0,
+        RATE,
         warmup=0.5,
         metrics={"interval": 0.5},
         keyspace={"keys": 400, "value_size": 128},
-        workload={
-            "mix": {"read": 0.9},
-            "keys": {"distribution": "zipf", "s": 0.8},
-            "arrivals": {"process": "poisson", "rate": RATE},
-        },
+        workload=poisson(RATE, zipf=0.8),
         topology={"nodes": 2, **topology},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={
             "ca": {"read": "cache-aside", "write": "update", "ttl": 60, "client": {"timeout": 0.1}}
         },

@@ -25,7 +25,7 @@ from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary, available_binaries
 from lab.runner import RunResult, run_cell
 from lab.scenario import Cell, Scenario
-from tests.conftest import make_scenario
+from tests.helpers import make_scenario
 
 ZERO = {"distribution": "constant", "value": 0}
 

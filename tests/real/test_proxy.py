@@ -18,14 +18,13 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from lab.netfault import FaultProxy, ProxyError
 from lab.processes import HOST, ServerNotFound, process_alive
 from lab.redis.binaries import find_server_binary
 from lab.redis.server import RedisServer, start_server
 from lab.scenario import Distribution
+from tests.helpers import fast_client, wait_gone
 
 
 @pytest.fixture(scope="module")
@@ -51,34 +50,14 @@ def proxy(node: RedisServer) -> Iterator[FaultProxy]:
     assert started.pid is not None and not process_alive(started.pid)
 
 
-def client(port: int, timeout: float = 2.0) -> redis.Redis:
-    """Fails fast: no retry hides a reset or a timeout."""
-    return redis.Redis(
-        host=HOST,
-        port=port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 def timed_ping(c: redis.Redis) -> float:
     start = time.perf_counter()
     assert c.ping()
     return time.perf_counter() - start
 
 
-def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = [pid for pid in pids if process_alive(pid)]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.02)
-
-
 def test_pass_through_keeps_commands_pipelines_and_large_values(proxy: FaultProxy) -> None:
-    c = client(proxy.ports[0])
+    c = fast_client(proxy.ports[0])
     try:
         assert c.set("pt:a", b"1")
         assert c.get("pt:a") == b"1"
@@ -99,7 +78,7 @@ def test_pass_through_keeps_commands_pipelines_and_large_values(proxy: FaultProx
 
 
 def test_constant_latency_delays_each_round_trip_until_heal(proxy: FaultProxy) -> None:
-    c = client(proxy.ports[0])
+    c = fast_client(proxy.ports[0])
     try:
         assert timed_ping(c) < 0.05
         proxy.add_latency(0, 0.05)
@@ -118,8 +97,8 @@ def test_downstream_latency_delays_pubsub_messages_in_order(
 ) -> None:
     """direction="down": a subscriber behind the proxy gets each message 80 ms late, in
     order; messages published while the fault lasted still arrive late after the heal."""
-    subscriber = client(proxy.ports[0]).pubsub(ignore_subscribe_messages=True)
-    publisher = client(node.port)
+    subscriber = fast_client(proxy.ports[0]).pubsub(ignore_subscribe_messages=True)
+    publisher = fast_client(node.port)
     try:
         subscriber.subscribe("down")
         assert subscriber.get_message(timeout=2) is None  # the confirmation, skipped
@@ -163,7 +142,7 @@ def test_sampled_latency_preserves_order(proxy: FaultProxy) -> None:
     proxy.add_latency(
         0, Distribution(distribution="uniform", low=0.0, high=0.02), seed=7, stream="t.order"
     )
-    c = client(proxy.ports[0])
+    c = fast_client(proxy.ports[0])
     try:
         c.delete("order:pipe", "order:raw")
         pipe = c.pipeline(transaction=False)
@@ -190,12 +169,12 @@ def test_sampled_latency_preserves_order(proxy: FaultProxy) -> None:
 
 def test_partition_refuse_resets_and_refuses_until_heal(proxy: FaultProxy) -> None:
     port = proxy.ports[0]
-    c = client(port)
+    c = fast_client(port)
     try:
         assert c.ping()
         proxy.partition(0, "refuse")
         start = time.perf_counter()
-        fresh = client(port)
+        fresh = fast_client(port)
         with pytest.raises(redis.ConnectionError):
             fresh.ping()
         fresh.close()
@@ -212,7 +191,7 @@ def test_partition_refuse_resets_and_refuses_until_heal(proxy: FaultProxy) -> No
 
 
 def test_partition_hang_times_out_then_heals(proxy: FaultProxy) -> None:
-    c = client(proxy.ports[0], timeout=0.3)
+    c = fast_client(proxy.ports[0], timeout=0.3)
     try:
         assert c.ping()
         proxy.partition(0, "hang")
@@ -244,7 +223,7 @@ def test_several_targets_are_independent_and_retargetable(node: RedisServer) -> 
         node.client().set("which", "first")
         other.client().set("which", "second")
         with FaultProxy([(node.host, node.port), (other.host, other.port)]) as proxy:
-            first, second = (client(port) for port in proxy.ports)
+            first, second = (fast_client(port) for port in proxy.ports)
             try:
                 assert first.get("which") == b"first"
                 assert second.get("which") == b"second"

@@ -13,9 +13,7 @@ from lab.redis.cache import RedisCache
 from lab.redis.deployment import start_local
 from lab.runner import RunResult, run_cell
 from lab.scenario import Cell
-from tests.conftest import make_scenario
-
-FAST = {"distribution": "constant", "value": 0.0005}
+from tests.helpers import FAST_ORIGIN, make_scenario
 
 
 def test_after_a_crash_that_nodes_keys_miss_and_the_others_stay(
@@ -61,7 +59,7 @@ def _write_behind_crash(strategy: dict[str, object]) -> dict[str, object]:
             "arrivals": {"process": "poisson", "rate": 400},
         },
         topology={"nodes": 2},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={"s": strategy},
         faults=[{"kind": "node_crash", "node": 0, "at": 1.2, "duration": 0.4}],
     )
@@ -102,7 +100,7 @@ def _near_cache_run(faults: list[dict[str, object]]) -> RunResult:
             "arrivals": {"process": "poisson", "rate": 400},
             "instances": 2,
         },
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={
             "near": {
                 "read": "cache-aside",

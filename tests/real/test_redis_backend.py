@@ -20,11 +20,10 @@ from lab.redis.server import start_shards
 from lab.runner import CellSkipped, run_cell
 from lab.scenario import Cell
 from lab.sharding import key_name, router
-from tests.conftest import make_scenario
+from tests.helpers import FAST, FAST_ORIGIN, make_scenario
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("CACHELAB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-FAST = {"distribution": "constant", "value": 0.0005}
 
 
 def server_pids() -> set[int]:
@@ -89,7 +88,7 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBina
             "instances": 2,
         },
         topology={"nodes": 2, "capacity": 100},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
     )
     before = server_pids()
     real = run_cell(
@@ -213,7 +212,7 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
         keyspace={"keys": 500, "value_size": 256},
         workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 500}},
         topology={"nodes": 2, "capacity": 200},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
         faults=[
             {"kind": "node_crash", "node": 0, "at": 0.4, "duration": 0.4},
@@ -246,7 +245,7 @@ def test_network_faults_through_the_proxy_make_cache_errors(
         keyspace={"keys": 300, "value_size": 256},
         workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 400}},
         topology={"nodes": 2},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
         faults=[
             {"kind": "partition", "node": 0, "mode": "refuse", "at": 0.4, "duration": 0.4},
@@ -282,7 +281,7 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) 
         keyspace={"keys": 200, "value_size": 128},
         workload={"mix": {"read": 1.0}, "arrivals": {"process": "poisson", "rate": 300}},
         topology={"nodes": 1},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={
             "ca": {
                 "read": "cache-aside",

