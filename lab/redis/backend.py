@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import redis
 
 from lab.aio import AsyncioRuntime, run_bounded
+from lab.aio.faults import Action, FaultSchedule
 from lab.backend import CellSkipped, FaultHandlers, FinalState, NodeKeys, Parts
 from lab.codec import decode
 from lab.core import Versioned
@@ -34,7 +35,7 @@ from lab.redis.bus import RedisBus
 from lab.redis.cache import RedisCache
 from lab.redis.capacity import CapacityController
 from lab.redis.deployment import Target
-from lab.redis.faults import FAULTS, Action, FaultSchedule, RedisFaults
+from lab.redis.faults import FAULTS, RedisFaults
 from lab.redis.gauges import ServerGauges
 from lab.redis.site import POLICIES, Site, check_target, configure, open_site
 from lab.scenario import Cell, Fault, Scenario
@@ -88,7 +89,7 @@ class RedisBackend:
         self.origin: RealOrigin | None = None
         self.gauges: ServerGauges | None = None
         self.controller: CapacityController | None = None
-        self.schedule: FaultSchedule | None = None
+        self.faults_log: list[tuple[float, str]] | None = None
         self.lags: list[float] = []
         self.notes: list[str] = []
 
@@ -223,18 +224,17 @@ class RedisBackend:
         assert isinstance(runtime, AsyncioRuntime)
         assert self.origin is not None and self.bus is not None
         context = RedisFaults(
+            runtime,
             site.deployment,
             self.origin,
-            runtime,
             self._reconfigure,
-            bus=self.bus,
-            seed=self.seed,
+            self.bus,
+            self.seed,
             proxy=site.proxy,
-            proxied=site.proxied,
-            bus_via=site.bus_via,
+            placement=site.placement,
         )
-        self.schedule = FaultSchedule(faults, context)
-        return self.schedule.run()
+        self.faults_log = context.log
+        return FaultSchedule(faults, context, FAULTS.actions).run(runtime)
 
     @property
     def _site(self) -> Site:
@@ -297,8 +297,8 @@ class RedisBackend:
             self.lags.append(runtime.now() - t - LAG_PROBE)
 
     def _after_run(self, runtime: AsyncioRuntime) -> None:
-        if self.schedule is not None:
-            self.notes.extend(f"at {t:.2f}s: {what}" for t, what in self.schedule.log)
+        if self.faults_log is not None:
+            self.notes.extend(f"at {t:.2f}s: {what}" for t, what in self.faults_log)
         if runtime.stuck:
             self.notes.append(f"{runtime.stuck} task(s) ignored cancellation at the end")
         lag = _lag_summary(self.lags)

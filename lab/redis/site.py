@@ -15,6 +15,7 @@ import redis
 
 from lab.backend import CellSkipped
 from lab.netfault import FaultProxy
+from lab.netfault.faults import Placement, placement
 from lab.redis.binaries import ServerBinary
 from lab.redis.capacity import Calibration, calibrate
 from lab.redis.deployment import (
@@ -39,10 +40,8 @@ class Site:
 
     deployment: Deployment
     proxy: FaultProxy | None = None
-    proxied: dict[int, int] = field(default_factory=dict)
-    """Node -> its index in the proxy (nodes named by latency and partition faults)."""
-    bus_via: int | None = None
-    """Index in the proxy of the bus subscriber's connection (bus_delay faults)."""
+    placement: Placement = field(default_factory=Placement)
+    """Which nodes (and the bus subscriber) the proxy fronts, for the network faults."""
     calibrations: list[Calibration] = field(default_factory=list)
     policy: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -52,15 +51,16 @@ class Site:
         """Where cache clients connect for a proxied node's address."""
         if self.proxy is None:
             return {}
-        addresses = self.proxy.addresses
-        return {self.deployment.addresses[node]: addresses[i] for node, i in self.proxied.items()}
+        addresses, proxied = self.proxy.addresses, self.placement.proxied
+        return {self.deployment.addresses[node]: addresses[i] for node, i in proxied.items()}
 
     @property
     def bus_translate(self) -> dict[Address, Address]:
         """Where the bus subscriber connects (through the proxy for bus_delay)."""
-        if self.proxy is None or self.bus_via is None:
+        bus_via = self.placement.bus_via
+        if self.proxy is None or bus_via is None:
             return {}
-        return {self.deployment.bus_addresses()[0]: self.proxy.addresses[self.bus_via]}
+        return {self.deployment.bus_addresses()[0]: self.proxy.addresses[bus_via]}
 
 
 def policy_for(scenario: Scenario) -> str | None:
@@ -129,17 +129,11 @@ def _deployment(
 
 def _start_proxy(site: Site, scenario: Scenario) -> None:
     """Latency and partition faults go through a real TCP proxy in front of their nodes;
-    bus_delay through one in front of the bus subscriber (the last of the targets)."""
+    bus_delay through one in front of the bus subscriber."""
     deployment = site.deployment
-    network = [f for f in scenario.faults if f.network]
-    proxied = sorted({f.node_index for f in network if f.node_index is not None})
-    targets = [deployment.addresses[node] for node in proxied]
-    if any(f.target == "bus" for f in network):
-        site.bus_via = len(targets)
-        targets.append(deployment.bus_addresses()[0])
-    site.proxied = {node: i for i, node in enumerate(proxied)}
-    if targets:
-        site.proxy = FaultProxy(targets)
+    site.placement = placement(scenario.faults, deployment.addresses, deployment.bus_addresses()[0])
+    if site.placement.targets:
+        site.proxy = FaultProxy(site.placement.targets)
         site.proxy.start()
 
 

@@ -22,7 +22,8 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.harness"),
     grimp.Layer("lab.client", "lab.orphans"),
     grimp.Layer("lab.backend"),  # the Backend protocol
-    grimp.Layer("lab.netfault", "lab.origins", "lab.aio", "lab.codec"),
+    grimp.Layer("lab.netfault", "lab.origins", "lab.codec"),
+    grimp.Layer("lab.aio"),  # the asyncio runtime, and faults on its clock
     grimp.Layer("lab.processes"),
     grimp.Layer("lab.metrics", "lab.patterns", "lab.workload"),
     grimp.Layer("lab.sampling"),
