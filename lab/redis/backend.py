@@ -23,7 +23,7 @@ import redis
 
 from lab.aio import AsyncioRuntime, run_bounded
 from lab.aio.faults import Action, FaultSchedule
-from lab.backend import CellSkipped, FaultHandlers, FinalState, NodeKeys, Parts
+from lab.backend import Backend, CellSkipped, FaultHandlers, FinalState, NodeKeys, Parts
 from lab.codec import decode
 from lab.core import Versioned
 from lab.core.errors import OriginUnavailable
@@ -412,3 +412,7 @@ def _package_version(name: str) -> str | None:
 
 
 __all__ = ["RedisBackend", "check_target"]
+
+
+_CONFORMS: type[Backend] = RedisBackend
+"""mypy checks here that the class implements the protocol."""

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 
 import simpy
 
-from lab.backend import FaultHandlers, FinalState, NodeKeys, Parts
+from lab.backend import Backend, FaultHandlers, FinalState, NodeKeys, Parts
 from lab.core import Versioned
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, Fault, Scenario
@@ -159,3 +159,7 @@ def _drive(coro: Coroutine[Any, Any, T]) -> T:
         return result
     coro.close()
     raise RuntimeError("a simulated cell's body awaited something outside the simulation")
+
+
+_CONFORMS: type[Backend] = SimBackend
+"""mypy checks here that the class implements the protocol."""
