@@ -1,11 +1,11 @@
 """Real-backend driver throughput: the lab against `redis-benchmark`, same server, same run.
 
-Starts one server from `lab.real.servers` and measures, one after the other:
+Starts one server from `lab.redis.server` and measures, one after the other:
 - `redis-benchmark -c 50 -t get` (C, the ceiling a client can reach on this
   machine), against keys of the same value size;
 - the lab's `RedisCache.get` driven by 50 concurrent asyncio clients (the
   Cache implementation alone);
-- the whole lab driver: `run_redis` on a read-only, all-hit, closed-loop
+- the whole lab driver: `run_cell` on a read-only, all-hit, closed-loop
   scenario with 50 clients (ClientLoop + cache-aside strategy + RedisCache +
   oracle + recorder), whose summary's throughput is reported.
 
@@ -30,9 +30,12 @@ import time
 from typing import Any
 
 from lab.core import Versioned
-from lab.real import servers as srv
-from lab.real.backend import run_redis
-from lab.real.redis_cache import RedisCache
+from lab.processes import HOST
+from lab.redis.backend import RedisBackend
+from lab.redis.binaries import ServerBinary, find_server_binary
+from lab.redis.cache import RedisCache
+from lab.redis.server import RedisServer, start_server
+from lab.runner import run_cell
 from lab.scenario import Cell, parse_scenario
 
 CLIENTS = 50
@@ -40,13 +43,13 @@ KEYS = 10_000
 VALUE_SIZE = 1024
 
 
-def redis_benchmark(server: srv.RedisServer, requests: int) -> float:
+def redis_benchmark(server: RedisServer, requests: int) -> float:
     """GET requests/s from redis-benchmark at CLIENTS connections (no pipelining)."""
     tool = shutil.which("redis-benchmark") or shutil.which("valkey-benchmark")
     if tool is None:
         raise SystemExit("redis-benchmark not found (apt-get install redis-tools)")
     out = subprocess.run(
-        [tool, "-h", srv.HOST, "-p", str(server.port), "-c", str(CLIENTS), "-n", str(requests),
+        [tool, "-h", HOST, "-p", str(server.port), "-c", str(CLIENTS), "-n", str(requests),
          "-t", "set,get", "-d", str(VALUE_SIZE), "-r", str(KEYS), "--csv"],
         capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
@@ -56,9 +59,9 @@ def redis_benchmark(server: srv.RedisServer, requests: int) -> float:
     raise SystemExit(f"cannot parse redis-benchmark output:\n{out.stdout}\n{out.stderr}")
 
 
-async def cache_gets(server: srv.RedisServer, seconds: float) -> float:
+async def cache_gets(server: RedisServer, seconds: float) -> float:
     """GETs/s through the lab's RedisCache with CLIENTS concurrent asyncio clients."""
-    cache = RedisCache([(srv.HOST, server.port)], keys=KEYS, max_connections=CLIENTS)
+    cache = RedisCache([(HOST, server.port)], keys=KEYS, max_connections=CLIENTS)
     try:
         await cache.connect(CLIENTS)
         value = Versioned(1, VALUE_SIZE)
@@ -82,7 +85,7 @@ async def cache_gets(server: srv.RedisServer, seconds: float) -> float:
         await cache.close()
 
 
-def lab_driver(seconds: float, binary: srv.ServerBinary) -> dict[str, Any]:
+def lab_driver(seconds: float, binary: ServerBinary) -> dict[str, Any]:
     """The whole lab on a read-only closed loop whose reads all hit after the first pass."""
     scenario = parse_scenario(
         {
@@ -104,7 +107,11 @@ def lab_driver(seconds: float, binary: srv.ServerBinary) -> dict[str, Any]:
         },
         "bench",
     )
-    result = run_redis(scenario, Cell(scenario.name, "cache-aside", "redis", 1), binary=binary)
+    result = run_cell(
+        scenario,
+        Cell(scenario.name, "cache-aside", "redis", 1),
+        backend=RedisBackend(binary=binary),
+    )
     return result.summary
 
 
@@ -118,14 +125,14 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 2.0 if args.quick else args.seconds
     rounds = 1 if args.quick else max(1, args.rounds)
-    binary = srv.find_server_binary()
+    binary = find_server_binary()
     print(f"server {binary.label}, {os.cpu_count()} cpu(s), {CLIENTS} clients, "
           f"{VALUE_SIZE} B values, {rounds} round(s)")  # fmt: skip
     ratios: list[float] = []
     for n in range(1, rounds + 1):
         # each round measures the reference and the lab back to back, so a machine
         # that gets busier or quieter moves both; the median ratio is the figure
-        with srv.start_server(binary=binary) as server:
+        with start_server(binary=binary) as server:
             ceiling = redis_benchmark(server, 100_000 if args.quick else 400_000)
             raw = asyncio.run(cache_gets(server, seconds))
         summary = lab_driver(seconds, binary)
@@ -136,7 +143,7 @@ def main() -> None:
         print(f"  lab RedisCache.get          {raw:12,.0f} req/s   ratio {raw / ceiling:.2f}")
         p50, p99 = summary["read_latency_p50"] * 1e3, summary["read_latency_p99"] * 1e3
         print(
-            f"  lab driver (run_redis)      {lab:12,.0f} req/s   ratio {lab / ceiling:.2f}   "
+            f"  lab driver (run_cell)       {lab:12,.0f} req/s   ratio {lab / ceiling:.2f}   "
             f"hit ratio {summary['hit_ratio']:.3f}, read p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         )
     median = statistics.median(ratios)

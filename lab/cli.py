@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab import backends
 from lab.scenario import Cell, Scenario, ScenarioError, load_scenario
 
 DEFAULT_SCENARIOS = Path("scenarios")
@@ -33,16 +34,17 @@ def _load_all(paths: list[Path]) -> list[tuple[Path, Scenario]]:
 def _run(
     scenarios: list[tuple[Path, Scenario]],
     results: Path,
-    backends: list[str] | None,
+    backend_names: list[str] | None,
     strategies: list[str] | None,
     seeds: list[int] | None,
     progress: bool | None,
     quiet: bool,
-    target: Any = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> int:
+    """Run every cell; `options` are each backend's constructor arguments, by name."""
     from tqdm import tqdm
 
-    from lab.harness import CellSkipped
+    from lab.backend import CellSkipped
     from lab.report.table import report
     from lab.results import load_all, write_run
     from lab.runner import run_cell
@@ -54,7 +56,7 @@ def _run(
             raise UsageError(
                 f"{path}: no strategy named {unknown[0]!r}; it has {', '.join(scenario.strategies)}"
             )
-        plan.extend((scenario, cell) for cell in scenario.cells(backends, strategies, seeds))
+        plan.extend((scenario, cell) for cell in scenario.cells(backend_names, strategies, seeds))
     written = []
     skipped = []
     # disable=None: a bar on a terminal, none in logs; --progress / --no-progress override
@@ -68,8 +70,9 @@ def _run(
                 bar.n = base + fraction
                 bar.refresh()
 
+            backend = backends.create(cell.backend, **(options or {}).get(cell.backend, {}))
             try:
-                result = run_cell(scenario, cell, on_progress, target)
+                result = run_cell(scenario, cell, on_progress, backend)
             except CellSkipped as why:
                 skipped.append(f"{scenario.name} {cell.run_id}: skipped: {why}")
                 continue
@@ -91,7 +94,7 @@ def _target(args: argparse.Namespace) -> Any:
     """--redis-url / --redis-cluster / --allow-destructive as a deployment Target."""
     if not (args.redis_url or args.redis_cluster or args.allow_destructive):
         return None
-    from lab.real.deployment import DeploymentError, parse_target
+    from lab.redis.deployment import DeploymentError, parse_target
 
     try:
         return parse_target(args.redis_url, args.redis_cluster, args.allow_destructive)
@@ -102,14 +105,14 @@ def _target(args: argparse.Namespace) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     target = _target(args)
     scenarios = _load_all(args.scenario)
-    backends = args.backend
-    if target is not None and backends is None:
-        backends = ["redis"]  # naming servers means: run on them
-    if target is not None and "sim" in backends:
+    names = args.backend
+    if target is not None and names is None:
+        names = ["redis"]  # naming servers means: run on them
+    if target is not None and any(name != "redis" for name in names):
         raise UsageError("--redis-url/--redis-cluster apply to --backend redis only")
     if target is not None:
-        from lab.real.backend import check_target
-        from lab.real.deployment import DeploymentError
+        from lab.redis.deployment import DeploymentError
+        from lab.redis.site import check_target
 
         for path, scenario in scenarios:
             try:
@@ -119,12 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run(
         scenarios,
         args.results,
-        backends,
+        names,
         args.strategy,
         args.seed,
         args.progress,
         args.quiet,
-        target,
+        {"redis": {"target": target}} if target is not None else None,
     )
 
 
@@ -168,18 +171,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         except ScenarioError as exc:
             print(f"  {path}  INVALID: {exc}")
     print(f"\n{catalog()}")
-    print("\nBackends:\n  sim            SimPy simulated cluster (always available)")
-    try:
-        from lab.real.servers import find_server_binary
-
-        binary = find_server_binary()
-        print(f"  redis          real servers the lab starts ({binary.label}: {binary.path})")
-    except Exception as exc:  # any reason it cannot run is worth printing
-        print(f"  redis          not available: {exc}")
-    print(
-        "                 sharding: slots -> a Redis Cluster (replicas: real failover);\n"
-        "                 or your own: run --redis-url URL / --redis-cluster HOST:PORT,..."
-    )
+    print("\nBackends:")
+    for name in backends.names():
+        first, *more = backends.load(name).describe().splitlines()
+        print(f"  {name:<14} {first}")
+        for line in more:
+            print(f"  {'':<14} {line}")
     return 0
 
 
@@ -226,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--backend",
         action="append",
-        choices=["sim", "redis"],
+        choices=backends.names(),
         help="run only this backend (repeatable)",
     )
     run.add_argument("--strategy", action="append", help="run only this strategy (repeatable)")

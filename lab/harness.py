@@ -1,4 +1,4 @@
-"""What every backend builds the same way around its Cache, Origin and Runtime:
+"""What every backend gets the same way around its Cache, Origin and Runtime:
 the oracle, the recorder, the metered origin and one strategy per app instance.
 
 A backend supplies the parts it implements and the capabilities it offers;
@@ -8,18 +8,24 @@ a strategy needing more is skipped with the reason, never silently dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from lab.backend import CellSkipped, Parts
 from lab.client import MeteredOrigin
-from lab.core import Bus, Cache, Origin, Runtime
 from lab.core.versions import VersionClock
 from lab.metrics.oracle import Oracle
 from lab.metrics.recorder import Recorder
 from lab.patterns import Strategy, build_strategy
 from lab.scenario import Cell, ClientSpec, Scenario
 
+if TYPE_CHECKING:
+    from lab.backend import Backend
 
-class CellSkipped(Exception):
-    """A cell this machine or backend cannot run; the message says why."""
+
+def resilient(scenario: Scenario, cell: Cell) -> bool:
+    """Whether the strategy's client handles cache failures (timeouts, fallback, retries,
+    breaker): always when the scenario injects faults, or when it asks for any of it."""
+    return bool(scenario.faults) or scenario.strategies[cell.strategy].client != ClientSpec()
 
 
 @dataclass
@@ -32,18 +38,9 @@ class Harness:
     strategies: list[Strategy]
 
 
-def build_harness(
-    scenario: Scenario,
-    cell: Cell,
-    *,
-    rt: Runtime,
-    cache: Cache,
-    origin: Origin,
-    bus: Bus | None,
-    offers: frozenset[str],
-    backend: str,
-) -> Harness:
+def build_harness(scenario: Scenario, cell: Cell, parts: Parts, backend: Backend) -> Harness:
     """Wire the strategy of `cell` once per app instance to one backend's parts."""
+    rt, cache, origin, bus = parts.runtime, parts.cache, parts.origin, parts.bus
     oracle = Oracle()
     recorder = Recorder(oracle, interval=scenario.metrics.interval, warmup=scenario.warmup)
     recorder.clock = rt.now
@@ -63,14 +60,14 @@ def build_harness(
             value_size=scenario.keyspace.value_size,
             versions=versions,
             bus=bus,
-            resilient=bool(scenario.faults) or spec.client != ClientSpec(),
+            resilient=resilient(scenario, cell),
         )
         for instance in range(scenario.workload.instances)
     ]
-    missing = strategies[0].requires - offers
+    missing = strategies[0].requires - backend.capabilities
     if missing:
         raise CellSkipped(
             f"strategy {cell.strategy!r} needs {', '.join(sorted(missing))}, "
-            f"which the {backend} backend does not offer"
+            f"which the {backend.name} backend does not offer"
         )
     return Harness(oracle, recorder, metered, strategies)

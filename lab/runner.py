@@ -1,14 +1,19 @@
 """Run one cell (scenario x strategy x backend x seed) and return its metrics.
 
-The client loop, the oracle and the recorder are the same for every backend;
-a backend only supplies a Runtime, a Cache and an Origin.
+`run_cell` is the one assembly of a run for every backend: it asks the
+backend (from the registry, `lab.backends`) what it cannot do, lets it build
+its parts, wires the harness to them (oracle, recorder, one strategy per app
+instance), arms the faults, drives the request stream through the client
+loop on the backend's clock, and turns the recorder and the backend's final
+state into the summary. What differs between backends lives behind
+`lab.backend.Backend`.
 """
 
 from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,20 +22,14 @@ import pandas as pd
 import simpy
 
 import lab
+from lab import backends
+from lab.backend import Backend, CellSkipped, FinalState, Parts
 from lab.client import ClientLoop
-from lab.harness import CellSkipped, build_harness
+from lab.harness import Harness, build_harness
+from lab.orphans import orphaned_versioned_keys
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, Scenario
-from lab.sim.bus import SimBus
-from lab.sim.cluster import SimCluster
-from lab.sim.faults import schedule_faults
-from lab.sim.origin import SimOrigin
-from lab.sim.runtime import SimRuntime
 from lab.workload.stream import RequestStream
-
-BACKENDS = ("sim", "redis")
-SIM_CAPABILITIES = frozenset({"ttl", "nx", "incr", "pubsub", "set_if_equal"})
-"""What the simulated cache offers; a part's `requires` must be a subset to run."""
 
 
 @dataclass
@@ -49,142 +48,95 @@ Progress = Callable[[float], None]
 
 
 def run_cell(
-    scenario: Scenario, cell: Cell, progress: Progress | None = None, target: Any = None
+    scenario: Scenario,
+    cell: Cell,
+    progress: Progress | None = None,
+    backend: Backend | None = None,
 ) -> RunResult:
     """Run one cell; `progress` receives the completed fraction (0..1) now and then.
-    `target` (a `lab.real.deployment.Target`) points the redis backend at servers the
-    lab did not start."""
-    if cell.backend == "sim":
-        return run_sim(scenario, cell, progress)
-    if cell.backend == "redis":
-        try:
-            from lab.real.backend import run_redis  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise CellSkipped("the redis backend is not implemented yet (issue 4)") from None
-        result: RunResult = run_redis(scenario, cell, progress, target=target)
-        return result
-    raise CellSkipped(f"unknown backend {cell.backend!r}")
 
-
-def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) -> RunResult:
-    """Run a cell on the SimPy backend. Deterministic for a given scenario and seed."""
-    seed = cell.seed
+    `backend` is a configured instance for this cell (servers to use, a binary);
+    by default a new one of `cell.backend` from the registry. Raises CellSkipped
+    (with the reason) for a cell the backend cannot run.
+    """
+    backend = backend if backend is not None else backends.create(cell.backend)
+    refusal = backend.refusal(scenario, cell)
+    if refusal:
+        raise CellSkipped(refusal)
     wall_start = time.perf_counter()
-    env = simpy.Environment()
-    rt = SimRuntime(env)
-    topo = scenario.topology
-    cluster = SimCluster(
-        env,
-        nodes=topo.nodes,
-        capacity=topo.capacity,
-        eviction=topo.eviction,
-        sharding=topo.sharding,
-        keys=scenario.keyspace.keys,
-        rtt=sampler(topo.network.rtt, rng_for(seed, "network.rtt")),
-        service=sampler(topo.service_time, rng_for(seed, "node.service")),
-        seed=seed,
-        timeout=scenario.strategies[cell.strategy].client.timeout,
-        replicas=topo.replicas,
-        replication_lag=sampler(topo.replication_lag, rng_for(seed, "node.replication")),
-    )
-    origin_spec = scenario.origin
-    origin = SimOrigin(
-        env,
-        value_size=scenario.keyspace.value_size,
-        read_latency=sampler(origin_spec.read_latency, rng_for(seed, "origin.read")),
-        write_latency=sampler(origin_spec.write_latency, rng_for(seed, "origin.write")),
-        concurrency=origin_spec.concurrency,
-        rtt=sampler(topo.network.rtt, rng_for(seed, "origin.network")),
-    )
-    bus = SimBus(
-        env,
-        rtt=sampler(topo.network.rtt, rng_for(seed, "bus.network")),
-        delay=sampler(topo.bus.delay, rng_for(seed, "bus.delay")),
-        loss=topo.bus.loss,
-        seed=seed,
-    )
-    schedule_faults(env, scenario.faults, cluster, origin, bus, seed)
-    harness = build_harness(
-        scenario,
-        cell,
-        rt=rt,
-        cache=cluster,
-        origin=origin,
-        bus=bus,
-        offers=SIM_CAPABILITIES,
-        backend="sim",
-    )
-    oracle, recorder, strategies = harness.oracle, harness.recorder, harness.strategies
-    evictions_at_warmup: list[int] = []
 
-    value_size = scenario.keyspace.value_size
+    async def body(parts: Parts) -> RunResult:
+        return await _measure(scenario, cell, backend, parts, progress)
 
-    def gauges() -> dict[str, float]:
-        cluster.op_times.fold()
-        keys = cluster.size
-        # the simulator stores no bytes: memory is the values' payload (keys x value_size)
-        return {
-            "evictions": cluster.evictions,
-            "cache_keys": keys,
-            "cache_memory": keys * value_size,
-        }
+    result = backend.execute(scenario, cell, body)
+    result.summary["wall_time"] = time.perf_counter() - wall_start
+    return result
 
+
+async def _measure(
+    scenario: Scenario,
+    cell: Cell,
+    backend: Backend,
+    parts: Parts,
+    progress: Progress | None,
+) -> RunResult:
+    """The cell on the backend's parts: faults, harness, workload, summary."""
+    faults = backend.schedule_faults(parts, scenario.faults)
+    harness = build_harness(scenario, cell, parts, backend)
+    rt = parts.runtime
     loop = ClientLoop(
         rt,
-        strategies,
-        oracle,
-        recorder,
+        harness.strategies,
+        harness.oracle,
+        harness.recorder,
         end_time=scenario.duration,
-        gauges=gauges,
+        gauges=parts.gauges,
         interval=scenario.metrics.interval,
     )
-
     on_chunk, finish_progress = progress_hooks(scenario, rt.now, progress)
-    stream = RequestStream(scenario, seed, on_chunk=on_chunk)
-    arrivals = scenario.workload.arrivals
-    if arrivals.process == "poisson":
-        assert arrivals.rate is not None
-        drive = loop.open_loop(stream.timed(arrivals.rate))
-    else:
-        assert arrivals.clients is not None
-        think = (
-            sampler(arrivals.think, rng_for(seed, "workload.think"))
-            if arrivals.think is not None and arrivals.think.mean_value > 0
-            else None
-        )
-        drive = loop.closed_loop(stream.requests(), arrivals.clients, think)
+    stream = RequestStream(scenario, cell.seed, on_chunk=on_chunk)
+    drive = _workload(scenario, cell.seed, loop, stream)
+    at_warmup: list[int] = []
 
     async def snapshot_at_warmup() -> None:
         await rt.sleep(scenario.warmup)
-        evictions_at_warmup.append(cluster.evictions)
-        if scenario.warmup > 0:
-            cluster.op_times.reset()  # operations so far belong to the warm-up
+        at_warmup.append(backend.warmup_over(parts))
 
     async def main() -> None:
-        rt.spawn(snapshot_at_warmup())
+        if faults is not None:
+            rt.spawn(faults)
+        if scenario.warmup > 0:
+            rt.spawn(snapshot_at_warmup())
         await loop.run(drive)
 
-    rt.run(main())
+    await backend.run(parts, main())
     finish_progress()
-
     if scenario.duration is not None:
-        recorder.end_time = max(scenario.duration, scenario.warmup)
-    summary = recorder.summary()
-    summary["evictions"] = cluster.evictions - (
-        evictions_at_warmup[0] if evictions_at_warmup else 0
-    )
-    summary["lost_writes"] = oracle.lost_writes(origin.versions())
-    summary["cache_keys"] = cluster.size
-    summary["cache_memory"] = cluster.size * value_size
-    summary.update(cluster.op_times.summary())
+        harness.recorder.end_time = max(scenario.duration, scenario.warmup)
+    return await _result(scenario, cell, backend, parts, harness, at_warmup[0] if at_warmup else 0)
+
+
+async def _result(
+    scenario: Scenario,
+    cell: Cell,
+    backend: Backend,
+    parts: Parts,
+    harness: Harness,
+    evictions_before: int,
+) -> RunResult:
+    """The recorder's figures and the backend's final state, as one run's result."""
+    state = await backend.final_state(parts)
+    summary = _summary(scenario, cell, harness, state, evictions_before)
     if scenario.strategies[cell.strategy].read == "versioned":
-        summary["orphaned_keys"], summary["orphaned_bytes"] = cluster.orphaned_versioned_keys()
-    summary["simulated_time"] = float(env.now)
-    summary["wall_time"] = time.perf_counter() - wall_start
-    summary.update(_identity(scenario, cell))
-    notes = []
+        nodes = await backend.inventory(parts)
+        if nodes is not None:
+            orphans = await orphaned_versioned_keys(nodes)
+            summary["orphaned_keys"], summary["orphaned_bytes"] = orphans
+    summary.update(state.fields)
+    notes = list(state.notes)
     if summary["requests"] == 0:
         notes.append("no request started after the warm-up: make warmup shorter than the run")
+    recorder = harness.recorder
     return RunResult(
         cell,
         summary,
@@ -193,6 +145,37 @@ def run_sim(scenario: Scenario, cell: Cell, progress: Progress | None = None) ->
         distributions=recorder.distributions(),
         staleness_curve=recorder.staleness_curve(),
     )
+
+
+def _workload(
+    scenario: Scenario, seed: int, loop: ClientLoop, stream: RequestStream
+) -> Awaitable[None]:
+    """The scenario's arrivals: an open loop (Poisson) or closed loop (clients)."""
+    arrivals = scenario.workload.arrivals
+    if arrivals.process == "poisson":
+        assert arrivals.rate is not None
+        return loop.open_loop(stream.timed(arrivals.rate))
+    assert arrivals.clients is not None
+    think = (
+        sampler(arrivals.think, rng_for(seed, "workload.think"))
+        if arrivals.think is not None and arrivals.think.mean_value > 0
+        else None
+    )
+    return loop.closed_loop(stream.requests(), arrivals.clients, think)
+
+
+def _summary(
+    scenario: Scenario, cell: Cell, harness: Harness, state: FinalState, evictions_before: int
+) -> dict[str, Any]:
+    """The recorder's summary with the backend's final figures and the cell's identity."""
+    summary = harness.recorder.summary()
+    summary["evictions"] = state.evictions - evictions_before
+    summary["lost_writes"] = harness.oracle.lost_writes(state.origin_versions)
+    summary["cache_keys"] = state.cache_keys
+    summary["cache_memory"] = state.cache_memory
+    summary.update(_identity(scenario, cell))
+    summary["versions"].update(state.versions)
+    return summary
 
 
 def progress_hooks(
@@ -232,4 +215,4 @@ def _identity(scenario: Scenario, cell: Cell) -> dict[str, Any]:
     }
 
 
-__all__ = ["SIM_CAPABILITIES", "CellSkipped", "Progress", "RunResult", "run_cell", "run_sim"]
+__all__ = ["CellSkipped", "Progress", "RunResult", "run_cell"]

@@ -13,10 +13,11 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,9 +27,13 @@ from pydantic import (
     model_validator,
 )
 
+from lab import backends
 from lab.core.units import Duration, Fraction, KeyCount, PositiveDuration, Rate, Size
 from lab.patterns import StrategySpec as StrategySpec
 from lab.patterns.resilience import ClientSpec as ClientSpec
+
+BackendName = Annotated[str, AfterValidator(backends.check)]
+"""A name from the backend registry (`lab/backends.py`)."""
 
 
 class ScenarioError(Exception):
@@ -266,13 +271,41 @@ class OriginSpec(_Model):
 
 
 class _Fault(_Model):
+    """One fault: from `at`, for `duration`. The class-level properties below are the
+    same for every fault of a kind; backends and metrics read them instead of listing
+    kinds. A new kind is its model here (in the `Fault` union) plus one handler per
+    backend (`lab/sim/faults.py`, `lab/redis/faults.py`)."""
+
+    target: ClassVar[Literal["node", "origin", "bus"]]
+    """What the fault acts on; a node fault names its node (`node`)."""
+    destructive: ClassVar[bool] = False
+    """Acts on the servers themselves (kill, stop, fail over): refused on servers the lab
+    did not start unless the user allows it."""
+    network: ClassVar[bool] = False
+    """Acts on the traffic between the clients and the target: real backends put a fault
+    proxy there."""
+    empties_cache: ClassVar[bool] = False
+    """The node loses its data."""
+    interrupts_cache: ClassVar[bool] = False
+    """Clients cannot use the node during the window: `recovery_time` is measured after."""
+
     at: Duration
     duration: PositiveDuration
+
+    @property
+    def node_index(self) -> int | None:
+        """The node a node fault names (None for origin and bus faults)."""
+        node = getattr(self, "node", None)
+        return node if isinstance(node, int) else None
 
 
 class NodeCrash(_Fault):
     """The node dies with all its data; after `duration` it restarts empty."""
 
+    target = "node"
+    destructive = True
+    empties_cache = True
+    interrupts_cache = True
     kind: Literal["node_crash"]
     node: Annotated[int, Field(ge=0)] = 0
 
@@ -280,6 +313,9 @@ class NodeCrash(_Fault):
 class NodePause(_Fault):
     """The node stops answering (SIGSTOP); after `duration` it resumes with its data."""
 
+    target = "node"
+    destructive = True
+    interrupts_cache = True
     kind: Literal["node_pause"]
     node: Annotated[int, Field(ge=0)] = 0
 
@@ -287,6 +323,8 @@ class NodePause(_Fault):
 class Latency(_Fault):
     """Extra delay between the clients and one node."""
 
+    target = "node"
+    network = True
     kind: Literal["latency"]
     node: Annotated[int, Field(ge=0)] = 0
     add: Distribution = Distribution(distribution="lognormal", median=0.02, p99=0.1)
@@ -296,6 +334,9 @@ class Partition(_Fault):
     """Clients cannot reach the node: connections hang (until the client timeout) or are
     refused at once."""
 
+    target = "node"
+    network = True
+    interrupts_cache = True
     kind: Literal["partition"]
     node: Annotated[int, Field(ge=0)] = 0
     mode: Literal["hang", "refuse"] = "hang"
@@ -304,6 +345,7 @@ class Partition(_Fault):
 class OriginSlow(_Fault):
     """The origin's service times are multiplied by `factor`."""
 
+    target = "origin"
     kind: Literal["origin_slow"]
     factor: Annotated[float, Field(gt=1)] = 5.0
 
@@ -311,18 +353,22 @@ class OriginSlow(_Fault):
 class OriginDown(_Fault):
     """The origin refuses every request."""
 
+    target = "origin"
     kind: Literal["origin_down"]
 
 
 class BusLoss(_Fault):
     """Invalidation messages published in the window are lost (subscribers disconnected)."""
 
+    target = "bus"
     kind: Literal["bus_loss"]
 
 
 class BusDelay(_Fault):
     """Invalidation messages published in the window arrive late."""
 
+    target = "bus"
+    network = True
     kind: Literal["bus_delay"]
     add: Distribution = Distribution(distribution="lognormal", median=0.5, p99=2.0)
 
@@ -332,6 +378,9 @@ class Failover(_Fault):
     detection and election time, when the node answers nobody) with whatever it had
     replicated: writes not yet replicated (topology.replication_lag) are gone."""
 
+    target = "node"
+    destructive = True
+    interrupts_cache = True
     kind: Literal["failover"]
     node: Annotated[int, Field(ge=0)] = 0
     duration: PositiveDuration = 1.0
@@ -349,6 +398,19 @@ Fault = Annotated[
     | Failover,
     Field(discriminator="kind"),
 ]
+
+FAULT_MODELS: tuple[type[_Fault], ...] = get_args(get_args(Fault)[0])
+"""Every fault kind's model, in the order of the `Fault` union."""
+
+
+def fault_kind(model: type[_Fault]) -> str:
+    """The `kind:` a fault model is written with in a scenario."""
+    kind: str = get_args(model.model_fields["kind"].annotation)[0]
+    return kind
+
+
+INTERRUPTS_CACHE = frozenset(fault_kind(m) for m in FAULT_MODELS if m.interrupts_cache)
+"""Kinds after which the recorder measures the hit ratio's recovery."""
 
 
 class Metrics(_Model):
@@ -371,7 +433,8 @@ class Scenario(_Model):
     origin: OriginSpec = OriginSpec()
     strategies: Annotated[dict[str, StrategySpec], Field(min_length=1)]
     faults: list[Fault] = []
-    backends: Annotated[list[Literal["sim", "redis"]], Field(min_length=1)] = ["sim"]
+    backends: Annotated[list[BackendName], Field(min_length=1)] = ["sim"]
+    """Where to run: names from the backend registry (`lab/backends.py`)."""
     metrics: Metrics = Metrics()
 
     @field_validator("strategies")

@@ -23,6 +23,7 @@ import pandas as pd
 from lab.core import Key
 from lab.metrics.histogram import LogHistogram
 from lab.metrics.oracle import KeyHistory, Oracle
+from lab.scenario import INTERRUPTS_CACHE
 
 FLUSH = 1 << 15
 LEVEL_GAUGES = frozenset({"cache_keys", "cache_memory", "connections"})
@@ -448,7 +449,7 @@ class Recorder:
             before = before[~np.isnan(before)]
             level = float(before.mean()) if before.size else math.nan
             recovered: float | None = None
-            if level == level and kind in ("node_crash", "failover", "node_pause", "partition"):
+            if level == level and kind in INTERRUPTS_CACHE:
                 after = np.nonzero((t >= end) & (hit >= 0.9 * level))[0]
                 recovered = float(t[after[0]] + self.interval - end) if after.size else None
                 recoveries.append(recovered)

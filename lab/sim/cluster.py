@@ -55,7 +55,8 @@ class SimNode:
         self.service = service
         self.busy_until = 0.0
         self.ops = 0
-        # faults (lab/sim/faults.py sets these; `faulty` keeps the no-fault path cheap)
+        # fault state, changed only through the methods below (lab/sim/faults.py calls
+        # them); `faulty` keeps the no-fault path cheap
         self.faulty = False
         self.refuse_until = 0.0  # crashed, failing over or partitioned (refuse)
         self.hang_until = 0.0  # partitioned (hang): requests get no answer
@@ -63,6 +64,59 @@ class SimNode:
         self.extra: Sampler | None = None  # added latency
         self.replica: Store | None = None
         self.generation = 0  # bumped when the store is replaced (crash, failover)
+
+    # -- faults --------------------------------------------------------------------
+
+    def crash(self, until: float, now: float, fresh: Callable[[], Store]) -> None:
+        """Dies with its data and refuses clients until `until`; it restarts empty (a
+        replica resyncs empty too). Replication in flight to the old store never lands."""
+        self.generation += 1
+        self.store = fresh()
+        if self.replica is not None:
+            self.replica = fresh()
+        self.refuse_until = until
+        self.settle(now)
+
+    def fail_over(self, until: float, now: float) -> Store:
+        """The primary dies; clients are refused until `until`. Returns the replica that
+        takes over then (`take_over`), with whatever had been replicated."""
+        self.generation += 1  # writes not yet replicated never reach the replica
+        promoted, self.replica = self.replica, None
+        assert promoted is not None  # the scenario validator requires replicas
+        self.refuse_until = until
+        self.settle(now)
+        return promoted
+
+    def take_over(self, promoted: Store) -> None:
+        """The promoted replica serves from now on."""
+        self.store = promoted
+
+    def pause(self, until: float, now: float) -> None:
+        """SIGSTOPped: requests wait until `until`, then are served (data intact)."""
+        self.paused_until = until
+        self.settle(now)
+
+    def partition(self, mode: str, until: float, now: float) -> None:
+        """Unreachable until `until`: `hang` (no answer) or `refuse` (refused at once)."""
+        if mode == "hang":
+            self.hang_until = until
+        else:
+            self.refuse_until = until
+        self.settle(now)
+
+    def slow_down(self, extra: Sampler | None, now: float) -> None:
+        """Add a sampled delay each way (None: no more added latency)."""
+        self.extra = extra
+        self.settle(now)
+
+    def settle(self, now: float) -> None:
+        """Recompute `faulty`: a node with nothing active takes the cheap path again."""
+        self.faulty = (
+            self.refuse_until > now
+            or self.hang_until > now
+            or self.paused_until > now
+            or self.extra is not None
+        )
 
     def delay(self, now: float, rtt: float) -> float:
         """Time from invocation to reply: half RTT, queueing, service, half RTT."""
@@ -305,30 +359,6 @@ class SimCluster:
 
         counted: int = yield from self._op(key, mutate, mutate)
         return counted
-
-    def orphaned_versioned_keys(self) -> tuple[int, int]:
-        """(keys, bytes) cached under an older namespace version than the current one."""
-        now = self.env._now
-        current: dict[str, int] = {}
-        for node in self.nodes:
-            for key in node.store.key_list():
-                if isinstance(key, str) and key.endswith(":version"):
-                    value = node.store.get(key, now)
-                    if value is not None:
-                        current[key[: -len(":version")]] = value.version
-        keys = size = 0
-        for node in self.nodes:
-            for key in node.store.key_list():
-                if not isinstance(key, str) or ":v" not in key:
-                    continue
-                namespace, _, rest = key.partition(":v")
-                version = rest.partition(":")[0]
-                if version.isdigit() and int(version) < current.get(namespace, 0):
-                    value = node.store.get(key, now)
-                    if value is not None:
-                        keys += 1
-                        size += value.size
-        return keys, size
 
     def fresh_store(self, node: SimNode) -> Store:
         """An empty store like the node's (a cold restart)."""

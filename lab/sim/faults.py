@@ -1,13 +1,21 @@
-"""Failure injection on the simulator: each fault of a scenario starts at `at` and
-ends `duration` later, by changing the state the cluster, origin and bus consult
-(lab/sim/cluster.py documents what a faulty node does to a request)."""
+"""Failure injection on the simulator: one handler per fault kind.
+
+Each fault of a scenario starts at `at` and ends `duration` later. A handler
+turns a fault into its (begin, end) actions, which change the state the
+cluster, origin and bus consult: a node owns its fault state (`SimNode.crash`,
+`pause`, `partition`, ...; lab/sim/cluster.py documents what a faulty node
+does to a request). Every action is armed before the run starts, at its exact
+simulated time.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import simpy
 
+from lab.backend import FaultHandlers
 from lab.sampling import rng_for, sampler
 from lab.scenario import (
     BusDelay,
@@ -26,89 +34,102 @@ from lab.sim.bus import SimBus
 from lab.sim.cluster import SimCluster, SimNode
 from lab.sim.origin import SimOrigin
 
-
-def _at(env: simpy.Environment, t: float, action: Callable[[], None]) -> None:
-    """Run `action` when simulated time reaches `t`."""
-    wake_after(env, max(t - float(env.now), 0.0)).callbacks.append(lambda _event: action())
+Action = Callable[[], None]
 
 
-def _refresh(node: SimNode, now: float) -> None:
-    """Keep the cheap no-fault path for nodes with nothing active."""
-    node.faulty = (
-        node.refuse_until > now
-        or node.hang_until > now
-        or node.paused_until > now
-        or node.extra is not None
+@dataclass
+class SimFaults:
+    """What the simulator's fault handlers act on."""
+
+    env: simpy.Environment
+    cluster: SimCluster
+    origin: SimOrigin
+    bus: SimBus
+    seed: int
+
+    def now(self) -> float:
+        return float(self.env.now)
+
+    def at(self, t: float, action: Action) -> None:
+        """Run `action` when simulated time reaches `t`."""
+        wake_after(self.env, max(t - float(self.env.now), 0.0)).callbacks.append(
+            lambda _event: action()
+        )
+
+    def node(self, fault: NodeCrash | NodePause | Latency | Partition | Failover) -> SimNode:
+        return self.cluster.nodes[fault.node]
+
+
+FAULTS: FaultHandlers[SimFaults, Action] = FaultHandlers("sim")
+"""The simulator's fault kinds: every kind of `lab.scenario.Fault`."""
+
+
+def schedule_faults(context: SimFaults, faults: Sequence[Fault]) -> None:
+    """Arm every fault; nothing happens until simulated time reaches it."""
+    for index, fault in enumerate(faults):
+        begin, end = FAULTS.actions(context, fault, index)
+        context.at(fault.at, begin)
+        context.at(fault.at + fault.duration, end)
+
+
+@FAULTS.handles(NodeCrash)
+def _crash(ctx: SimFaults, fault: NodeCrash, index: int) -> tuple[Action, Action]:
+    node, end = ctx.node(fault), fault.at + fault.duration
+    return (
+        lambda: node.crash(end, ctx.now(), lambda: ctx.cluster.fresh_store(node)),
+        lambda: node.settle(ctx.now()),
     )
 
 
-def _node_fault(
-    env: simpy.Environment, cluster: SimCluster, fault: Fault, index: int, seed: int
-) -> None:
-    node = cluster.nodes[getattr(fault, "node", 0)]
-    end = fault.at + fault.duration
+@FAULTS.handles(Failover)
+def _failover(ctx: SimFaults, fault: Failover, index: int) -> tuple[Action, Action]:
+    node, end = ctx.node(fault), fault.at + fault.duration
 
     def begin() -> None:
-        if isinstance(fault, NodeCrash):
-            node.generation += 1  # replication in flight to the old store never lands
-            node.store = cluster.fresh_store(node)  # all data gone: it restarts cold
-            if node.replica is not None:
-                node.replica = cluster.fresh_store(node)
-            node.refuse_until = end
-        elif isinstance(fault, Failover):
-            node.generation += 1  # writes not yet replicated never reach the replica
-            promoted, node.replica = node.replica, None
-            assert promoted is not None  # the scenario validator requires replicas
-            node.refuse_until = end
+        promoted = node.fail_over(end, ctx.now())
+        ctx.at(end, lambda: node.take_over(promoted))
 
-            def promote() -> None:
-                node.store = promoted
-
-            _at(env, end, promote)
-        elif isinstance(fault, NodePause):
-            node.paused_until = end
-        elif isinstance(fault, Partition):
-            if fault.mode == "hang":
-                node.hang_until = end
-            else:
-                node.refuse_until = end
-        elif isinstance(fault, Latency):
-            node.extra = sampler(fault.add, rng_for(seed, f"fault.{index}"))
-        _refresh(node, float(env.now))
-
-    def finish() -> None:
-        if isinstance(fault, Latency):
-            node.extra = None
-        _refresh(node, float(env.now))
-
-    _at(env, fault.at, begin)
-    _at(env, end, finish)
+    return begin, lambda: node.settle(ctx.now())
 
 
-def schedule_faults(
-    env: simpy.Environment,
-    faults: list[Fault],
-    cluster: SimCluster,
-    origin: SimOrigin,
-    bus: SimBus,
-    seed: int,
-) -> None:
-    """Arm every fault; nothing happens until simulated time reaches it."""
-    for index, fault in enumerate(faults):
-        end = fault.at + fault.duration
-        if isinstance(fault, NodeCrash | NodePause | Latency | Partition | Failover):
-            _node_fault(env, cluster, fault, index, seed)
-        elif isinstance(fault, OriginSlow):
-            factor = fault.factor
-            _at(env, fault.at, lambda factor=factor: origin.slow(factor))  # type: ignore[misc]
-            _at(env, end, origin.recover)
-        elif isinstance(fault, OriginDown):
-            _at(env, fault.at, origin.go_down)
-            _at(env, end, origin.recover)
-        elif isinstance(fault, BusLoss):
-            _at(env, fault.at, bus.start_losing)
-            _at(env, end, bus.recover)
-        elif isinstance(fault, BusDelay):
-            extra = sampler(fault.add, rng_for(seed, f"fault.{index}"))
-            _at(env, fault.at, lambda extra=extra: bus.start_delaying(extra))  # type: ignore[misc]
-            _at(env, end, bus.recover)
+@FAULTS.handles(NodePause)
+def _pause(ctx: SimFaults, fault: NodePause, index: int) -> tuple[Action, Action]:
+    node, end = ctx.node(fault), fault.at + fault.duration
+    return lambda: node.pause(end, ctx.now()), lambda: node.settle(ctx.now())
+
+
+@FAULTS.handles(Partition)
+def _partition(ctx: SimFaults, fault: Partition, index: int) -> tuple[Action, Action]:
+    node, end, mode = ctx.node(fault), fault.at + fault.duration, fault.mode
+    return lambda: node.partition(mode, end, ctx.now()), lambda: node.settle(ctx.now())
+
+
+@FAULTS.handles(Latency)
+def _latency(ctx: SimFaults, fault: Latency, index: int) -> tuple[Action, Action]:
+    node = ctx.node(fault)
+    return (
+        lambda: node.slow_down(sampler(fault.add, rng_for(ctx.seed, f"fault.{index}")), ctx.now()),
+        lambda: node.slow_down(None, ctx.now()),
+    )
+
+
+@FAULTS.handles(OriginSlow)
+def _origin_slow(ctx: SimFaults, fault: OriginSlow, index: int) -> tuple[Action, Action]:
+    factor = fault.factor
+    return lambda: ctx.origin.slow(factor), ctx.origin.recover
+
+
+@FAULTS.handles(OriginDown)
+def _origin_down(ctx: SimFaults, fault: OriginDown, index: int) -> tuple[Action, Action]:
+    return ctx.origin.go_down, ctx.origin.recover
+
+
+@FAULTS.handles(BusLoss)
+def _bus_loss(ctx: SimFaults, fault: BusLoss, index: int) -> tuple[Action, Action]:
+    return ctx.bus.start_losing, ctx.bus.recover
+
+
+@FAULTS.handles(BusDelay)
+def _bus_delay(ctx: SimFaults, fault: BusDelay, index: int) -> tuple[Action, Action]:
+    extra = sampler(fault.add, rng_for(ctx.seed, f"fault.{index}"))
+    return lambda: ctx.bus.start_delaying(extra), ctx.bus.recover

@@ -14,28 +14,27 @@ from typing import Any
 import pytest
 import simpy
 
+from lab.aio import AsyncioRuntime
 from lab.core import Cache, Runtime
-from lab.real import servers as srv
-from lab.real.redis_cache import RedisCache
-from lab.real.runtime import AsyncioRuntime
+from lab.processes import HOST
+from lab.redis.binaries import available_binaries
+from lab.redis.cache import RedisCache
+from lab.redis.server import RedisServer, start_server
 from lab.sim.cluster import SimCluster
 from lab.sim.runtime import SimRuntime
+from tests import helpers
 
 Body = Callable[[Cache, Runtime], Coroutine[Any, Any, None]]
 
-BINARIES = srv.available_binaries()
+BINARIES = available_binaries()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_orphan_servers() -> Iterator[None]:
-    yield
-    left_running = srv.live_servers()
-    srv.stop_all()
-    assert not srv.leaked_processes(), "server processes still alive after stop_all()"
-    assert not left_running, f"tests did not stop these servers: {left_running}"
+    yield from helpers.no_orphan_servers()
 
 
-class SimBackend:
+class SimUnderTest:
     """One simulated node; `run` drives the body on SimPy in virtual time."""
 
     name = "sim"
@@ -58,27 +57,27 @@ class SimBackend:
         rt.run(body(self.cluster, rt))
 
     def crash(self) -> None:
-        """As the sim's node_crash fault does: the node refuses connections."""
+        """As the sim's node_crash fault does: the node loses its data and refuses
+        connections (for good here)."""
         node = self.cluster.nodes[0]
-        node.faulty, node.refuse_until = True, float("inf")
+        node.crash(float("inf"), float(self.env.now), lambda: self.cluster.fresh_store(node))
 
     def pause(self) -> None:
         """As the sim's node_pause fault does: the node answers nothing for now."""
-        node = self.cluster.nodes[0]
-        node.faulty, node.paused_until = True, float("inf")
+        self.cluster.nodes[0].pause(float("inf"), float(self.env.now))
 
 
-class RedisBackend:
+class RedisUnderTest:
     """A real server; `run` drives the body on asyncio against a fresh RedisCache."""
 
-    def __init__(self, server: srv.RedisServer, timeout: float = 0.5) -> None:
+    def __init__(self, server: RedisServer, timeout: float = 0.5) -> None:
         self.server = server
         self.timeout = timeout
         self.name = server.binary.label
 
     def run(self, body: Body) -> None:
         async def main() -> None:
-            cache = RedisCache([(srv.HOST, self.server.port)], timeout=self.timeout)
+            cache = RedisCache([(HOST, self.server.port)], timeout=self.timeout)
             try:
                 await AsyncioRuntime().run_async(body(cache, AsyncioRuntime()))
             finally:
@@ -94,9 +93,9 @@ class RedisBackend:
 
 
 @pytest.fixture(scope="module")
-def _servers() -> Iterator[dict[str, srv.RedisServer]]:
+def _servers() -> Iterator[dict[str, RedisServer]]:
     """One server per binary for the whole module (flushed before each test)."""
-    started = {b.label: srv.start_server(binary=b) for b in BINARIES}
+    started = {b.label: start_server(binary=b) for b in BINARIES}
     try:
         yield started
     finally:
@@ -106,10 +105,10 @@ def _servers() -> Iterator[dict[str, srv.RedisServer]]:
 
 @pytest.fixture(params=["sim", *(b.label for b in BINARIES)])
 def cache_backend(
-    request: pytest.FixtureRequest, _servers: dict[str, srv.RedisServer]
-) -> Iterator[SimBackend | RedisBackend]:
+    request: pytest.FixtureRequest, _servers: dict[str, RedisServer]
+) -> Iterator[SimUnderTest | RedisUnderTest]:
     if request.param == "sim":
-        yield SimBackend()
+        yield SimUnderTest()
         return
     server = _servers[request.param]
     if not server.alive:
@@ -120,7 +119,7 @@ def cache_backend(
             client.flushall()
         finally:
             client.close()
-    backend = RedisBackend(server)
+    backend = RedisUnderTest(server)
     try:
         yield backend
     finally:

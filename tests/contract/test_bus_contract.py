@@ -10,31 +10,33 @@ from typing import Any
 import pytest
 import simpy
 
+from lab.aio import AsyncioRuntime
 from lab.core import Key, Runtime
-from lab.real import servers as srv
-from lab.real.bus import RedisBus
-from lab.real.runtime import AsyncioRuntime
+from lab.processes import HOST
+from lab.redis.binaries import available_binaries
+from lab.redis.bus import RedisBus
+from lab.redis.server import start_server
 from lab.sim.bus import SimBus
 from lab.sim.runtime import SimRuntime
 
 Body = Callable[[Any, Runtime, list[tuple[str, Key]]], Coroutine[Any, Any, None]]
 
 
-def run_sim(body: Body) -> None:
+def run_sim(body: Body, loss: float = 0.0, seed: int = 0) -> None:
     env = simpy.Environment()
     rt = SimRuntime(env)
-    bus = SimBus(env, rtt=lambda: 0.0002, delay=lambda: 0.001)
+    bus = SimBus(env, rtt=lambda: 0.0002, delay=lambda: 0.001, loss=loss, seed=seed)
     got: list[tuple[str, Key]] = []
     bus.subscribe("inv", lambda key: got.append(("a", key)))
     bus.subscribe("inv", lambda key: got.append(("b", key)))
     rt.run(body(bus, rt, got))
 
 
-def run_redis(body: Body) -> None:
-    server = srv.start_server()
+def run_redis(body: Body, loss: float = 0.0, seed: int = 0) -> None:
+    server = start_server()
 
     async def main() -> None:
-        bus = RedisBus([(srv.HOST, server.port)])
+        bus = RedisBus([(HOST, server.port)], loss=loss, seed=seed)
         got: list[tuple[str, Key]] = []
         bus.subscribe("inv", lambda key: got.append(("a", key)))
         bus.subscribe("inv", lambda key: got.append(("b", key)))
@@ -51,13 +53,13 @@ def run_redis(body: Body) -> None:
 
 
 @pytest.fixture(params=["sim", "redis"])
-def run(request: pytest.FixtureRequest) -> Callable[[Body], None]:
-    if request.param == "redis" and not srv.available_binaries():
+def run(request: pytest.FixtureRequest) -> Callable[..., None]:
+    if request.param == "redis" and not available_binaries():
         pytest.skip("no redis-server / valkey-server available")
     return run_sim if request.param == "sim" else run_redis
 
 
-def test_every_subscriber_gets_every_message_with_its_type(run: Callable[[Body], None]) -> None:
+def test_every_subscriber_gets_every_message_with_its_type(run: Callable[..., None]) -> None:
     async def body(bus: Any, rt: Runtime, got: list[tuple[str, Key]]) -> None:
         await bus.publish("inv", 5)
         await bus.publish("inv", "name:x")
@@ -79,7 +81,7 @@ async def _fault(step: Any) -> None:
         await step
 
 
-def test_a_loss_window_drops_what_is_published_in_it(run: Callable[[Body], None]) -> None:
+def test_a_loss_window_drops_what_is_published_in_it(run: Callable[..., None]) -> None:
     """bus_loss drops what is published in the window; after it, delivery resumes."""
 
     async def body(bus: Any, rt: Runtime, got: list[tuple[str, Key]]) -> None:
@@ -114,3 +116,31 @@ def test_a_delay_window_makes_messages_late_on_the_simulator() -> None:
         assert sorted(got) == [("a", 2), ("b", 2)]
 
     run_sim(body)
+
+
+def test_topology_bus_loss_drops_the_same_deliveries_on_both_backends() -> None:
+    """`topology.bus.loss` outside any fault: each delivery (message x subscriber) is
+    lost with that probability, drawn from the seed in the same order on both backends
+    (real pub/sub loses nothing by itself: the redis bus draws when it receives), so a
+    seed loses the same deliveries on both."""
+    if not available_binaries():
+        pytest.skip("no redis-server / valkey-server available")
+    lost: dict[str, int] = {}
+
+    def body_for(name: str) -> Body:
+        async def body(bus: Any, rt: Runtime, got: list[tuple[str, Key]]) -> None:
+            for i in range(300):
+                await bus.publish("inv", i)
+            for _ in range(300):
+                if len(got) + bus.lost >= 600:
+                    break
+                await rt.sleep(0.01)
+            assert len(got) + bus.lost == 600
+            lost[name] = bus.lost
+
+        return body
+
+    run_sim(body_for("sim"), loss=0.3, seed=7)
+    run_redis(body_for("redis"), loss=0.3, seed=7)
+    assert 0.22 * 600 < lost["sim"] < 0.38 * 600
+    assert lost["redis"] == lost["sim"]

@@ -12,9 +12,9 @@ import pytest
 
 from lab.core import Cache, Runtime, Versioned
 from lab.core.errors import CacheUnavailable
-from tests.contract.conftest import RedisBackend, SimBackend
+from tests.contract.conftest import RedisUnderTest, SimUnderTest
 
-Backend = SimBackend | RedisBackend
+Backend = SimUnderTest | RedisUnderTest
 
 V1 = Versioned(1, 1024)
 V2 = Versioned(2, 1024)

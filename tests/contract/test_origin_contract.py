@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import simpy
 
+from lab.aio import AsyncioRuntime
 from lab.core import Key, Versioned
 from lab.core.errors import OriginUnavailable
 from lab.core.runtime import Runtime
-from lab.real.origin import PostgresOrigin, SqliteOrigin, make_origin
-from lab.real.runtime import AsyncioRuntime
+from lab.origins import PostgresOrigin, SqliteOrigin, make_origin
 from lab.scenario import Distribution, OriginSpec
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import simpy
 
+from lab.aio import AsyncioRuntime
 from lab.core import Runtime
-from lab.real.runtime import AsyncioRuntime
 from lab.sim.runtime import SimRuntime
 
 Body = Callable[[Runtime], Coroutine[Any, Any, Any]]
@@ -121,7 +121,7 @@ def test_asyncio_runtime_times_out_and_cancels_leftovers() -> None:
 
 def test_a_real_run_can_start_where_an_event_loop_already_runs() -> None:
     """As in a Jupyter cell: run_bounded moves the run to a thread of its own."""
-    from lab.real.runtime import run_bounded
+    from lab.aio import run_bounded
 
     async def inner() -> int:
         await asyncio.sleep(0.01)

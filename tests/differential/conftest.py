@@ -6,21 +6,22 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.real import servers as srv
+from lab.processes import ServerNotFound, leaked_processes, live_servers, stop_all
+from lab.redis.binaries import ServerBinary, find_server_binary
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_orphan_servers() -> Iterator[None]:
     yield
-    left_running = srv.live_servers()
-    srv.stop_all()
-    assert not srv.leaked_processes(), "server processes still alive after stop_all()"
+    left_running = live_servers()
+    stop_all()
+    assert not leaked_processes(), "server processes still alive after stop_all()"
     assert not left_running, f"tests did not stop these servers: {left_running}"
 
 
 @pytest.fixture
-def default_binary() -> srv.ServerBinary:
+def default_binary() -> ServerBinary:
     try:
-        return srv.find_server_binary()
-    except srv.ServerNotFound as exc:
+        return find_server_binary()
+    except ServerNotFound as exc:
         pytest.skip(str(exc))

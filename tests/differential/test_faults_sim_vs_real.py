@@ -15,30 +15,25 @@ from typing import Any
 
 import pytest
 
-from lab.real import servers as srv
-from lab.real.backend import run_redis
-from lab.runner import run_sim
+from lab.redis.backend import RedisBackend
+from lab.redis.binaries import ServerBinary
+from lab.runner import run_cell
 from lab.scenario import Cell, Scenario
-from tests.conftest import make_scenario
+from tests.helpers import FAST_ORIGIN, poisson, timed_scenario
 
-FAST = {"distribution": "constant", "value": 0.0005}
 RATE = 600
 
 
 def scenario(faults: list[dict[str, Any]], **topology: Any) -> Scenario:
-    return make_scenario(
-        requests=None,
-        duration=3.0,
+    return timed_scenario(
+        3.0,
+        RATE,
         warmup=0.5,
         metrics={"interval": 0.5},
         keyspace={"keys": 400, "value_size": 128},
-        workload={
-            "mix": {"read": 0.9},
-            "keys": {"distribution": "zipf", "s": 0.8},
-            "arrivals": {"process": "poisson", "rate": RATE},
-        },
+        workload=poisson(RATE, zipf=0.8),
         topology={"nodes": 2, **topology},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={
             "ca": {"read": "cache-aside", "write": "update", "ttl": 60, "client": {"timeout": 0.1}}
         },
@@ -46,14 +41,14 @@ def scenario(faults: list[dict[str, Any]], **topology: Any) -> Scenario:
     )
 
 
-def both(sc: Scenario, binary: srv.ServerBinary) -> tuple[dict[str, Any], dict[str, Any]]:
-    sim = run_sim(sc, Cell("t", "ca", "sim", 1)).summary
-    real = run_redis(sc, Cell("t", "ca", "redis", 1), binary=binary).summary
+def both(sc: Scenario, binary: ServerBinary) -> tuple[dict[str, Any], dict[str, Any]]:
+    sim = run_cell(sc, Cell("t", "ca", "sim", 1)).summary
+    real = run_cell(sc, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=binary)).summary
     assert real["requests"] == pytest.approx(sim["requests"], rel=0.01)  # one stream
     return sim, real
 
 
-def test_a_refused_node_costs_the_same_errors(default_binary: srv.ServerBinary) -> None:
+def test_a_refused_node_costs_the_same_errors(default_binary: ServerBinary) -> None:
     """Every operation on node 0 during the window fails at once on both backends."""
     sim, real = both(
         scenario([{"kind": "partition", "node": 0, "mode": "refuse", "at": 1.0, "duration": 1.0}]),
@@ -64,7 +59,7 @@ def test_a_refused_node_costs_the_same_errors(default_binary: srv.ServerBinary) 
     assert real["hit_ratio"] == pytest.approx(sim["hit_ratio"], abs=0.03)
 
 
-def test_a_cold_restart_costs_the_same_misses(default_binary: srv.ServerBinary) -> None:
+def test_a_cold_restart_costs_the_same_misses(default_binary: ServerBinary) -> None:
     """After node 0 comes back empty, both backends refill it from the origin."""
     sim, real = both(
         scenario([{"kind": "node_crash", "node": 0, "at": 1.0, "duration": 0.5}]), default_binary
@@ -76,7 +71,7 @@ def test_a_cold_restart_costs_the_same_misses(default_binary: srv.ServerBinary) 
 
 
 def test_added_latency_past_the_timeout_costs_the_same_errors(
-    default_binary: srv.ServerBinary,
+    default_binary: ServerBinary,
 ) -> None:
     """A constant 150 ms on node 0, past the 100 ms client timeout: every operation on
     it times out, in the simulator's model and through the real proxy."""
@@ -90,7 +85,7 @@ def test_added_latency_past_the_timeout_costs_the_same_errors(
 
 
 def test_a_failover_costs_the_same_errors_and_keeps_the_data(
-    default_binary: srv.ServerBinary,
+    default_binary: ServerBinary,
 ) -> None:
     """Node 0's primary dies; 0.5 s later its replica serves what it had (everything,
     with a lag far below the run's write gaps): errors during the election, then hits

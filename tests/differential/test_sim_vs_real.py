@@ -17,15 +17,15 @@ from typing import Any, ClassVar
 import pytest
 
 import lab.harness
-import lab.real.backend
+import lab.redis.backend
 import lab.runner
 from lab.core import Key
 from lab.metrics.recorder import Recorder
-from lab.real import servers as srv
-from lab.real.backend import run_redis
-from lab.runner import RunResult, run_sim
+from lab.redis.backend import RedisBackend
+from lab.redis.binaries import ServerBinary, available_binaries
+from lab.runner import RunResult, run_cell
 from lab.scenario import Cell, Scenario
-from tests.conftest import make_scenario
+from tests.helpers import make_scenario
 
 ZERO = {"distribution": "constant", "value": 0}
 
@@ -53,20 +53,20 @@ def run_capturing(
     monkeypatch.setattr(lab.harness, "Recorder", CapturingRecorder)  # both backends build here
     CapturingRecorder.captured = []
     if cell.backend == "sim":
-        result = run_sim(scenario, cell)
+        result = run_cell(scenario, cell)
     else:
-        result = run_redis(scenario, cell, **kwargs)
+        result = run_cell(scenario, cell, backend=RedisBackend(**kwargs))
     (reads,) = CapturingRecorder.captured
     return result, reads
 
 
-BINARIES = srv.available_binaries()
+BINARIES = available_binaries()
 
 
 @pytest.mark.parametrize("binary", BINARIES, ids=[b.label for b in BINARIES])
 @pytest.mark.parametrize("strategy", ["invalidate", "update", "around"])
 def test_single_client_gives_the_identical_hit_miss_sequence(
-    monkeypatch: pytest.MonkeyPatch, binary: srv.ServerBinary, strategy: str
+    monkeypatch: pytest.MonkeyPatch, binary: ServerBinary, strategy: str
 ) -> None:
     scenario = make_scenario(
         requests=2500,
@@ -111,7 +111,7 @@ def test_single_client_gives_the_identical_hit_miss_sequence(
     assert real.summary["versions"]["server"] == binary.label
 
 
-def test_lru_hit_ratio_matches_within_one_point(default_binary: srv.ServerBinary) -> None:
+def test_lru_hit_ratio_matches_within_one_point(default_binary: ServerBinary) -> None:
     scenario = make_scenario(
         requests=40_000,
         keyspace={"keys": 20_000, "value_size": 256},
@@ -126,10 +126,12 @@ def test_lru_hit_ratio_matches_within_one_point(default_binary: srv.ServerBinary
         origin={"read_latency": ZERO, "write_latency": ZERO},
     )
     cell = Cell("t", "cache-aside", "sim", 1)
-    sim = run_sim(scenario, cell).summary
+    sim = run_cell(scenario, cell).summary
     random_topology = scenario.topology.model_copy(update={"eviction": "random"})
-    sim_random = run_sim(scenario.model_copy(update={"topology": random_topology}), cell).summary
-    real = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary).summary
+    sim_random = run_cell(scenario.model_copy(update={"topology": random_topology}), cell).summary
+    real = run_cell(
+        scenario, Cell("t", "cache-aside", "redis", 1), backend=RedisBackend(binary=default_binary)
+    ).summary
     assert sim["evictions"] > 2000 and real["evictions"] > 2000  # eviction really matters
     assert real["capacity_keys_end"] is not None
     assert abs(real["capacity_keys_end"][0] - 5000) <= 25  # capacity matched by key count

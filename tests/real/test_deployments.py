@@ -2,7 +2,7 @@
 it did not start (`--redis-url`, `--redis-cluster`, `--allow-destructive`).
 
 Servers that play "someone else's deployment" are started here with
-`lab.real.servers`, so the tests own and stop them; the lab under test must leave
+`lab.redis.server`, so the tests own and stop them; the lab under test must leave
 them running, empty and (unless allowed) untouched.
 """
 
@@ -20,15 +20,18 @@ import pytest
 
 from lab.core import Versioned
 from lab.core.errors import CacheUnavailable
-from lab.real import servers as srv
-from lab.real.backend import run_redis
-from lab.real.deployment import LocalCluster, start_local
-from lab.real.redis_cache import RedisCache
+from lab.processes import HOST
+from lab.redis.backend import RedisBackend
+from lab.redis.binaries import ServerBinary
+from lab.redis.cache import RedisCache
+from lab.redis.cluster import start_cluster
+from lab.redis.deployment import LocalCluster, start_local
+from lab.redis.server import RedisServer, start_server
+from lab.runner import run_cell
 from lab.scenario import Cell
-from tests.conftest import make_scenario
+from tests.helpers import FAST_ORIGIN, make_scenario
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FAST = {"distribution": "constant", "value": 0.0005}
 
 
 def cachelab(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -66,7 +69,7 @@ def summary(results: Path, scenario: str = "ext", run: str = "ca.redis.s1") -> d
 # -- a cluster the lab starts -----------------------------------------------------
 
 
-def test_the_cache_follows_a_failover_to_the_replica(binary: srv.ServerBinary) -> None:
+def test_the_cache_follows_a_failover_to_the_replica(binary: ServerBinary) -> None:
     """Kill a primary, promote its replica: the client learns the new owner of the
     slots (CLUSTER SLOTS after an error) and reads what had been replicated."""
     deployment = start_local(2, 1, cluster=True, binary=binary)
@@ -114,7 +117,7 @@ def test_the_cache_follows_a_failover_to_the_replica(binary: srv.ServerBinary) -
 
 
 def test_a_crashed_cluster_primary_comes_back_cold_and_so_does_its_replica(
-    default_binary: srv.ServerBinary,
+    default_binary: ServerBinary,
 ) -> None:
     """As the simulator models node_crash: the whole shard restarts empty (the replica
     resynchronises from its empty primary)."""
@@ -149,7 +152,7 @@ def _slot_owner(deployment: LocalCluster, name: str) -> int:
     return deployment.slot_owner[key_slot(name)]
 
 
-def test_failover_run_on_a_lab_cluster(default_binary: srv.ServerBinary) -> None:
+def test_failover_run_on_a_lab_cluster(default_binary: ServerBinary) -> None:
     scenario = make_scenario(
         requests=None,
         duration=2.0,
@@ -157,13 +160,15 @@ def test_failover_run_on_a_lab_cluster(default_binary: srv.ServerBinary) -> None
         keyspace={"keys": 500, "value_size": 256},
         workload={"mix": {"read": 0.8}, "arrivals": {"process": "poisson", "rate": 500}},
         topology={"nodes": 2, "sharding": "slots", "replicas": 1, "capacity": 300},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={
             "ca": {"read": "cache-aside", "write": "update", "ttl": 60, "client": {"timeout": 0.1}}
         },
         faults=[{"kind": "failover", "node": 0, "at": 0.4, "duration": 0.4}],
     )
-    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     s, ts = result.summary, result.timeseries
     assert s["deployment"] == "lab cluster"
     assert any("primary of node 0 dies" in n for n in result.notes)
@@ -181,23 +186,23 @@ def test_replicas_without_slots_are_skipped_with_the_fix() -> None:
         topology={"nodes": 2, "replicas": 1},
         strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
     )
-    from lab.harness import CellSkipped
+    from lab.backend import CellSkipped
 
     with pytest.raises(CellSkipped, match="sharding: slots"):
-        run_redis(scenario, Cell("t", "ca", "redis", 1))
+        run_cell(scenario, Cell("t", "ca", "redis", 1))
 
 
 # -- servers the lab did not start --------------------------------------------------
 
 
 @pytest.fixture
-def someone_elses_server(default_binary: srv.ServerBinary) -> Any:
-    with srv.start_server(binary=default_binary) as server:
+def someone_elses_server(default_binary: ServerBinary) -> Any:
+    with start_server(binary=default_binary) as server:
         yield server
 
 
 def test_redis_url_runs_there_and_leaves_it_empty_and_running(
-    someone_elses_server: srv.RedisServer, tmp_path: Path
+    someone_elses_server: RedisServer, tmp_path: Path
 ) -> None:
     server = someone_elses_server
     path = scenario_file(tmp_path)
@@ -211,7 +216,7 @@ def test_redis_url_runs_there_and_leaves_it_empty_and_running(
 
 
 def test_a_database_holding_keys_is_refused_before_anything_runs(
-    someone_elses_server: srv.RedisServer, tmp_path: Path
+    someone_elses_server: RedisServer, tmp_path: Path
 ) -> None:
     server = someone_elses_server
     with server.client() as client:
@@ -227,7 +232,7 @@ def test_a_database_holding_keys_is_refused_before_anything_runs(
 
 
 def test_destructive_faults_need_the_flag(
-    someone_elses_server: srv.RedisServer, tmp_path: Path
+    someone_elses_server: RedisServer, tmp_path: Path
 ) -> None:
     server = someone_elses_server
     path = scenario_file(
@@ -248,12 +253,12 @@ def test_destructive_faults_need_the_flag(
 
 
 def test_redis_cluster_target_fails_over_only_when_allowed(
-    default_binary: srv.ServerBinary, tmp_path: Path
+    default_binary: ServerBinary, tmp_path: Path
 ) -> None:
-    with srv.start_cluster(
+    with start_cluster(
         2, 1, binary=default_binary, config={"cluster-require-full-coverage": "no"}
     ) as cluster:
-        seeds = ",".join(f"{srv.HOST}:{p.port}" for p in cluster.primaries)
+        seeds = ",".join(f"{HOST}:{p.port}" for p in cluster.primaries)
         path = scenario_file(
             tmp_path,
             topology="topology: {nodes: 2, sharding: slots, replicas: 1}\n",
@@ -298,10 +303,10 @@ def test_target_option_errors_are_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
-def test_the_bus_subscriber_really_leaves_and_comes_back(server: srv.RedisServer) -> None:
+def test_the_bus_subscriber_really_leaves_and_comes_back(server: RedisServer) -> None:
     """bus_loss: the server drops the subscriber (CLIENT KILL TYPE pubsub) and it stays
     away for the window; a subscriber dropped otherwise reconnects by itself."""
-    from lab.real.bus import RedisBus
+    from lab.redis.bus import RedisBus
 
     def subscribers() -> int:
         with server.client() as client:
@@ -309,7 +314,7 @@ def test_the_bus_subscriber_really_leaves_and_comes_back(server: srv.RedisServer
 
     async def main() -> None:
         got: list[Any] = []
-        bus = RedisBus([(srv.HOST, server.port)])
+        bus = RedisBus([(HOST, server.port)])
         bus.subscribe("inv", got.append)
         await bus.start()
         try:

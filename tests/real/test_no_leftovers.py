@@ -36,7 +36,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.real import servers as srv
+from lab.processes import ServerNotFound, live_servers, sweep_stale_dirs
+from lab.redis.binaries import find_server_binary
+from lab.redis.server import start_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_COMMS = ("redis-server", "valkey-server")
@@ -202,8 +204,8 @@ def child_env(tmp: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(autouse=True)
 def _a_server_binary_exists() -> None:
     try:
-        srv.find_server_binary()
-    except srv.ServerNotFound as exc:
+        find_server_binary()
+    except ServerNotFound as exc:
         pytest.skip(str(exc))
 
 
@@ -218,7 +220,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.real import servers as srv
+from lab.redis.server import start_server, start_shards
 
 RECORD = Path(os.environ["LEFTOVER_RECORD"])
 
@@ -262,21 +264,21 @@ def break_them(servers, restart_in_thread=False):
 FAILING_TESTS = """
 
 def test_no_cleanup_at_all():
-    shards = srv.start_shards(3)
+    shards = start_shards(3)
     break_them(shards)
     assert shards[0].paused
     assert 1 + 1 == 3, "deliberate failure with a paused and a killed server"
 
 
 def test_with_block():
-    with srv.start_shards(3) as shards:
+    with start_shards(3) as shards:
         break_them(shards)
         assert False, "deliberate failure inside the with block"
 
 
 @pytest.fixture
 def shards():
-    group = srv.start_shards(3)
+    group = start_shards(3)
     yield group
     group.stop()
 
@@ -287,7 +289,7 @@ def test_fixture_teardown(shards):
 
 
 def test_single_servers_paused_twice():
-    servers = [srv.start_server(), srv.start_server()]
+    servers = [start_server(), start_server()]
     break_them(servers)
     servers[0].resume()
     servers[0].pause()  # paused again: a second fault
@@ -297,7 +299,7 @@ def test_single_servers_paused_twice():
 WAITING_TEST = """
 
 def test_waits_for_a_signal():
-    shards = srv.start_shards(4)
+    shards = start_shards(4)
     break_them(shards, restart_in_thread=True)
     time.sleep(60)  # the outer test interrupts or kills this session meanwhile
 """
@@ -353,7 +355,7 @@ def assert_nothing_left(procs: list[Proc], ports: set[int], tmp: Path, *, sigkil
         # Nobody could remove the dirs; the next lab process's sweep does.
         dirs = lab_dirs(tmp)
         assert dirs, "expected the SIGKILLed process's dirs to be left for the sweep"
-        removed = srv.sweep_stale_dirs(tmp)
+        removed = sweep_stale_dirs(tmp)
         assert set(dirs) <= set(removed)
     assert not lab_dirs(tmp), f"temp dirs left behind: {lab_dirs(tmp)}"
 
@@ -421,7 +423,7 @@ def test_interrupted_or_killed_session_leaves_no_server_behind(
     assert len(ports) == 4 and len(lab_dirs(private_tmp)) == 4
     assert ports_of(procs) <= ports  # the title rewrite did give us the right ports
     # the subprocess ran the binary this run is about (CACHELAB_SERVER is inherited)
-    assert cmdline(restarted.pid).startswith(srv.find_server_binary().path + " ")
+    assert cmdline(restarted.pid).startswith(find_server_binary().path + " ")
 
     if how == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole group
@@ -445,7 +447,7 @@ def test_stop_ends_a_server_paused_after_its_sigcont() -> None:
     fault in a worker thread can land between its SIGCONT and the server's exit.
     SIGTERM then stays pending in a stopped process: the stop must resume it and
     let it exit cleanly, not wait out the timeout and SIGKILL it."""
-    server = srv.start_server()
+    server = start_server()
     process, directory = server._proc, server.dir
     assert process is not None and directory is not None
     me = identify(process.pid)
@@ -462,7 +464,7 @@ def test_stop_ends_a_server_paused_after_its_sigcont() -> None:
     assert state(me) in (None, "Z")
     assert process.returncode != -signal.SIGKILL, "waited out the timeout, then SIGKILLed"
     assert took < 2.0, f"stopping a server paused mid-stop took {took:.1f}s"
-    assert not directory.exists() and server not in srv.live_servers()
+    assert not directory.exists() and server not in live_servers()
 
 
 # ------------------------------------------------------------ the lab's CLI
@@ -495,7 +497,7 @@ FAILING_RESUME = textwrap.dedent(
     """\
     import sys
     from lab.cli import main
-    from lab.real.servers import RedisServer
+    from lab.redis.server import RedisServer
 
     def resume(self):
         raise RuntimeError("injected failure while node is paused")
@@ -594,7 +596,7 @@ def test_cachelab_run_leaves_no_server_behind(
     assert seen.saw_paused, (seen, out)
     assert seen.owners == {proc.pid}, seen.owners  # every dir belonged to the run
     assert len(seen.ports) == 2 and len(seen.dirs) == 2, seen  # a restart keeps both
-    assert seen.binaries == {srv.find_server_binary().path}, seen.binaries
+    assert seen.binaries == {find_server_binary().path}, seen.binaries
     if how == "normal":
         assert proc.returncode == 0, out
         assert list(results.glob("leftovers/*/summary.json")), out

@@ -18,27 +18,28 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from lab.real import servers as srv
-from lab.real.proxy import FaultProxy, ProxyError
+from lab.netfault import FaultProxy, ProxyError
+from lab.processes import HOST, ServerNotFound, process_alive
+from lab.redis.binaries import find_server_binary
+from lab.redis.server import RedisServer, start_server
 from lab.scenario import Distribution
+from tests.helpers import fast_client, wait_gone
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[srv.RedisServer]:
+def node() -> Iterator[RedisServer]:
     """One server for the whole module (faults are per proxy, the server stays clean)."""
     try:
-        binary = srv.find_server_binary()
-    except srv.ServerNotFound as exc:
+        binary = find_server_binary()
+    except ServerNotFound as exc:
         pytest.skip(str(exc))
-    with srv.start_server(binary=binary) as started:
+    with start_server(binary=binary) as started:
         yield started
 
 
 @pytest.fixture
-def proxy(node: srv.RedisServer) -> Iterator[FaultProxy]:
+def proxy(node: RedisServer) -> Iterator[FaultProxy]:
     """A started proxy in front of `node`; its process is gone afterwards, pass or fail."""
     started = FaultProxy([(node.host, node.port)])
     try:
@@ -46,18 +47,7 @@ def proxy(node: srv.RedisServer) -> Iterator[FaultProxy]:
         yield started
     finally:
         started.close()
-    assert started.pid is not None and not srv.process_alive(started.pid)
-
-
-def client(port: int, timeout: float = 2.0) -> redis.Redis:
-    """Fails fast: no retry hides a reset or a timeout."""
-    return redis.Redis(
-        host=srv.HOST,
-        port=port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
+    assert started.pid is not None and not process_alive(started.pid)
 
 
 def timed_ping(c: redis.Redis) -> float:
@@ -66,17 +56,8 @@ def timed_ping(c: redis.Redis) -> float:
     return time.perf_counter() - start
 
 
-def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = [pid for pid in pids if srv.process_alive(pid)]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.02)
-
-
 def test_pass_through_keeps_commands_pipelines_and_large_values(proxy: FaultProxy) -> None:
-    c = client(proxy.ports[0])
+    c = fast_client(proxy.ports[0])
     try:
         assert c.set("pt:a", b"1")
         assert c.get("pt:a") == b"1"
@@ -97,7 +78,7 @@ def test_pass_through_keeps_commands_pipelines_and_large_values(proxy: FaultProx
 
 
 def test_constant_latency_delays_each_round_trip_until_heal(proxy: FaultProxy) -> None:
-    c = client(proxy.ports[0])
+    c = fast_client(proxy.ports[0])
     try:
         assert timed_ping(c) < 0.05
         proxy.add_latency(0, 0.05)
@@ -112,12 +93,12 @@ def test_constant_latency_delays_each_round_trip_until_heal(proxy: FaultProxy) -
 
 
 def test_downstream_latency_delays_pubsub_messages_in_order(
-    proxy: FaultProxy, node: srv.RedisServer
+    proxy: FaultProxy, node: RedisServer
 ) -> None:
     """direction="down": a subscriber behind the proxy gets each message 80 ms late, in
     order; messages published while the fault lasted still arrive late after the heal."""
-    subscriber = client(proxy.ports[0]).pubsub(ignore_subscribe_messages=True)
-    publisher = client(node.port)
+    subscriber = fast_client(proxy.ports[0]).pubsub(ignore_subscribe_messages=True)
+    publisher = fast_client(node.port)
     try:
         subscriber.subscribe("down")
         assert subscriber.get_message(timeout=2) is None  # the confirmation, skipped
@@ -126,6 +107,16 @@ def test_downstream_latency_delays_pubsub_messages_in_order(
         sent = time.perf_counter()
         for i in range(20):
             publisher.publish("down", i)
+        # heal only once the proxy holds all 20 (else a message still on its way from
+        # the server would race the heal and pass undelayed)
+        resp = b"*3\r\n$7\r\nmessage\r\n$4\r\ndown\r\n$%d\r\n%d\r\n"
+        expected = sum(len(resp % (len(str(i)), i)) for i in range(20))
+        deadline, peak = time.monotonic() + 2.0, 0
+        while time.monotonic() < deadline:
+            held = proxy.status()[0]["held_down"]
+            if held >= expected or held < peak:  # all held, or already being released
+                break
+            peak = held
         proxy.heal(0)
         got: list[bytes] = []
         first = None
@@ -151,7 +142,7 @@ def test_sampled_latency_preserves_order(proxy: FaultProxy) -> None:
     proxy.add_latency(
         0, Distribution(distribution="uniform", low=0.0, high=0.02), seed=7, stream="t.order"
     )
-    c = client(proxy.ports[0])
+    c = fast_client(proxy.ports[0])
     try:
         c.delete("order:pipe", "order:raw")
         pipe = c.pipeline(transaction=False)
@@ -162,7 +153,7 @@ def test_sampled_latency_preserves_order(proxy: FaultProxy) -> None:
         c.close()
     # One command per chunk, so each gets its own sample: a reordering proxy would
     # deliver them shuffled.
-    with socket.create_connection((srv.HOST, proxy.ports[0]), timeout=2) as sock:
+    with socket.create_connection((HOST, proxy.ports[0]), timeout=2) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(100):
             sock.sendall(b"*2\r\n$4\r\nINCR\r\n$9\r\norder:raw\r\n")
@@ -178,18 +169,18 @@ def test_sampled_latency_preserves_order(proxy: FaultProxy) -> None:
 
 def test_partition_refuse_resets_and_refuses_until_heal(proxy: FaultProxy) -> None:
     port = proxy.ports[0]
-    c = client(port)
+    c = fast_client(port)
     try:
         assert c.ping()
         proxy.partition(0, "refuse")
         start = time.perf_counter()
-        fresh = client(port)
+        fresh = fast_client(port)
         with pytest.raises(redis.ConnectionError):
             fresh.ping()
         fresh.close()
         assert time.perf_counter() - start < 0.5
         with pytest.raises(ConnectionRefusedError):
-            socket.create_connection((srv.HOST, port), timeout=1).close()
+            socket.create_connection((HOST, port), timeout=1).close()
         with pytest.raises(redis.ConnectionError):
             c.ping()
         proxy.heal(0)
@@ -200,7 +191,7 @@ def test_partition_refuse_resets_and_refuses_until_heal(proxy: FaultProxy) -> No
 
 
 def test_partition_hang_times_out_then_heals(proxy: FaultProxy) -> None:
-    c = client(proxy.ports[0], timeout=0.3)
+    c = fast_client(proxy.ports[0], timeout=0.3)
     try:
         assert c.ping()
         proxy.partition(0, "hang")
@@ -209,7 +200,7 @@ def test_partition_hang_times_out_then_heals(proxy: FaultProxy) -> None:
             c.ping()
         assert 0.25 <= time.perf_counter() - start < 1.0
         # New connections are accepted but nothing comes back.
-        stuck = socket.create_connection((srv.HOST, proxy.ports[0]), timeout=0.2)
+        stuck = socket.create_connection((HOST, proxy.ports[0]), timeout=0.2)
         stuck.sendall(b"PING\r\n")
         with pytest.raises(TimeoutError):
             stuck.recv(16)
@@ -227,12 +218,12 @@ def test_partition_hang_times_out_then_heals(proxy: FaultProxy) -> None:
         c.close()
 
 
-def test_several_targets_are_independent_and_retargetable(node: srv.RedisServer) -> None:
-    with srv.start_server(binary=node.binary) as other:
+def test_several_targets_are_independent_and_retargetable(node: RedisServer) -> None:
+    with start_server(binary=node.binary) as other:
         node.client().set("which", "first")
         other.client().set("which", "second")
         with FaultProxy([(node.host, node.port), (other.host, other.port)]) as proxy:
-            first, second = (client(port) for port in proxy.ports)
+            first, second = (fast_client(port) for port in proxy.ports)
             try:
                 assert first.get("which") == b"first"
                 assert second.get("which") == b"second"
@@ -241,7 +232,7 @@ def test_several_targets_are_independent_and_retargetable(node: srv.RedisServer)
                 with pytest.raises(redis.ConnectionError):
                     second.get("which")
                 proxy.heal(1)
-                raw = socket.create_connection((srv.HOST, proxy.ports[0]), timeout=2)
+                raw = socket.create_connection((HOST, proxy.ports[0]), timeout=2)
                 try:
                     raw.sendall(b"PING\r\n")
                     assert raw.recv(16) == b"+PONG\r\n"
@@ -262,29 +253,29 @@ def test_several_targets_are_independent_and_retargetable(node: srv.RedisServer)
                 second.close()
 
 
-def test_close_stops_the_process_and_the_ports(node: srv.RedisServer) -> None:
+def test_close_stops_the_process_and_the_ports(node: RedisServer) -> None:
     proxy = FaultProxy([(node.host, node.port)])
     try:
         [port] = proxy.start()
         pid = proxy.pid
-        assert pid is not None and srv.process_alive(pid)
+        assert pid is not None and process_alive(pid)
     finally:
         proxy.close()
     assert not proxy.alive
     assert wait_gone([pid], timeout=1.0) == []
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection((srv.HOST, port), timeout=1).close()
+        socket.create_connection((HOST, port), timeout=1).close()
     with pytest.raises(ProxyError):
         proxy.heal(0)
     proxy.close()  # idempotent
 
 
-def test_proxy_dies_with_a_killed_parent(node: srv.RedisServer) -> None:
+def test_proxy_dies_with_a_killed_parent(node: RedisServer) -> None:
     """SIGKILL the owner: the proxies go too, whichever thread started them."""
     script = textwrap.dedent(
         f"""
         import json, sys, threading
-        from lab.real.proxy import FaultProxy
+        from lab.netfault import FaultProxy
         target = [("{node.host}", {node.port})]
         main = FaultProxy(target)
         main.start()
@@ -306,7 +297,7 @@ def test_proxy_dies_with_a_killed_parent(node: srv.RedisServer) -> None:
     try:
         assert parent.stdout is not None
         pids = json.loads(parent.stdout.readline())
-        assert len(pids) == 2 and all(srv.process_alive(pid) for pid in pids)
+        assert len(pids) == 2 and all(process_alive(pid) for pid in pids)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=5)
         assert wait_gone(pids) == []
@@ -315,5 +306,5 @@ def test_proxy_dies_with_a_killed_parent(node: srv.RedisServer) -> None:
             parent.kill()
             parent.wait(timeout=5)
         for pid in pids:
-            if srv.process_alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)

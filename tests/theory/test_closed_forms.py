@@ -26,7 +26,7 @@ from lab.sharding import owner_table
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
 from lab.workload.keys import KeyGenerator, zipf_probabilities
-from tests.conftest import make_scenario
+from tests.helpers import make_scenario
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from lab.trace.readers import open_trace
 from lab.trace.spec import TraceError, TraceSpec
 from lab.trace.synth import synthesize
 from lab.workload.stream import RequestStream
-from tests.conftest import make_scenario
+from tests.helpers import make_scenario
 from tests.trace.refs import RECORD, next_access
 
 SCENARIO: dict[str, Any] = {

@@ -5,30 +5,28 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from lab.core import Versioned
 from lab.runner import run_cell
 from lab.scenario import Cell
 from lab.sharding import owner_table
+from lab.sim.cluster import SimNode
+from lab.sim.store import make_store
 from lab.workload.stream import RequestStream
-from tests.conftest import make_scenario
+from tests.helpers import timed_scenario
 
 
 def _scenario(faults: list[dict[str, Any]], strategies: dict[str, Any], **extra: Any) -> Any:
     data: dict[str, Any] = {
-        "requests": None,
         "duration": "8s",
         "warmup": "1s",
         "keyspace": {"keys": 2000},
-        "workload": {
-            "mix": {"read": 0.9},
-            "keys": {"distribution": "zipf", "s": 0.9},
-            "arrivals": {"process": "poisson", "rate": "2000/s"},
-        },
         "topology": {"nodes": 2},
         "faults": faults,
         "strategies": strategies,
     }
     data.update(extra)
-    return make_scenario(**data)
+    duration = data.pop("duration")
+    return timed_scenario(duration, "2000/s", **data)
 
 
 ASIDE = {"aside": {"read": "cache-aside", "write": "invalidate", "ttl": "1h"}}
@@ -194,3 +192,39 @@ def test_bus_loss_leaves_near_copies_stale() -> None:
     a = run_cell(calm, Cell(calm.name, "near", "sim", 1)).summary
     b = run_cell(lossy, Cell(lossy.name, "near", "sim", 1)).summary
     assert b["stale_read_ratio"] > 3 * a["stale_read_ratio"]
+
+
+def test_a_node_owns_its_fault_state() -> None:
+    """SimNode's fault methods: what each sets, and `settle` back to the cheap path."""
+
+    def fresh() -> Any:
+        return make_store(None, "lru", 0)
+
+    node = SimNode(0, fresh(), lambda: 0.0)
+    node.replica = fresh()
+    node.store.set("k", Versioned(1, 8), None, 0.0)
+    node.crash(until=2.0, now=1.0, fresh=fresh)
+    assert node.faulty and node.refuse_until == 2.0 and node.generation == 1
+    assert len(node.store) == 0 and node.replica is not None and len(node.replica) == 0
+    node.settle(2.0)
+    assert not node.faulty
+
+    node.pause(until=3.0, now=2.5)
+    assert node.faulty and node.paused_until == 3.0
+    node.partition("hang", until=4.0, now=3.0)
+    assert node.hang_until == 4.0 and node.faulty
+    node.partition("refuse", until=5.0, now=4.0)
+    assert node.refuse_until == 5.0
+    node.settle(5.0)
+    assert not node.faulty
+
+    node.slow_down(lambda: 0.1, now=5.0)
+    assert node.faulty  # added latency has no end time: it lasts until slow_down(None)
+    node.slow_down(None, now=6.0)
+    assert not node.faulty
+
+    replica = node.replica
+    promoted = node.fail_over(until=7.0, now=6.0)
+    assert promoted is replica and node.replica is None and node.refuse_until == 7.0
+    node.take_over(promoted)
+    assert node.store is promoted

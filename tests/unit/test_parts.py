@@ -37,7 +37,7 @@ from lab.patterns.near_cache import LocalLru
 from lab.patterns.registry import read_path, strategy_model
 from lab.patterns.resilience import ClientSpec, ResilientCache
 from lab.scenario import ScenarioError, parse_scenario
-from tests.conftest import zero_network_sim
+from tests.helpers import zero_network_sim
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ import pytest
 from lab.metrics.oracle import Oracle
 from lab.metrics.recorder import Recorder
 from lab.runner import run_cell
-from tests.conftest import make_scenario
+from tests.helpers import make_scenario
 
 
 def feed(recorder: Recorder, reads: list[tuple[float, float]], settle_every: float) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from lab.runner import run_cell
 from lab.scenario import Cell
 from lab.workload.stream import RequestStream
-from tests.conftest import make_scenario
+from tests.helpers import make_scenario, poisson
 
 WALL_CLOCK = {"wall_time"}
 
@@ -17,12 +17,7 @@ def _scenario(**extra: Any) -> Any:
         "requests": 20_000,
         "warmup": "0.5s",
         "keyspace": {"keys": 5_000},
-        "workload": {
-            "mix": {"read": 0.9},
-            "keys": {"distribution": "zipf", "s": 0.9},
-            "arrivals": {"process": "poisson", "rate": "4000/s"},
-            "instances": 3,
-        },
+        "workload": poisson("4000/s", instances=3),
         "topology": {"nodes": 3, "capacity": "500 keys"},
         "strategies": {
             "invalidate": {"read": "cache-aside", "write": "invalidate", "ttl": "10s"},

@@ -113,7 +113,7 @@ def test_a_slow_holder_releases_the_next_holders_lock_only_without_a_token(
     from lab.patterns import Wiring
     from lab.patterns.stampede import LockedCacheAside
     from lab.scenario import StrategySpec
-    from tests.conftest import zero_network_sim
+    from tests.helpers import zero_network_sim
 
     rt, cache, origin = zero_network_sim(read_latency=0.1)
     spec = StrategySpec.model_validate(

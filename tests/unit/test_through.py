@@ -14,7 +14,7 @@ from lab.scenario import Cell, StrategySpec
 from lab.sim.cluster import SimCluster
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
-from tests.conftest import make_scenario
+from tests.helpers import make_scenario
 
 
 def test_two_concurrent_write_throughs_can_leave_the_older_version_cached() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from lab.runner import run_cell
 from lab.scenario import Cell
-from tests.conftest import make_scenario
+from tests.helpers import make_scenario
 
 
 def _run(capacity: int | None, flush: dict[str, Any], fill: str = "add") -> dict[str, Any]:

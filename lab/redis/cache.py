@@ -1,8 +1,6 @@
 """The Cache protocol on real Redis-protocol servers (`redis.asyncio` + hiredis).
 
-Values: a `Versioned` is stored as `b"<version>:<size>:<expiry>:<delta>:"`
-padded with `x` to `size` bytes, so a server holds as many bytes per value as
-the scenario says and every field survives the round trip. Keys are stored
+Values are stored with `lab.codec` (a header padded to the value size), keys
 under `lab.sharding.key_name`.
 
 Topology: N independent servers with client-side hashing through
@@ -35,6 +33,7 @@ from redis.exceptions import ClusterDownError, MovedError, OutOfMemoryError, Res
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from lab.codec import decode, encode
 from lab.core import Key, Versioned
 from lab.core.errors import CacheUnavailable
 from lab.metrics.ops import OpLatencies
@@ -79,33 +78,6 @@ return 1
 """
 
 
-def encode(value: Versioned) -> bytes:
-    """`b"<version>:<size>:<expiry>:<delta>:xxx..."`, `size` bytes long when the header fits.
-
-    `expiry` and `delta` (read by XFetch and refresh-ahead) are written with
-    `repr`, so the floats survive the round trip exactly.
-    """
-    expiry = getattr(value, "expiry", 0.0)
-    delta = getattr(value, "delta", 0.0)
-    if expiry or delta:
-        head = b"%d:%d:%a:%a:" % (value.version, value.size, expiry, delta)
-    else:
-        head = b"%d:%d:0:0:" % (value.version, value.size)
-    pad = value.size - len(head)
-    return head + b"x" * pad if pad > 0 else head
-
-
-def decode(raw: bytes) -> Versioned:
-    """The inverse of `encode`; a counter (from `incr`) reads as `Versioned(n, 8)`,
-    as in the simulator."""
-    if b":" not in raw:
-        return Versioned(int(raw), 8)
-    version, size, expiry, delta, _ = raw.split(b":", 4)
-    if expiry == b"0" and delta == b"0":
-        return Versioned(int(version), int(size))
-    return Versioned(int(version), int(size), float(expiry), float(delta))
-
-
 class _Timing:
     """Where a cache's nodes report their operation times (successful ones, after
     `measure_after`, a `time.perf_counter` instant: the end of the warm-up)."""
@@ -117,7 +89,7 @@ class _Timing:
         self.measure_after = INF
 
 
-class _Node:
+class _Pool:
     """The connections to one server: at most `size`, handed out LIFO, waiters FIFO.
 
     Built on redis.asyncio's `Connection` (hiredis parser) but without its
@@ -232,7 +204,7 @@ class RedisCache:
         self._timing = _Timing(self.op_times)
         self.addresses = list(addresses)
         self.nodes = [self._make_node(address) for address in self.addresses]
-        self._retired: list[_Node] = []
+        self._retired: list[_Pool] = []
         n = len(self.nodes)
         self._slot_owner = list(slot_owner) if slot_owner is not None else None
         if self._slot_owner is not None:
@@ -249,7 +221,7 @@ class RedisCache:
         self.refreshes = 0
         """Slot-table refreshes that moved a node to another server (failovers followed)."""
 
-    def _make_node(self, address: Address) -> _Node:
+    def _make_node(self, address: Address) -> _Pool:
         host, port = self.translate.get(address, address)
         pool = aioredis.ConnectionPool(
             host=host,
@@ -259,7 +231,7 @@ class RedisCache:
             retry=Retry(NoBackoff(), 0),
             **self.connection,
         )
-        return _Node(address, pool, self.max_connections, self.timeout, self._timing)
+        return _Pool(address, pool, self.max_connections, self.timeout, self._timing)
 
     def measure_ops_after(self, instant: float) -> None:
         """Count operations in `op_times` from this `time.perf_counter` instant on."""
@@ -318,12 +290,17 @@ class RedisCache:
         except (IndexError, TypeError):
             return self._route(key_name(key))
 
+    async def _command(self, what: str, name: str, node: int, *args: Any) -> Any:
+        """One command to `node`; "the node could not serve it" becomes CacheUnavailable
+        (what a client sees in production), anything else propagates (a bug)."""
+        try:
+            return await self._call(node, *args)
+        except UNAVAILABLE as exc:
+            raise CacheUnavailable(f"{what} {name}: {exc}") from exc
+
     async def get(self, key: Key) -> Versioned | None:
         name = key_name(key)
-        try:
-            raw = await self._call(self.node_of(key), "GET", name)
-        except UNAVAILABLE as exc:
-            raise CacheUnavailable(f"get {name}: {exc}") from exc
+        raw = await self._command("get", name, self.node_of(key), "GET", name)
         return None if raw is None else decode(raw)
 
     async def set(
@@ -335,26 +312,16 @@ class RedisCache:
             args += ["PX", max(1, round(ttl * 1000))]
         if nx:
             args.append("NX")
-        try:
-            stored = await self._call(self.node_of(key), *args)
-        except UNAVAILABLE as exc:
-            raise CacheUnavailable(f"set {name}: {exc}") from exc
-        return stored is not None
+        return await self._command("set", name, self.node_of(key), *args) is not None
 
     async def delete(self, key: Key) -> None:
         name = key_name(key)
-        try:
-            await self._call(self.node_of(key), "DEL", name)
-        except UNAVAILABLE as exc:
-            raise CacheUnavailable(f"delete {name}: {exc}") from exc
+        await self._command("delete", name, self.node_of(key), "DEL", name)
 
     async def incr(self, key: Key, amount: int = 1) -> int:
         """INCRBY (`amount=0` reads the counter)."""
         name = key_name(key)
-        try:
-            return int(await self._call(self.node_of(key), "INCRBY", name, amount))
-        except UNAVAILABLE as exc:
-            raise CacheUnavailable(f"incr {name}: {exc}") from exc
+        return int(await self._command("incr", name, self.node_of(key), "INCRBY", name, amount))
 
     async def set_if_equal(
         self, key: Key, value: Versioned, ttl: float | None, check: Key, expected: Versioned
@@ -367,22 +334,13 @@ class RedisCache:
         px = max(1, round(ttl * 1000)) if ttl is not None else 0
         name = key_name(key)
         args = [SET_IF_EQUAL, 2, name, key_name(check), encode(value), encode(expected), px]
-        try:
-            done = await self._call(node, "EVAL", *args)
-        except UNAVAILABLE as exc:
-            raise CacheUnavailable(f"set_if_equal {name}: {exc}") from exc
-        return bool(done)
+        return bool(await self._command("set_if_equal", name, node, "EVAL", *args))
 
     async def delete_if_equal(self, key: Key, expected: Versioned) -> bool:
         """Atomically (one Lua script): delete `key` if it holds `expected`."""
         name = key_name(key)
-        try:
-            done = await self._call(
-                self.node_of(key), "EVAL", DELETE_IF_EQUAL, 1, name, encode(expected)
-            )
-        except UNAVAILABLE as exc:
-            raise CacheUnavailable(f"delete_if_equal {name}: {exc}") from exc
-        return bool(done)
+        args = [DELETE_IF_EQUAL, 1, name, encode(expected)]
+        return bool(await self._command("delete_if_equal", name, self.node_of(key), "EVAL", *args))
 
     async def connect(self, per_node: int) -> None:
         """Open `per_node` connections to every node now, so that the run does not pay
@@ -392,16 +350,19 @@ class RedisCache:
             for node in self.nodes
             for _ in range(min(per_node, node.size))
         ]
-        short = [conn.socket_connect_timeout for _, conn in taken]
-        for _, conn in taken:  # setting up is not the run: no client timeout for it
+        short = [(conn.socket_connect_timeout, conn.socket_timeout) for _, conn in taken]
+        for _, conn in taken:  # setting up is not the run: no client timeout for it,
+            # neither to connect nor to read the handshake's replies (through a fault
+            # proxy on a loaded machine, 64 handshakes may take longer than the timeout)
             conn.socket_connect_timeout = max(conn.socket_connect_timeout or 0.0, SETUP_TIMEOUT)
+            conn.socket_timeout = max(conn.socket_timeout or 0.0, SETUP_TIMEOUT)
         try:
             await asyncio.gather(*(conn.connect() for _, conn in taken))  # type: ignore[no-untyped-call]
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"connect: {exc}") from exc
         finally:
-            for (node, conn), timeout in zip(taken, short, strict=True):
-                conn.socket_connect_timeout = timeout
+            for (node, conn), (connect_timeout, timeout) in zip(taken, short, strict=True):
+                conn.socket_connect_timeout, conn.socket_timeout = connect_timeout, timeout
                 node.release(conn)
 
     async def close(self) -> None:

@@ -15,8 +15,13 @@ Faults:
   Redis Cluster node reports only its own subscribers).
 - `bus_delay` is real network delay: the subscriber connects through the
   fault proxy (`translate`), which holds each message back by a sample on its
-  way from the server (`lab.real.proxy`, direction "down"); one sample per
+  way from the server (`lab.netfault`, direction "down"); one sample per
   message, where the simulator draws one per subscriber.
+- `topology.bus.loss` (messages lost at random, outside any fault) is emulated
+  as the simulator does it: each delivery (message x handler) is dropped with
+  that probability when the subscriber receives it, drawn from
+  `random.Random(seed)`, and counted in `lost`. Real pub/sub on loopback
+  loses nothing by itself, so without this the setting would be ignored.
 - A subscriber connection lost for any other reason (its node crashed or
   failed over) reconnects by itself, every `RECONNECT_EVERY` seconds, to the
   first address that answers, like a production subscriber with a retry loop.
@@ -28,6 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,7 +44,7 @@ from redis.backoff import NoBackoff
 
 from lab.core import Key
 from lab.core.errors import CacheUnavailable
-from lab.real.redis_cache import UNAVAILABLE
+from lab.redis.cache import UNAVAILABLE
 
 RECONNECT_EVERY = 0.1
 """Seconds between a lost subscriber's attempts to subscribe again."""
@@ -84,6 +90,8 @@ class RedisBus:
         timeout: float = 1.0,
         kill_all: bool = True,
         translate: Mapping[tuple[str, int], tuple[str, int]] | None = None,
+        loss: float = 0.0,
+        seed: int = 0,
     ) -> None:
         if not addresses:
             raise ValueError("a RedisBus needs at least one server address")
@@ -92,6 +100,8 @@ class RedisBus:
         self.kill_all = kill_all
         self.translate = dict(translate or {})
         """Where the subscriber really connects for an address (a fault proxy in front)."""
+        self.loss = loss
+        self._random = random.Random(seed)
         self.name = f"cachelab-bus-{os.getpid()}-{next(_names)}"
         self._at = 0  # index of the address in use
         self._publisher = _client(*self.addresses[0], timeout)
@@ -105,7 +115,8 @@ class RedisBus:
         self.published = 0
         self.delivered = 0
         self.lost = 0
-        """Deliveries that did not happen: (message, handler) pairs with no subscriber."""
+        """Deliveries that did not happen: (message, handler) pairs with no subscriber, or
+        dropped by `loss`."""
         self.reconnects = 0
         self._losing = False  # bus_loss window: the subscriber stays away
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -236,6 +247,9 @@ class RedisBus:
             name = channel.decode() if isinstance(channel, bytes) else str(channel)
             key = decode_message(message["data"])
             for handler in self._handlers.get(name, ()):
+                if self.loss and self._random.random() < self.loss:
+                    self.lost += 1  # topology.bus.loss, as the simulator draws it
+                    continue
                 self._deliver(handler, key)
         if self._pubsub is pubsub:  # not replaced meanwhile: reconnect unless in a window
             await self._drop_subscriber()

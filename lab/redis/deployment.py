@@ -29,7 +29,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from lab.real import servers as srv
+from lab.processes.ports import HOST
+from lab.processes.server import ServerGroup
+from lab.redis.binaries import ServerBinary
+from lab.redis.cluster import RedisCluster, start_cluster
+from lab.redis.server import ConfigValue, RedisServer, start_shards
 from lab.sharding import SLOTS, slot_ranges
 
 Address = tuple[str, int]
@@ -130,7 +134,7 @@ class Deployment:
         """Whether asking node `index` cannot block (not known to be down or paused)."""
         return index not in self.suspended
 
-    def server(self, index: int) -> srv.RedisServer:
+    def server(self, index: int) -> RedisServer:
         """The process serving node `index` (only for servers the lab started)."""
         raise DeploymentError(f"node {index} is not a server the lab started")
 
@@ -153,9 +157,9 @@ class Deployment:
 class LocalShards(Deployment):
     """Independent servers the lab started."""
 
-    def __init__(self, group: srv.ServerGroup) -> None:
+    def __init__(self, group: ServerGroup[RedisServer]) -> None:
         super().__init__(
-            addresses=[(srv.HOST, s.port) for s in group],
+            addresses=[(HOST, s.port) for s in group],
             cluster=False,
             owned=True,
             server_label=group[0].binary.label,
@@ -166,14 +170,14 @@ class LocalShards(Deployment):
         server = self.group[index]
         return server.alive and not server.paused
 
-    def server(self, index: int) -> srv.RedisServer:
+    def server(self, index: int) -> RedisServer:
         return self.group[index]
 
     def stop(self) -> None:
         self.group.stop()
 
 
-def cluster_config(max_fault_window: float) -> dict[str, srv.ConfigValue]:
+def cluster_config(max_fault_window: float) -> dict[str, ConfigValue]:
     """Settings of a lab cluster: partial coverage keeps the other primaries serving
     while one is down, and replicas never fail over on their own (the fault does)."""
     return {
@@ -186,12 +190,12 @@ def cluster_config(max_fault_window: float) -> dict[str, srv.ConfigValue]:
 class LocalCluster(Deployment):
     """A Redis Cluster the lab started: N primaries, R replicas each."""
 
-    def __init__(self, cluster: srv.RedisCluster) -> None:
+    def __init__(self, cluster: RedisCluster) -> None:
         owner = [0] * SLOTS
         for index, (first, last) in enumerate(slot_ranges(len(cluster.primaries))):
             owner[first : last + 1] = [index] * (last - first + 1)
         super().__init__(
-            addresses=[(srv.HOST, s.port) for s in cluster.primaries],
+            addresses=[(HOST, s.port) for s in cluster.primaries],
             cluster=True,
             owned=True,
             server_label=cluster.binary.label,
@@ -205,10 +209,10 @@ class LocalCluster(Deployment):
         server = self.serving[index]
         return server.alive and not server.paused
 
-    def server(self, index: int) -> srv.RedisServer:
+    def server(self, index: int) -> RedisServer:
         return self.serving[index]
 
-    def replicas(self, index: int) -> list[srv.RedisServer]:
+    def replicas(self, index: int) -> list[RedisServer]:
         return [
             r
             for r in self.nodes.replicas_of(self.nodes.primaries[index])
@@ -216,7 +220,7 @@ class LocalCluster(Deployment):
         ]
 
     def replica_addresses(self, index: int) -> list[Address]:
-        return [(srv.HOST, r.port) for r in self.replicas(index)]
+        return [(HOST, r.port) for r in self.replicas(index)]
 
     def failover(self, index: int) -> None:
         """CLUSTER FAILOVER TAKEOVER on the first live replica: it takes the slots at once,
@@ -225,13 +229,13 @@ class LocalCluster(Deployment):
         if not candidates:
             raise DeploymentError(f"node {index} has no live replica to fail over to")
         replica = candidates[0]
-        _take_over((srv.HOST, replica.port), "TAKEOVER", CONTROL_TIMEOUT, self.connection)
+        _take_over((HOST, replica.port), "TAKEOVER", CONTROL_TIMEOUT, self.connection)
         self.serving[index] = replica
-        self.addresses[index] = (srv.HOST, replica.port)
+        self.addresses[index] = (HOST, replica.port)
 
     def bus_addresses(self) -> list[Address]:
         # PUBLISH reaches every node of a cluster: any live one will do
-        return [(srv.HOST, s.port) for s in self.nodes.nodes]
+        return [(HOST, s.port) for s in self.nodes.nodes]
 
     def stop(self) -> None:
         self.nodes.stop()
@@ -418,16 +422,16 @@ def start_local(
     replicas: int,
     *,
     cluster: bool,
-    binary: srv.ServerBinary,
+    binary: ServerBinary,
     max_fault_window: float = 0.0,
 ) -> Deployment:
     """Start the servers of a topology on free loopback ports."""
     if cluster:
-        started = srv.start_cluster(
+        started = start_cluster(
             nodes, replicas, config=cluster_config(max_fault_window), binary=binary
         )
         return LocalCluster(started)
-    return LocalShards(srv.start_shards(nodes, binary=binary))
+    return LocalShards(start_shards(nodes, binary=binary))
 
 
 __all__ = [

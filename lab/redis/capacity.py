@@ -27,8 +27,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import OutOfMemoryError
 
+from lab.codec import encode
 from lab.core import Versioned
-from lab.real.redis_cache import encode
 
 SAMPLE_KEYS = 10_000
 ROUNDS = 5

@@ -1,0 +1,163 @@
+"""What the real SQL origins share: the protocol, the emulated latency, origin faults.
+
+The Origin protocol on a real SQL database: SQLite by default, PostgreSQL by URL.
+
+One table `(key, version, value)`: a read returns the committed version
+(0 for a key never written) and a write is one atomic upsert that bumps the
+version and returns it (`version = version + 1 ... RETURNING version`), so
+concurrent writers of one key always get distinct, increasing versions. A
+write that brings its own version (write-behind flushing what the cache
+acknowledged) is stored only if it is newer than the row, atomically.
+
+Emulated remote latency (on by default, so the sim and real backends see a
+database of the same speed): each call also takes a latency sampled from
+the scenario's `origin.read_latency` / `write_latency`, and at most
+`origin.concurrency` calls are in service at once (first come, first
+served), like the simulator's M/G/c origin. As in the simulator, a read sees
+the data as of the start of its service, a write commits at its end. Turn
+it off with `emulate_latency=False` (or `CACHELAB_ORIGIN_LATENCY=off` for the
+CLI) to measure the bare database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Protocol, TypeVar
+
+from lab.core import Key, Versioned
+from lab.core.errors import OriginUnavailable
+from lab.sampling import Sampler, rng_for, sampler
+from lab.scenario import OriginSpec
+from lab.sharding import key_name
+
+T = TypeVar("T")
+
+LATENCY_ENV = "CACHELAB_ORIGIN_LATENCY"
+
+
+def latency_from_env(default: bool = True) -> bool:
+    """`CACHELAB_ORIGIN_LATENCY=off|0|no|false` turns emulated origin latency off."""
+    value = os.environ.get(LATENCY_ENV, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("off", "0", "no", "false")
+
+
+class RealOrigin(Protocol):
+    """An Origin with a lifecycle and an end-of-run view of every row."""
+
+    kind: str
+    server_version: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read(self, key: Key) -> Versioned: ...
+
+    async def write(self, key: Key, value: Versioned | None = None) -> Versioned: ...
+
+    def slow(self, factor: float) -> None: ...
+
+    def go_down(self) -> None: ...
+
+    def recover(self) -> None: ...
+
+    async def versions(self) -> dict[Key, int]: ...
+
+
+class Emulation:
+    """Sampled service time plus a concurrency limit (the M/G/c part of the sim origin)."""
+
+    def __init__(self, spec: OriginSpec, seed: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.read_latency: Sampler = sampler(spec.read_latency, rng_for(seed, "origin.read"))
+        self.write_latency: Sampler = sampler(spec.write_latency, rng_for(seed, "origin.write"))
+        self.slots = asyncio.Semaphore(spec.concurrency)
+        self.factor = 1.0  # origin_slow multiplies the emulated latency
+        self.down = False  # origin_down refuses every request
+
+    def check(self) -> None:
+        if self.down:
+            raise OriginUnavailable("origin: connection refused")
+
+
+class Names:
+    """Maps stored key names back to the harness's keys (for `versions()`)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, Key] = {}
+
+    def name(self, key: Key) -> str:
+        name = key_name(key)
+        if name not in self._keys:
+            self._keys[name] = key
+        return name
+
+    def key(self, name: str) -> Key:
+        return self._keys.get(name, name)
+
+
+class EmulatedOrigin:
+    """What both SQL origins share: the emulated latency around each query (a read
+    sees the data as of the start of its service, a write commits at its end, at most
+    `concurrency` in service) and the origin faults. Subclasses run the queries."""
+
+    value_size: int
+    _emu: Emulation | None
+    _names: Names
+
+    async def _read_version(self, name: str) -> int:
+        raise NotImplementedError
+
+    async def _commit(self, name: str, value: Versioned | None) -> int:
+        raise NotImplementedError
+
+    async def read(self, key: Key) -> Versioned:
+        emu = self._emu
+        assert emu is not None, "open() the origin first"
+        name = self._names.name(key)
+        emu.check()
+        if not emu.enabled:
+            return Versioned(await self._read_version(name), self.value_size)
+        async with emu.slots:
+            version = await self._read_version(name)  # data as of the start of service
+            await asyncio.sleep(emu.read_latency() * emu.factor)
+        return Versioned(version, self.value_size)
+
+    async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
+        """Commit the next version, or (write-behind) store `value` unless the origin
+        already holds a newer version; return what the origin holds."""
+        emu = self._emu
+        assert emu is not None, "open() the origin first"
+        name = self._names.name(key)
+        emu.check()
+        if emu.enabled:
+            async with emu.slots:
+                await asyncio.sleep(emu.write_latency() * emu.factor)
+                version = await self._commit(name, value)  # commits at the end of service
+        else:
+            version = await self._commit(name, value)
+        return held(version, value, self.value_size)
+
+    def slow(self, factor: float) -> None:
+        """origin_slow: multiply the emulated latency by `factor`."""
+        assert self._emu is not None, "open() the origin first"
+        self._emu.factor = factor
+
+    def go_down(self) -> None:
+        """origin_down: refuse every request."""
+        assert self._emu is not None, "open() the origin first"
+        self._emu.down = True
+
+    def recover(self) -> None:
+        assert self._emu is not None, "open() the origin first"
+        self._emu.factor, self._emu.down = 1.0, False
+
+
+def held(version: int, value: Versioned | None, value_size: int) -> Versioned:
+    """The row the origin holds after a write (the given value if it was stored)."""
+    if value is not None and value.version == version:
+        return Versioned(version, value.size)
+    return Versioned(version, value_size)

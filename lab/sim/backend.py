@@ -1,0 +1,165 @@
+"""The sim backend: a cell on the SimPy simulated cluster. Deterministic for a seed.
+
+Every random stream is derived from the seed and a stable purpose name
+(`lab.sampling.rng_for`), so the strategies of a scenario see the same
+network, service and origin times (common random numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import simpy
+
+from lab.backend import Backend, FaultHandlers, FinalState, NodeKeys, Parts
+from lab.core import Versioned
+from lab.sampling import rng_for, sampler
+from lab.scenario import Cell, Fault, Scenario
+from lab.sim.bus import SimBus
+from lab.sim.cluster import SimCluster, SimNode
+from lab.sim.faults import FAULTS, SimFaults, schedule_faults
+from lab.sim.origin import SimOrigin
+from lab.sim.runtime import SimRuntime
+
+T = TypeVar("T")
+
+
+class SimBackend:
+    """The SimPy simulated cluster (`lab.backend.Backend`)."""
+
+    name: ClassVar[str] = "sim"
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"ttl", "nx", "incr", "pubsub", "set_if_equal"}
+    )
+    faults: ClassVar[FaultHandlers[SimFaults, Callable[[], None]]] = FAULTS
+
+    def __init__(self) -> None:
+        self.env = simpy.Environment()
+        self.seed = 0
+        self.value_size = 0
+        self.cluster: SimCluster | None = None
+        self.origin: SimOrigin | None = None
+        self.bus: SimBus | None = None
+
+    @classmethod
+    def describe(cls) -> str:
+        return "SimPy simulated cluster (always available)"
+
+    def refusal(self, scenario: Scenario, cell: Cell) -> str | None:
+        return self.faults.refusal(scenario.faults)
+
+    def execute(
+        self, scenario: Scenario, cell: Cell, body: Callable[[Parts], Coroutine[Any, Any, T]]
+    ) -> T:
+        """Build the simulated parts and run `body`: its awaits complete at once here
+        (only `run` advances simulated time), so it is driven without an event loop."""
+        return _drive(body(self._parts(scenario, cell)))
+
+    def _parts(self, scenario: Scenario, cell: Cell) -> Parts:
+        env, seed, topo = self.env, cell.seed, scenario.topology
+        self.seed, self.value_size = seed, scenario.keyspace.value_size
+        cluster = self.cluster = SimCluster(
+            env,
+            nodes=topo.nodes,
+            capacity=topo.capacity,
+            eviction=topo.eviction,
+            sharding=topo.sharding,
+            keys=scenario.keyspace.keys,
+            rtt=sampler(topo.network.rtt, rng_for(seed, "network.rtt")),
+            service=sampler(topo.service_time, rng_for(seed, "node.service")),
+            seed=seed,
+            timeout=scenario.strategies[cell.strategy].client.timeout,
+            replicas=topo.replicas,
+            replication_lag=sampler(topo.replication_lag, rng_for(seed, "node.replication")),
+        )
+        spec = scenario.origin
+        origin = self.origin = SimOrigin(
+            env,
+            value_size=scenario.keyspace.value_size,
+            read_latency=sampler(spec.read_latency, rng_for(seed, "origin.read")),
+            write_latency=sampler(spec.write_latency, rng_for(seed, "origin.write")),
+            concurrency=spec.concurrency,
+            rtt=sampler(topo.network.rtt, rng_for(seed, "origin.network")),
+        )
+        bus = self.bus = SimBus(
+            env,
+            rtt=sampler(topo.network.rtt, rng_for(seed, "bus.network")),
+            delay=sampler(topo.bus.delay, rng_for(seed, "bus.delay")),
+            loss=topo.bus.loss,
+            seed=seed,
+        )
+        return Parts(SimRuntime(env), cluster, origin, bus, self._gauges)
+
+    def _gauges(self) -> dict[str, float]:
+        cluster = self._cluster
+        cluster.op_times.fold()
+        keys = cluster.size
+        # the simulator stores no bytes: memory is the values' payload (keys x value_size)
+        return {
+            "evictions": cluster.evictions,
+            "cache_keys": keys,
+            "cache_memory": keys * self.value_size,
+        }
+
+    @property
+    def _cluster(self) -> SimCluster:
+        assert self.cluster is not None, "execute() builds the cluster first"
+        return self.cluster
+
+    def schedule_faults(self, parts: Parts, faults: Sequence[Fault]) -> None:
+        assert self.origin is not None and self.bus is not None
+        context = SimFaults(self.env, self._cluster, self.origin, self.bus, self.seed)
+        schedule_faults(context, faults)
+
+    async def run(self, parts: Parts, workload: Coroutine[Any, Any, None]) -> None:
+        runtime = parts.runtime
+        assert isinstance(runtime, SimRuntime)
+        runtime.run(workload)
+
+    def warmup_over(self, parts: Parts) -> int:
+        cluster = self._cluster
+        cluster.op_times.reset()  # operations so far belong to the warm-up
+        return cluster.evictions
+
+    async def final_state(self, parts: Parts) -> FinalState:
+        cluster, origin = self._cluster, self.origin
+        assert origin is not None
+        keys = cluster.size
+        fields: dict[str, Any] = dict(cluster.op_times.summary())
+        fields["simulated_time"] = float(self.env.now)
+        return FinalState(
+            evictions=cluster.evictions,
+            cache_keys=keys,
+            cache_memory=keys * self.value_size,
+            origin_versions=origin.versions(),
+            fields=fields,
+        )
+
+    async def inventory(self, parts: Parts) -> list[NodeKeys]:
+        now = float(self.env.now)
+        return [_node_keys(node, now) for node in self._cluster.nodes]
+
+
+def _node_keys(node: SimNode, now: float) -> NodeKeys:
+    store = node.store
+
+    async def read(names: list[str]) -> list[Versioned | None]:
+        return [store.get(name, now) for name in names]
+
+    return NodeKeys([key for key in store.key_list() if isinstance(key, str)], read)
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (the sim's `execute` body) to its result."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coro.close()
+    raise RuntimeError("a simulated cell's body awaited something outside the simulation")
+
+
+_CONFORMS: type[Backend] = SimBackend
+"""mypy checks here that the class implements the protocol."""
