@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from lab.core import Bus, Cache, Key, Origin, Runtime, Versioned
+from lab.core.capabilities import Capability
 from lab.scenario import Cell, Fault, Scenario
 
 T = TypeVar("T")
@@ -81,7 +82,7 @@ class Backend(Protocol):
     """One place cells run. An instance runs one cell (it may keep that cell's state)."""
 
     name: ClassVar[str]
-    capabilities: ClassVar[frozenset[str]]
+    capabilities: ClassVar[frozenset[Capability]]
     """What the cache offers strategy parts (ttl, nx, incr, pubsub, set_if_equal)."""
     faults: ClassVar[FaultHandlers[Any, Any]]
     """One handler per fault kind this backend can inject (its fault registry)."""

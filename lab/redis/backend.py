@@ -26,6 +26,7 @@ from lab.aio.faults import Action, FaultSchedule
 from lab.backend import Backend, CellSkipped, FaultHandlers, FinalState, NodeKeys, Parts
 from lab.codec import decode
 from lab.core import Versioned
+from lab.core.capabilities import Capability
 from lab.core.errors import OriginUnavailable
 from lab.harness import resilient
 from lab.origins import RealOrigin, latency_from_env, make_origin
@@ -64,8 +65,14 @@ class RedisBackend:
     """
 
     name: ClassVar[str] = "redis"
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"ttl", "nx", "incr", "set_if_equal", "pubsub"}
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.TTL,
+            Capability.NX,
+            Capability.INCR,
+            Capability.SET_IF_EQUAL,
+            Capability.PUBSUB,
+        }
     )
     faults: ClassVar[FaultHandlers[RedisFaults, Action]] = FAULTS
 

@@ -14,6 +14,7 @@ import simpy
 
 from lab.backend import Backend, FaultHandlers, FinalState, NodeKeys, Parts
 from lab.core import Versioned
+from lab.core.capabilities import Capability
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, Fault, Scenario
 from lab.sim.bus import SimBus
@@ -29,8 +30,14 @@ class SimBackend:
     """The SimPy simulated cluster (`lab.backend.Backend`)."""
 
     name: ClassVar[str] = "sim"
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"ttl", "nx", "incr", "pubsub", "set_if_equal"}
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.TTL,
+            Capability.NX,
+            Capability.INCR,
+            Capability.SET_IF_EQUAL,
+            Capability.PUBSUB,
+        }
     )
     faults: ClassVar[FaultHandlers[SimFaults, Callable[[], None]]] = FAULTS
 

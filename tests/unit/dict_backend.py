@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 from lab.aio import AsyncioRuntime, run_bounded
 from lab.backend import FaultHandlers, FinalState, NodeKeys, Parts
 from lab.core import Key, Versioned
+from lab.core.capabilities import Capability
 from lab.scenario import Cell, Fault, Scenario
 
 T = TypeVar("T")
@@ -92,7 +93,9 @@ class DictBackend:
     """A `lab.backend.Backend` in a dict."""
 
     name: ClassVar[str] = "dict"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"ttl", "nx", "incr", "set_if_equal"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.TTL, Capability.NX, Capability.INCR, Capability.SET_IF_EQUAL}
+    )
     faults: ClassVar[FaultHandlers[Any, Any]] = FaultHandlers("dict")
 
     def __init__(self) -> None:
