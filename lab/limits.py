@@ -112,7 +112,7 @@ def _seconds(n: float) -> str:
 
 
 def _count(n: float) -> str:
-    return f"{n:,.0f}" if n < 1e15 else f"{n:.3g}"
+    return f"{n:,.0f}" if n < 1e6 else f"{n:.3g}"
 
 
 # --- what the scenario asks for ---------------------------------------------------------------

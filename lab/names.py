@@ -63,8 +63,12 @@ def short_repr(value: object) -> str:
 
 
 def one_line(text: str) -> str:
-    """`text` as one printable line: control characters escaped, length capped."""
+    """`text` as one printable line: control characters escaped, length capped (cut in the
+    middle: the start names the file and field, the end usually says the fix)."""
     out = "".join(
         c.encode("unicode_escape").decode("ascii") if _unprintable(c) else c for c in text
     )
-    return out if len(out) <= MAX_LINE else out[: MAX_LINE - 1] + "…"
+    if len(out) <= MAX_LINE:
+        return out
+    tail = MAX_LINE // 3
+    return out[: MAX_LINE - tail - 1] + "…" + out[-tail:]
