@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,40 @@ class ScenarioError(Exception):
         super().__init__(one_line(message))
 
 
+def _number_types(annotation: Any) -> set[Any]:
+    """The plain types a field takes, through Annotated, Optional/unions and lists."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _number_types(typing.get_args(annotation)[0])
+    if origin is not None:  # a union, list[...], dict[...]
+        return set().union(*(_number_types(a) for a in typing.get_args(annotation)))
+    return {annotation}
+
+
+def _takes_numbers_only(annotation: Any) -> bool:
+    """Whether a field holds numbers (possibly optional, or a list of them), never booleans."""
+    types = _number_types(annotation)
+    return bool(types & {int, float}) and bool not in types
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        """YAML's `true` is not 1: a boolean where a number goes is a mistake."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                values = value if isinstance(value, list) else [value]
+                if (
+                    any(isinstance(v, bool) for v in values)
+                    and field is not None
+                    and _takes_numbers_only(field.annotation)
+                ):
+                    raise ValueError(f"{name}: expected a number, got {value!r}")
+        return data
 
 
 # --- distributions ---------------------------------------------------------------------------
@@ -801,7 +834,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
         text = str(part)
         if text.startswith("function-") or text == "[key]":
             continue
-        plain = re.fullmatch(r"[\w.\- ]{1,40}", text) is not None
+        plain = re.fullmatch(r"\w[\w.-]{0,39}", text) is not None
         parts.append(text if plain else short_repr(text))
     return ".".join(parts) or "(top level)"
 
@@ -845,6 +878,12 @@ def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: expected a mapping of scenario fields at the top level")
     try:
         return Scenario.model_validate(data)
+    except (TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        # a validator that met a type it did not expect: still one line, never a traceback
+        raise ScenarioError(
+            f"{source}: a field has a value of an unexpected kind ({type(exc).__name__}: {exc}); "
+            "check the values against docs/scenarios.md"
+        ) from None
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]

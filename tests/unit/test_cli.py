@@ -140,3 +140,53 @@ def test_progress_bar_when_asked(tmp_path: Path) -> None:
     assert frames[-1].startswith("cli-small ttl sim s1 (run 2 of 2): 100%")
     assert any("(run 1 of 2):" in f and "  0%" not in f for f in frames)  # it moved
     assert not any("/2 runs" in f or "0.0/" in f for f in frames)
+
+
+def test_results_that_cannot_hold_runs_are_refused_before_running(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    (tmp_path / "taken").write_text("a file")
+    for results, problem in (
+        ("taken", "--results taken: taken is not a folder"),
+        ("taken/sub", "--results taken/sub: taken is not a folder"),
+        ("/proc/cachelab-results", "--results /proc/cachelab-results: cannot write there"),
+    ):
+        done = cachelab("run", "s.yaml", "--results", results, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"cachelab: error: {problem}")
+        assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert (tmp_path / "taken").read_text() == "a file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml", "taken"]
+
+
+def test_command_line_values_are_checked_like_the_yaml(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    for args, problem in (
+        (["--seed", "-1"], "s.yaml: --seed: must be >= 0, got -1"),
+        (["--seed", "2", "--seed", "2"], "s.yaml: --seed: seed 2 is given twice"),
+        (["--strategy", "nope"], "s.yaml: --strategy: no strategy named 'nope'"),
+    ):
+        done = cachelab("run", "s.yaml", "--results", "out", *args, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"cachelab: error: {problem}")
+        assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_quiet_hides_the_table_not_the_written_line(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    done = cachelab("run", "s.yaml", "--results", "out", "--quiet", "--seed", "1", cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout == ""
+    assert done.stderr == "2 runs written under out/\n"
+
+
+def test_over_the_limits_is_refused_by_validate_and_run_unless_i_know(tmp_path: Path) -> None:
+    write(tmp_path, dict(SMALL, seeds=[1], workload={"instances": 1_000_000}))
+    for command in (["validate", "s.yaml"], ["run", "s.yaml", "--results", "out"]):
+        done = cachelab(*command, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith("cachelab: error: s.yaml: limits: this needs about ")
+        assert "workload.instances" in done.stderr and "--i-know" in done.stderr
+    assert not (tmp_path / "out").exists()
+    forced = cachelab("validate", "s.yaml", "--i-know", cwd=tmp_path)
+    assert forced.returncode == 0 and "workload.instances" in forced.stdout

@@ -280,3 +280,19 @@ def test_validate_refuses_what_run_would(tmp_path: Path) -> None:
     assert isinstance(scenario, Scenario)
     with pytest.raises(ScenarioError, match=r"workload\.instances"):
         check(scenario, scenario.cells(), "s.yaml")
+
+
+def test_a_validator_surprised_by_a_type_still_gives_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lab.workload.ycsb as ycsb
+
+    assert "preset is a name" in refused(workload={"preset": []})
+
+    def broken(data: dict[str, Any]) -> dict[str, Any]:
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(ycsb, "expand", broken)
+    with pytest.raises(ScenarioError) as caught:
+        make_scenario()
+    assert str(caught.value).startswith("test: a field has a value of an unexpected kind")
