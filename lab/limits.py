@@ -49,6 +49,10 @@ WAKEUP = 30e-6
 """A timer firing (write-behind flushes, lock and lease polls): CPU."""
 ORIGIN_WORKER = 8.0
 """One origin worker of the simulator (its free-at time)."""
+FAULT = (30.0, 300e-6, 2e-6)
+"""A fault: bytes per interval it is active in (the timeseries `fault` column), CPU for
+reading, validating and scheduling it and its summary, CPU per interval (the column
+is joined per interval)."""
 OVERLOAD_SOJOURN = 1.0
 """Seconds a request may take while the origin keeps up (for the in-flight bound)."""
 
@@ -298,6 +302,15 @@ def cell_costs(scenario: Scenario, cell: Cell) -> list[Cost]:
             scenario.origin.concurrency * ORIGIN_WORKER,
         ),
     ]
+    if scenario.faults:
+        faults = len(scenario.faults)
+        costs.append(
+            Cost(
+                f"faults ({faults})",
+                faults * intervals * FAULT[0],
+                faults * (FAULT[1] + intervals * FAULT[2]),
+            )
+        )
     if workload.arrivals.clients is not None:
         clients = workload.arrivals.clients
         costs.append(
@@ -384,23 +397,39 @@ def estimate(scenario: Scenario, cells: Iterable[Cell]) -> Estimate:
     return Estimate(BASE_MEMORY + memory, seconds, len(cells), memory_driver, time_driver)
 
 
+def _frozen_clock(scenario: Scenario) -> str | None:
+    """The strategy whose closed-loop clients would never let simulated time pass."""
+    if scenario.workload.arrivals.clients is None or scenario.duration is None:
+        return None
+    return next(
+        (n for n, spec in scenario.strategies.items() if _request_floor(scenario, spec) <= 0),
+        None,
+    )
+
+
 def check(
     scenario: Scenario, cells: Iterable[Cell], source: str, *, i_know: bool = False
 ) -> Estimate:
     """The estimate of `cells`; ScenarioError (one line: the estimate, the bound and how
     to override it) when it is over the scenario's limits and `i_know` is not set."""
+    frozen = _frozen_clock(scenario)
+    if frozen is not None:  # not a cost: it may never end
+        why = (
+            "reads its near cache answers take no simulated time"
+            if scenario.strategies[frozen].near is not None
+            else "requests take no simulated time"
+        )
+        raise ScenarioError(
+            f"{source}: workload.arrivals: closed-loop clients with no think time, whose {why} "
+            f"(strategy {frozen!r}), may never let the clock reach `duration`; give think "
+            "time or a request count"
+        )
     found = estimate(scenario, cells)
     limits = scenario.limits
-    over_memory = found.memory > limits.memory
-    over_time = not found.seconds <= limits.time  # inf and nan are over
+    over_memory = not found.memory <= limits.memory  # inf and nan are over
+    over_time = not found.seconds <= limits.time
     if i_know or not (over_memory or over_time):
         return found
-    if math.isinf(found.seconds) and not over_memory:
-        raise ScenarioError(
-            f"{source}: workload.arrivals: closed-loop clients with no think time and "
-            "requests that take no simulated time would never let the clock reach "
-            "`duration`; give think time or a request count"
-        )
     over = []
     if over_memory:
         over.append(f"{found.memory_text()}: over its {_bytes(limits.memory)} limit")

@@ -66,11 +66,7 @@ HAND: dict[str, str | bytes] = {
     "alias-recursive.yaml": "a: &a [*a]\n" + SMALL,
     "alias-recursive-mapping.yaml": "a: &a {b: *a}\n" + SMALL,
     "alias-undefined.yaml": SMALL + "description: *nowhere\n",
-    "alias-long-string.yaml": "s: &s "
-    + "x" * 200_000
-    + "\n"
-    + SMALL
-    + "d: [*s, *s, *s, *s, *s, *s]\n",
+    "alias-long-string.yaml": f"s: &s {'x' * 20_000}\n{SMALL}d: [{'*s, ' * 60}]\n",
     # numbers
     "int-5000-digits.yaml": SMALL.replace("keys: 1000", "keys: 1" + "0" * 5000),
     "int-41-digits.yaml": SMALL.replace("requests: 400", "requests: 1" + "0" * 40),
@@ -194,6 +190,15 @@ def hand_cases() -> list[tuple[str, bytes]]:
     out = [
         (name, text if isinstance(text, bytes) else text.encode()) for name, text in HAND.items()
     ]
+    # long lists within the file bound
+    faults = "".join("  - {kind: bus_loss, at: 0.5, duration: 1}\n" for _ in range(1000))
+    out.append(
+        ("many-faults.yaml", (TIMED + "metrics: {interval: 20ms}\nfaults:\n" + faults).encode())
+    )
+    seeds = ", ".join(str(i) for i in range(5000))
+    out.append(("many-seeds.yaml", (SMALL + f"seeds: [{seeds}]\n").encode()))
+    many = "".join(f"  s{i}: {{read: cache-aside, write: invalidate}}\n" for i in range(300))
+    out.append(("many-strategies.yaml", (SMALL + many).encode()))
     # derived from the fuzz bases: names and sizes inside a full document
     for name, doc in (
         ("base-open.yaml", OPEN),

@@ -44,4 +44,4 @@ def test_a_file_over_the_size_bound(tmp_path: Path) -> None:
     path.write_text(SMALL + "# " + "x" * MAX_BYTES + "\n")
     outcome = attempt(path, tmp_path)
     assert outcome.problems() == [] and outcome.status == 2
-    assert "larger than 1024 KiB" in outcome.stderr
+    assert "larger than 256 KiB" in outcome.stderr
