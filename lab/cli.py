@@ -9,7 +9,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lab.names import one_line
 from lab.scenario import Cell, Scenario, ScenarioError, check_overrides, load_scenario
@@ -258,8 +258,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one line and exit status 2, like scenario errors (argparse
+    would print the usage first); `--help` still prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"cachelab: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cachelab", description="Measure distributed caching patterns side by side."
     )
     sub = parser.add_subparsers(dest="command", required=True)

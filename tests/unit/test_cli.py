@@ -190,3 +190,17 @@ def test_over_the_limits_is_refused_by_validate_and_run_unless_i_know(tmp_path: 
     assert not (tmp_path / "out").exists()
     forced = cachelab("validate", "s.yaml", "--i-know", cwd=tmp_path)
     assert forced.returncode == 0 and "workload.instances" in forced.stdout
+
+
+def test_command_line_mistakes_are_one_line_too(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    for args, problem in (
+        (["run", "s.yaml", "--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+        (["run", "s.yaml", "--backend", "mem"], "argument --backend: invalid choice: 'mem'"),
+        (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+    ):
+        done = cachelab(*args, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"cachelab: error: {problem}")
+        assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
