@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from lab.names import check_name
 from lab.runner import RunResult
 from lab.scenario import Scenario
 
@@ -151,9 +152,17 @@ def _summaries(paths: list[Path]) -> list[tuple[Path, Path]]:
 _IDENTITY_TYPES = {"scenario": str, "strategy": str, "backend": str, "seed": int}
 
 
+MAX_SUMMARY_BYTES = 16 * 1024**2
+"""A run's summary is a few kilobytes; anything this large is not one."""
+
+
 def _read_summary(path: Path) -> dict[str, Any] | None:
-    """A summary as a dict, or None after a one-line CorruptResult warning naming it."""
+    """A summary as a dict, or None after a one-line CorruptResult warning naming it.
+    Its names are checked as a scenario's are: reports turn them into paths."""
     try:
+        if path.stat().st_size > MAX_SUMMARY_BYTES:
+            warnings.warn(f"{path}: larger than 16 MiB; skipped", CorruptResult, stacklevel=3)
+            return None
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         problem = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
@@ -164,12 +173,16 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
         return None
     for name, kind in _IDENTITY_TYPES.items():
         value = data.get(name)
+        problem = None
         if not isinstance(value, kind) or isinstance(value, bool):
-            warnings.warn(
-                f"{path}: {name} is missing or not a {kind.__name__}; skipped",
-                CorruptResult,
-                stacklevel=3,
-            )
+            problem = f"{name} is missing or not a {kind.__name__}"
+        elif isinstance(value, str):
+            try:
+                check_name(value)
+            except ValueError as exc:
+                problem = f"{name}: {exc}"
+        if problem is not None:
+            warnings.warn(f"{path}: {problem}; skipped", CorruptResult, stacklevel=3)
             return None
     return data
 

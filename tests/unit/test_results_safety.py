@@ -203,6 +203,8 @@ def test_one_configuration_split_by_seed_over_folders_is_merged(tmp_path: Path) 
         lambda text: "[1, 2]",
         lambda text: re.sub(r'"seed": \d+', '"seed": "one"', text),
         lambda text: "\xff\xfe".encode("latin-1").decode("latin-1") + text,
+        lambda text: text.replace('"scenario": "t"', '"scenario": "../../outside"'),
+        lambda text: text.replace('"strategy": "cache-aside"', '"strategy": "a\\nb"'),
     ],
 )
 def test_a_corrupt_summary_is_named_and_skipped(tmp_path: Path, damage: object) -> None:
