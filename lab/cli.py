@@ -212,9 +212,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         try:
             scenario = load_scenario(path)
             first = scenario.description.strip().splitlines()[0] if scenario.description else ""
-            print(f"  {path}  {first}")
+            print(f"  {path}  {one_line(first)}")
         except ScenarioError as exc:
-            print(f"  {path}  INVALID: {exc}")
+            print(f"  {path}  INVALID: {one_line(str(exc))}")
     print("\nRead paths:")
     for name, reader in sorted(READ_PATHS.items()):
         print(f"  {name:<14} {reader.summary}")
