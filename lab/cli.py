@@ -211,7 +211,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for path in sorted(args.scenarios.glob("*.yaml")):
         try:
             scenario = load_scenario(path)
-            first = scenario.description.strip().splitlines()[0] if scenario.description else ""
+            lines = scenario.description.strip().splitlines()  # may be only spaces
+            first = lines[0] if lines else ""
             print(f"  {path}  {one_line(first)}")
         except ScenarioError as exc:
             print(f"  {path}  INVALID: {one_line(str(exc))}")

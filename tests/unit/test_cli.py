@@ -204,3 +204,13 @@ def test_command_line_mistakes_are_one_line_too(tmp_path: Path) -> None:
         assert done.stderr.startswith(f"cachelab: error: {problem}")
         assert done.stderr.count("\n") == 1 and done.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_list_survives_odd_descriptions(tmp_path: Path) -> None:
+    (tmp_path / "sc").mkdir()
+    for name, description in (("a", "   "), ("b", "\x1b[31mred\nsecond line")):
+        data = dict(SMALL, name=f"odd-{name}", description=description)
+        (tmp_path / "sc" / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    done = cachelab("list", "--scenarios", "sc", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\\x1b[31mred" in done.stdout
