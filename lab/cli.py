@@ -59,9 +59,13 @@ def _plan(
     return plan
 
 
-def _writable_results(results: Path) -> None:
+def _writable_results(results: Path, scenarios: set[str]) -> None:
     """Refuse a --results that cannot hold run folders before any run is made (a file,
-    a read-only place, /proc): one line, nothing left behind."""
+    a read-only place, /proc, a file where a scenario's folder goes): one line,
+    nothing left behind."""
+    for name in sorted(scenarios):
+        if (results / name).exists() and not (results / name).is_dir():
+            raise UsageError(f"--results {results}: {results / name} is not a folder")
     missing: list[Path] = []
     probe = results
     while not probe.exists() and probe != probe.parent:
@@ -98,7 +102,7 @@ def _run(
     from lab.results import load_all, write_run
     from lab.runner import run_cell
 
-    _writable_results(results)
+    _writable_results(results, {scenario.name for scenario, _ in plan})
     written = []
     skipped = []
     # disable=None: a bar on a terminal, none in logs; --progress / --no-progress override

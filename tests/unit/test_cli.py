@@ -156,6 +156,13 @@ def test_results_that_cannot_hold_runs_are_refused_before_running(tmp_path: Path
         assert done.stderr.count("\n") == 1 and done.stdout == ""
     assert (tmp_path / "taken").read_text() == "a file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml", "taken"]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "cli-small").write_text("where the scenario's folder goes")
+    done = cachelab("run", "s.yaml", "--results", "out", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"cachelab: error: --results out: {Path('out/cli-small')} is not a folder\n"
+    )
 
 
 def test_command_line_values_are_checked_like_the_yaml(tmp_path: Path) -> None:
