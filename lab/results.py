@@ -98,12 +98,15 @@ def _move_into_place(tmp: Path, final: Path) -> None:
             tmp.rename(final)  # atomic; refused while `final` exists and is not empty
             return
         except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
                 raise
         old = final.with_name(f".old-{final.name}-{_unique_suffix()}")
         with contextlib.suppress(FileNotFoundError):  # another writer moved it already
             final.rename(old)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:  # a stray file where the run's folder goes
+            old.unlink(missing_ok=True)
     raise OSError(errno.EBUSY, f"{final}: other writers kept replacing it")
 
 

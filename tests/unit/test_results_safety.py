@@ -257,3 +257,11 @@ def test_report_command_warns_in_one_line_and_goes_on(tmp_path: Path) -> None:
         f"cachelab: warning: {Path('out/t/cache-aside.sim.s2/summary.json')}"
     )
     assert "| cache-aside | sim | 1 |" in done.stdout
+
+
+def test_a_stray_file_where_a_run_goes_is_replaced(tmp_path: Path) -> None:
+    scenario = make_scenario(requests=50)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "cache-aside.sim.s1").write_text("not a run")
+    write_run(tmp_path, scenario, run_sim(scenario, scenario.cells()[0]))
+    assert _complete_runs(tmp_path / "t") == ["cache-aside.sim.s1"]
