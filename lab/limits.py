@@ -266,74 +266,54 @@ def _requests_source(scenario: Scenario) -> str:
     return "workload.arrivals.clients x duration"
 
 
+def _per(what: str, count: float, cost: tuple[float, float]) -> Cost:
+    """`count` of something costing (bytes, CPU seconds) each."""
+    return Cost(what, count * cost[0], count * cost[1])
+
+
+def _scale_costs(scenario: Scenario, s: Shape) -> Iterator[Cost]:
+    """What grows with the run's size: requests, keys, instances, intervals, workers."""
+    instances = scenario.workload.instances
+    intervals = s.span / scenario.metrics.interval
+    yield Cost("the run itself", RUN_MEMORY, RUN_SECONDS)
+    yield Cost(
+        f"{_requests_source(scenario)} ({_count(s.requests)} requests, "
+        f"{_count(s.in_flight)} in flight at most)",
+        s.in_flight * REQUEST[0],
+        s.requests * REQUEST[1],
+    )
+    yield _per(f"{_count(s.keys_touched)} keys touched", s.keys_touched, KEY)
+    yield _per(f"workload.instances ({_count(instances)} app instances)", instances, INSTANCE)
+    yield _per(f"metrics.interval ({_count(intervals)} intervals)", intervals, INTERVAL)
+    workers = scenario.origin.concurrency
+    yield Cost(f"origin.concurrency ({_count(workers)} workers)", workers * ORIGIN_WORKER)
+    if scenario.faults:
+        faults = len(scenario.faults)
+        yield Cost(
+            f"faults ({faults})",
+            faults * intervals * FAULT[0],
+            faults * (FAULT[1] + intervals * FAULT[2]),
+        )
+    clients = scenario.workload.arrivals.clients
+    if clients is not None:
+        yield _per(f"workload.arrivals.clients ({_count(clients)})", clients, CLIENT)
+    keys = scenario.keyspace.keys
+    if keys <= max(EXACT_KEYS, MEMO_KEYS):
+        yield _per(f"keyspace.keys ({_count(keys)})", keys, EXACT_TABLE_KEY)
+
+
 def cell_costs(scenario: Scenario, cell: Cell) -> list[Cost]:
     """What one run costs, term by term."""
     spec = scenario.strategies[cell.strategy]
     s = shape(scenario, spec, cell.backend)
-    workload = scenario.workload
-    instances = workload.instances
-    keys = scenario.keyspace.keys
-    intervals = s.span / scenario.metrics.interval
-    costs = [
-        Cost("the run itself", RUN_MEMORY, RUN_SECONDS),
-        Cost(
-            f"{_requests_source(scenario)} ({_count(s.requests)} requests, "
-            f"{_count(s.in_flight)} in flight at most)",
-            s.in_flight * REQUEST[0],
-            s.requests * REQUEST[1],
-        ),
-        Cost(
-            f"{_count(s.keys_touched)} keys touched",
-            s.keys_touched * KEY[0],
-            s.keys_touched * KEY[1],
-        ),
-        Cost(
-            f"workload.instances ({_count(instances)} app instances)",
-            instances * INSTANCE[0],
-            instances * INSTANCE[1],
-        ),
-        Cost(
-            f"metrics.interval ({_count(intervals)} intervals)",
-            intervals * INTERVAL[0],
-            intervals * INTERVAL[1],
-        ),
-        Cost(
-            f"origin.concurrency ({_count(scenario.origin.concurrency)} workers)",
-            scenario.origin.concurrency * ORIGIN_WORKER,
-        ),
-    ]
-    if scenario.faults:
-        faults = len(scenario.faults)
-        costs.append(
-            Cost(
-                f"faults ({faults})",
-                faults * intervals * FAULT[0],
-                faults * (FAULT[1] + intervals * FAULT[2]),
-            )
-        )
-    if workload.arrivals.clients is not None:
-        clients = workload.arrivals.clients
-        costs.append(
-            Cost(
-                f"workload.arrivals.clients ({_count(clients)})",
-                clients * CLIENT[0],
-                clients * CLIENT[1],
-            )
-        )
-    if keys <= max(EXACT_KEYS, MEMO_KEYS):
-        costs.append(
-            Cost(
-                f"keyspace.keys ({_count(keys)})",
-                keys * EXACT_TABLE_KEY[0],
-                keys * EXACT_TABLE_KEY[1],
-            )
-        )
+    costs = list(_scale_costs(scenario, s))
     if spec.near is not None:
-        per_instance = min(float(spec.near.capacity or keys), float(keys), s.requests)
+        keys = float(scenario.keyspace.keys)
+        per_instance = min(float(spec.near.capacity or keys), keys, s.requests)
         costs.append(
             Cost(
                 f"strategies.{cell.strategy}.near ({_count(per_instance)} keys per instance)",
-                instances * per_instance * NEAR_ENTRY,
+                scenario.workload.instances * per_instance * NEAR_ENTRY,
             )
         )
     costs.extend(_strategy_costs(scenario, cell.strategy, s))
