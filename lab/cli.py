@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lab import backends
-from lab.scenario import Cell, Scenario, ScenarioError, load_scenario
+from lab.names import one_line
+from lab.scenario import Cell, Scenario, ScenarioError, check_overrides, load_scenario
 
 DEFAULT_SCENARIOS = Path("scenarios")
 DEFAULT_RESULTS = Path("results")
@@ -31,12 +36,64 @@ def _load_all(paths: list[Path]) -> list[tuple[Path, Scenario]]:
     return [(f, load_scenario(f)) for f in files]
 
 
-def _run(
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _plan(
     scenarios: list[tuple[Path, Scenario]],
-    results: Path,
     backend_names: list[str] | None,
     strategies: list[str] | None,
     seeds: list[int] | None,
+    i_know: bool,
+) -> list[tuple[Scenario, Cell]]:
+    """Every run to make, with the command-line narrowing validated like the YAML and
+    each scenario's cost checked against its limits, before anything runs."""
+    from lab.limits import check
+
+    plan: list[tuple[Scenario, Cell]] = []
+    for path, scenario in scenarios:
+        check_overrides(
+            scenario, str(path), seeds=seeds, backends=backend_names, strategies=strategies
+        )
+        cells = scenario.cells(backend_names, strategies, seeds)
+        check(scenario, cells, str(path), i_know=i_know)
+        plan.extend((scenario, cell) for cell in cells)
+    return plan
+
+
+def _writable_results(results: Path, scenarios: set[str]) -> None:
+    """Refuse a --results that cannot hold run folders before any run is made (a file,
+    a read-only place, /proc, a file where a scenario's folder goes): one line,
+    nothing left behind."""
+    for name in sorted(scenarios):
+        if (results / name).exists() and not (results / name).is_dir():
+            raise UsageError(f"--results {results}: {results / name} is not a folder")
+    missing: list[Path] = []
+    probe = results
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--results {results}: {probe} is not a folder")
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+        fd, name = tempfile.mkstemp(prefix=".probe-", dir=results)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        for folder in missing:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise UsageError(
+            f"--results {results}: cannot write there: {exc.strerror or exc}"
+        ) from None
+
+
+def _run(
+    plan: list[tuple[Scenario, Cell]],
+    results: Path,
     progress: bool | None,
     quiet: bool,
     options: dict[str, dict[str, Any]] | None = None,
@@ -49,22 +106,17 @@ def _run(
     from lab.results import load_all, write_run
     from lab.runner import run_cell
 
-    plan: list[tuple[Scenario, Cell]] = []
-    for path, scenario in scenarios:
-        unknown = [s for s in strategies or [] if s not in scenario.strategies]
-        if unknown:
-            raise UsageError(
-                f"{path}: no strategy named {unknown[0]!r}; it has {', '.join(scenario.strategies)}"
-            )
-        plan.extend((scenario, cell) for cell in scenario.cells(backend_names, strategies, seeds))
+    _writable_results(results, {scenario.name for scenario, _ in plan})
     written = []
     skipped = []
     # disable=None: a bar on a terminal, none in logs; --progress / --no-progress override
     disable = None if progress is None else not progress
-    bar_format = "{l_bar}{bar}| {n:.1f}/{total} runs [{elapsed}<{remaining}]"
-    with tqdm(total=len(plan), disable=disable, file=sys.stderr, bar_format=bar_format) as bar:
+    bar_format = "{l_bar}{bar}| [{elapsed}<{remaining}]"
+    total = len(plan)
+    with tqdm(total=total, disable=disable, file=sys.stderr, bar_format=bar_format) as bar:
         for done, (scenario, cell) in enumerate(plan):
-            bar.set_description(f"{scenario.name} {cell.strategy} {cell.backend} s{cell.seed}")
+            run = f"{scenario.name} {cell.strategy} {cell.backend} s{cell.seed}"
+            bar.set_description(f"{run} (run {done + 1} of {total})")
 
             def on_progress(fraction: float, base: int = done) -> None:
                 bar.n = base + fraction
@@ -81,12 +133,13 @@ def _run(
             bar.refresh()
     for line in skipped:
         print(line, file=sys.stderr)
-    if not quiet and written:
+    if written and not quiet:
         names = {s.name for s, _ in plan}
         frame = load_all(*(results / n for n in sorted(names)))
         frame = frame[frame["path"].isin({str(p) for p in written})]
         print(report(frame))
-        print(f"{len(written)} run(s) written under {results}/", file=sys.stderr)
+    if written:
+        print(f"{_plural(len(written), 'run', 'runs')} written under {results}/", file=sys.stderr)
     return 1 if plan and not written else 0  # every run skipped: nothing was measured
 
 
@@ -119,12 +172,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 check_target(target, scenario)
             except DeploymentError as exc:
                 raise UsageError(f"{path}: {exc}") from None
+    plan = _plan(scenarios, names, args.strategy, args.seed, args.i_know)
     return _run(
-        scenarios,
+        plan,
         args.results,
-        names,
-        args.strategy,
-        args.seed,
         args.progress,
         args.quiet,
         {"redis": {"target": target}} if target is not None else None,
@@ -141,7 +192,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     scenarios = [(p, s) for p, s in _load_all([args.scenarios]) if s.bench]
     if args.quick:
         scenarios = [(p, s.scaled(0.2)) for p, s in scenarios]
-    _run(scenarios, args.results, None, None, None, args.progress, quiet=True)
+    plan = _plan(scenarios, None, None, None, args.i_know)
+    _run(plan, args.results, args.progress, quiet=True)
     frame = load_all(*(args.results / s.name for _, s in scenarios))
     written = write_report(frame, args.results, figures=args.figures)
     print(report(frame))
@@ -151,11 +203,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Everything `run` checks before running (the schema and the limits), and the estimate."""
+    from lab.limits import check
+
+    checked = []
     for path, scenario in _load_all(args.scenario):
-        cells = len(scenario.cells())
-        print(
-            f"{path}: ok ({scenario.name}: {len(scenario.strategies)} strategies, {cells} run(s))"
+        cells = scenario.cells()
+        checked.append(
+            (path, scenario, cells, check(scenario, cells, str(path), i_know=args.i_know))
         )
+    for path, scenario, cells, found in checked:
+        strategies = _plural(len(scenario.strategies), "strategy", "strategies")
+        runs = _plural(len(cells), "run", "runs")
+        print(f"{path}: ok ({scenario.name}: {strategies}, {runs}; {found.describe()})")
     return 0
 
 
@@ -166,10 +226,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     for path in sorted(args.scenarios.glob("*.yaml")):
         try:
             scenario = load_scenario(path)
-            first = scenario.description.strip().splitlines()[0] if scenario.description else ""
-            print(f"  {path}  {first}")
+            lines = scenario.description.strip().splitlines()  # may be only spaces
+            first = lines[0] if lines else ""
+            print(f"  {path}  {one_line(first)}")
         except ScenarioError as exc:
-            print(f"  {path}  INVALID: {exc}")
+            print(f"  {path}  INVALID: {one_line(str(exc))}")
     print(f"\n{catalog()}")
     print("\nBackends:")
     for name in backends.names():
@@ -202,8 +263,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one line and exit status 2, like scenario errors (argparse
+    would print the usage first); `--help` still prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"cachelab: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cachelab", description="Measure distributed caching patterns side by side."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-progress", dest="progress", action="store_false")
 
+    def i_know(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--i-know",
+            action="store_true",
+            help="run even when the estimated memory or time is over the scenario's limits",
+        )
+
     run = sub.add_parser("run", help="run scenarios and write results")
     run.add_argument("scenario", nargs="+", type=Path, help="scenario files or folders")
     run.add_argument(
@@ -229,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", action="append", help="run only this strategy (repeatable)")
     run.add_argument("--seed", action="append", type=int, help="run only this seed (repeatable)")
     run.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    run.add_argument("--quiet", action="store_true", help="do not print the table")
+    run.add_argument(
+        "--quiet", action="store_true", help="do not print the table (the summary line stays)"
+    )
+    i_know(run)
     run.add_argument(
         "--redis-url",
         action="append",
@@ -262,10 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tables only (default: figures under RESULTS/<scenario>/figures/)",
     )
     progress_flags(bench)
+    i_know(bench)
     bench.set_defaults(func=cmd_bench)
 
     validate = sub.add_parser("validate", help="check scenarios without running them")
     validate.add_argument("scenario", nargs="+", type=Path)
+    i_know(validate)
     validate.set_defaults(func=cmd_validate)
 
     lst = sub.add_parser("list", help="list shipped scenarios and strategy parts")
@@ -295,13 +376,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn(message: Warning | str, *_: Any, **__: Any) -> None:
+    """Warnings (a corrupt results file skipped, ...) as one line each."""
+    print(f"cachelab: warning: {one_line(str(message))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn
+            return int(args.func(args))
     except (ScenarioError, UsageError) as exc:
-        print(f"cachelab: error: {exc}", file=sys.stderr)
+        print(f"cachelab: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`cachelab list | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports SIGPIPE
     except KeyboardInterrupt:
         print(
             "cachelab: interrupted; finished runs are kept, the current one is discarded",

@@ -11,11 +11,12 @@ import hashlib
 import json
 import math
 import re
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,8 +28,9 @@ from pydantic import (
     model_validator,
 )
 
-from lab import backends
+from lab import backends, bounded_yaml
 from lab.core.units import Duration, Fraction, KeyCount, PositiveDuration, Rate, Size
+from lab.names import check_name, one_line, short_repr
 from lab.patterns import StrategySpec as StrategySpec
 from lab.patterns.resilience import ClientSpec as ClientSpec
 
@@ -37,11 +39,47 @@ BackendName = Annotated[str, AfterValidator(backends.check)]
 
 
 class ScenarioError(Exception):
-    """A scenario that cannot be loaded; the message is one line naming file and field."""
+    """A scenario that cannot be loaded; the message is one line naming file and field
+    (whatever the input quoted in it: control characters are escaped, length capped)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def _number_types(annotation: Any) -> set[Any]:
+    """The plain types a field takes, through Annotated, Optional/unions and lists."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _number_types(typing.get_args(annotation)[0])
+    if origin is not None:  # a union, list[...], dict[...]
+        return set().union(*(_number_types(a) for a in typing.get_args(annotation)))
+    return {annotation}
+
+
+def _takes_numbers_only(annotation: Any) -> bool:
+    """Whether a field holds numbers (possibly optional, or a list of them), never booleans."""
+    types = _number_types(annotation)
+    return bool(types & {int, float}) and bool not in types
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        """YAML's `true` is not 1: a boolean where a number goes is a mistake."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                values = value if isinstance(value, list) else [value]
+                if (
+                    any(isinstance(v, bool) for v in values)
+                    and field is not None
+                    and _takes_numbers_only(field.annotation)
+                ):
+                    raise ValueError(f"{name}: expected a number, got {value!r}")
+        return data
 
 
 # --- distributions ---------------------------------------------------------------------------
@@ -417,12 +455,50 @@ class Metrics(_Model):
     interval: PositiveDuration = 1.0
 
 
+class Limits(_Model):
+    """What one command may spend on this scenario's runs (estimated before any runs;
+    lab/limits.py). Raise them for a big experiment on a big machine."""
+
+    memory: Size = 4 * 1024**3
+    """Peak memory of the lab's process (and of the servers it starts) in one run."""
+    time: PositiveDuration = 2 * 3600.0
+    """Wall time of all the runs of the scenario that one command makes."""
+
+
+def _unique(what: str) -> Callable[[list[Any]], list[Any]]:
+    def check(values: list[Any]) -> list[Any]:
+        seen: set[Any] = set()
+        for value in values:
+            if value in seen:
+                raise ValueError(f"{what} {value!r} is given twice (each one names a run)")
+            seen.add(value)
+        return values
+
+    return check
+
+
+MAX_SEED = 2**63 - 1
+MAX_KEYS = 2**53
+"""Key ids stay exact as float64 (the closed-form samplers compute with them)."""
+MAX_VALUE_SIZE = 512 * 1024**2
+"""The largest string value Redis stores (proto-max-bulk-len)."""
+_Z_EXTREME = 6.0
+"""Standard deviations past its mean beyond which a Poisson run's end is taken as certain."""
+
+SafeName = Annotated[str, AfterValidator(check_name)]
+Seeds = Annotated[
+    list[Annotated[int, Field(ge=0, le=MAX_SEED)]],
+    Field(min_length=1),
+    AfterValidator(_unique("seed")),
+]
+
+
 class Scenario(_Model):
     """One YAML file: what to run, on what, how long, with which seeds."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$"), AfterValidator(check_name)]
     description: str = ""
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [1]
+    seeds: Seeds = [1]
     duration: PositiveDuration | None = None
     requests: Annotated[int, Field(ge=1)] | None = None
     warmup: Duration = 0.0
@@ -431,19 +507,18 @@ class Scenario(_Model):
     workload: Workload = Workload()
     topology: Topology = Topology()
     origin: OriginSpec = OriginSpec()
-    strategies: Annotated[dict[str, StrategySpec], Field(min_length=1)]
+    strategies: Annotated[dict[SafeName, StrategySpec], Field(min_length=1)]
     faults: list[Fault] = []
     backends: Annotated[list[BackendName], Field(min_length=1)] = ["sim"]
     """Where to run: names from the backend registry (`lab/backends.py`)."""
     metrics: Metrics = Metrics()
+    limits: Limits = Limits()
+    """Not part of the experiment: left out of config_hash()."""
 
-    @field_validator("strategies")
+    @field_validator("backends")
     @classmethod
-    def _strategy_names(cls, value: dict[str, StrategySpec]) -> dict[str, StrategySpec]:
-        for name in value:
-            if not name or "/" in name or name.startswith("."):
-                raise ValueError(f"strategy name {name!r} must be a plain name (used in paths)")
-        return value
+    def _backends_once(cls, value: list[str]) -> list[str]:
+        return _unique("backend")(value)
 
     @model_validator(mode="after")
     def _length(self) -> Scenario:
@@ -451,6 +526,7 @@ class Scenario(_Model):
             raise ValueError("give exactly one of duration (for example 60s) or requests")
         if self.duration is not None and self.warmup >= self.duration:
             raise ValueError("warmup must be shorter than duration")
+        self._check_requests_expected()
         for i, fault in enumerate(self.faults):
             node = getattr(fault, "node", None)
             if node is not None and node >= self.topology.nodes:
@@ -460,11 +536,74 @@ class Scenario(_Model):
                 )
             if fault.kind == "failover" and not self.topology.replicas:
                 raise ValueError(f"faults.{i}: failover needs topology.replicas: 1")
+            end = self.certain_end()
+            if end is not None and fault.at >= end:
+                raise ValueError(
+                    f"faults.{i}.at: {fault.at:g}s is after the run ends ({self._end_text()}); "
+                    "a fault there never happens: move it inside the run"
+                )
         return self
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Scenario:
+        if self.keyspace.keys > MAX_KEYS:
+            raise ValueError(f"keyspace.keys: at most 2**53 keys, got {self.keyspace.keys:.3g}")
+        value_size = self.keyspace.value_size
+        if isinstance(value_size, int) and value_size > MAX_VALUE_SIZE:
+            raise ValueError(
+                f"keyspace.value_size: at most 512MiB per value (the most Redis stores in one "
+                f"value), got {value_size:.3g} bytes"
+            )
+        return self
+
+    def _check_requests_expected(self) -> None:
+        """A Poisson run that would most likely measure no request at all is a mistake
+        (its table is a row of dashes): say how long it has to be."""
+        rate = self.workload.arrivals.rate
+        if rate is None:
+            return
+        if self.duration is not None:
+            expected = rate * (self.duration - self.warmup)
+            if expected < 1:
+                raise ValueError(
+                    f"duration: {self.duration:g}s at {rate:g}/s gives {expected:.2g} measured "
+                    f"requests on average; make it at least {self.warmup + 1 / rate:.3g}s"
+                )
+        end = self.certain_end()
+        if self.requests is not None and end is not None and self.warmup >= end:
+            raise ValueError(
+                f"warmup: {self.warmup:g}s is after the last of {self.requests} requests at "
+                f"{rate:g}/s ({self._end_text()}); make it shorter"
+            )
+
+    def expected_end(self) -> float | None:
+        """When the arrivals end: `duration`, or requests / rate for Poisson arrivals;
+        None when it depends on the strategy (a closed loop with a request count)."""
+        if self.duration is not None:
+            return self.duration
+        rate = self.workload.arrivals.rate
+        if self.requests is not None and rate is not None:
+            return self.requests / rate
+        return None
+
+    def certain_end(self) -> float | None:
+        """A time the arrivals are all but certain to have ended by (Poisson arrivals of
+        a request count end at a gamma-distributed time; mean + 6 sd)."""
+        if self.duration is not None:
+            return self.duration
+        rate = self.workload.arrivals.rate
+        if self.requests is not None and rate is not None:
+            return (self.requests + _Z_EXTREME * math.sqrt(self.requests) + 1) / rate
+        return None
+
+    def _end_text(self) -> str:
+        if self.duration is not None:
+            return f"duration {self.duration:g}s"
+        return f"about {self.expected_end() or 0:.3g}s: {self.requests} requests at the rate given"
 
     def config_hash(self) -> str:
         """A short stable hash of everything that determines a run's result."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"limits"}), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def scaled(self, factor: float) -> Scenario:
@@ -499,6 +638,42 @@ class Scenario(_Model):
         return out
 
 
+_FLAGS = {"seeds": "--seed", "backends": "--backend"}
+
+
+def check_overrides(
+    scenario: Scenario,
+    source: str,
+    *,
+    seeds: list[int] | None = None,
+    backends: list[str] | None = None,
+    strategies: list[str] | None = None,
+) -> None:
+    """Command-line narrowing (`--seed`, `--backend`, `--strategy`) validated as the YAML
+    fields are: the same types and rules, applied to a copy of the scenario; the one-line
+    error names the flag. The scenario itself is left as written (its config hash and
+    strategy order identify the runs)."""
+    copy = scenario.model_copy()
+    for field, value in (("seeds", seeds), ("backends", backends)):
+        if value is None:
+            continue
+        try:
+            Scenario.__pydantic_validator__.validate_assignment(copy, field, value)
+        except ValidationError as exc:
+            problem = _fraction_or(exc.errors()[0])
+            raise ScenarioError(f"{source}: {_FLAGS[field]}: {problem}") from None
+    if strategies is not None:
+        unknown = [name for name in strategies if name not in scenario.strategies]
+        if unknown:
+            raise ScenarioError(
+                f"{source}: --strategy: no strategy named {unknown[0]!r}; "
+                f"it has {', '.join(scenario.strategies)}"
+            )
+        twice = next((n for i, n in enumerate(strategies) if n in strategies[:i]), None)
+        if twice is not None:
+            raise ScenarioError(f"{source}: --strategy: {twice!r} is given twice")
+
+
 @dataclass(frozen=True, slots=True)
 class Cell:
     """One run: scenario x strategy x backend x seed."""
@@ -517,7 +692,15 @@ class Cell:
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    """`strategies.my-name.read`; a name that is not plain (the user's own: it may be
+    long or hold anything) is quoted and cut."""
+    parts = []
+    for part in loc:
+        text = str(part)
+        if text.startswith("function-") or text == "[key]":
+            continue
+        plain = re.fullmatch(r"\w[\w.-]{0,39}", text) is not None
+        parts.append(text if plain else short_repr(text))
     return ".".join(parts) or "(top level)"
 
 
@@ -538,20 +721,20 @@ def _describe(error: Any) -> str:
             "less_than": "<",
         }[kind]
         bound = next(iter(ctx.values()))
-        return f"must be {op} {bound}, got {got!r}"
+        return f"must be {op} {bound}, got {short_repr(got)}"
     if kind == "union_tag_invalid":
         known = str(ctx.get("expected_tags")).replace("'", "")
         return f"unknown kind {ctx.get('tag')!r}; known: {known}"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}, got {got!r}"
+        return f"must be one of {ctx.get('expected')}, got {short_repr(got)}"
     if kind == "value_error":
         msg = str(error["msg"]).removeprefix("Value error, ")
         if "got" not in msg and repr(got) not in msg and not isinstance(got, dict | list):
-            msg += f", got {got!r}"
+            msg += f", got {short_repr(got)}"
         return msg
     if kind == "assertion_error":
         return str(error["msg"]).removeprefix("Assertion failed, ")
-    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {short_repr(got)}"
 
 
 def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
@@ -560,6 +743,12 @@ def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: expected a mapping of scenario fields at the top level")
     try:
         return Scenario.model_validate(data)
+    except (TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        # a validator that met a type it did not expect: still one line, never a traceback
+        raise ScenarioError(
+            f"{source}: a field has a value of an unexpected kind ({type(exc).__name__}: {exc}); "
+            "check the values against docs/scenarios.md"
+        ) from None
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]
@@ -580,50 +769,20 @@ def _fraction_or(error: Any) -> str:
         and (ctx.get("ge", ctx.get("le")) in (0, 1))
         and error["loc"][-1] in ("read", "write", "hot_share")
     ):
-        return f"must be between 0 and 1, got {error.get('input')!r}"
+        return f"must be between 0 and 1, got {short_repr(error.get('input'))}"
     return _describe(error)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping (YAML keeps the last
-    silently, which would hide exactly the typos the schema is there to catch)."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            continue  # construct_mapping reports unhashable keys itself
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"field {key!r} is given twice", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
-)
-
-
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file."""
+    """Read and validate a scenario file (within the bounds of `lab.bounded_yaml`)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = bounded_yaml.loads(bounded_yaml.read_text(path))
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such scenario file") from None
     except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(f"{path}{where}: invalid YAML: {problem}") from None
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except bounded_yaml.YamlRefused as exc:
+        where = f":{exc.line + 1}" if exc.line is not None else ""
+        raise ScenarioError(f"{path}{where}: {exc.problem}") from None
     return parse_scenario(data, str(path))

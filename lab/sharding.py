@@ -9,8 +9,9 @@ import bisect
 import functools
 import hashlib
 import math
-from collections.abc import Callable
-from typing import Literal
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Literal, overload
 
 import numpy as np
 
@@ -115,14 +116,59 @@ def router(kind: Sharding, nodes: int) -> Callable[[str], int]:
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _owner_tuple(kind: Sharding, nodes: int, keys: int) -> tuple[int, ...]:
-    route = router(kind, nodes)
-    return tuple(route(key_name(k)) for k in range(keys))
+MEMO_KEYS = 1 << 23
+"""Keyspaces up to this size remember each int key's owner once computed (2 bytes a key);
+larger ones compute it on every lookup, so nothing costs O(keyspace)."""
+UNKNOWN = 0xFFFF
+"""A memo entry not computed yet (node indexes stay below 1024)."""
 
 
-def owner_table(kind: Sharding, nodes: int, keys: int) -> list[int]:
-    """Owner node of every int key 0..keys-1 (cached: all strategies of a scenario share it)."""
-    if nodes == 1:
-        return [0] * keys
-    return list(_owner_tuple(kind, nodes, keys))
+class OwnerTable(Sequence[int]):
+    """The owner node of every int key 0..keys-1, computed when first asked for.
+
+    Nothing is computed up front: a run touching a few keys of a huge keyspace pays
+    for those keys only. `memo` is the lazily filled table the simulator's hot path
+    indexes directly (`UNKNOWN` until computed; empty above MEMO_KEYS)."""
+
+    __slots__ = ("keys", "memo", "route")
+
+    def __init__(
+        self, kind: Sharding, nodes: int, keys: int, route: Callable[[str], int] | None = None
+    ) -> None:
+        self.keys = keys
+        self.route = route if route is not None else router(kind, nodes)
+        filler = 0 if nodes == 1 else UNKNOWN  # one node owns everything: nothing to compute
+        self.memo = array("H", [filler]) * keys if keys <= MEMO_KEYS else array("H")
+
+    def __len__(self) -> int:
+        return self.keys
+
+    @overload
+    def __getitem__(self, key: int) -> int: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[int]: ...
+    def __getitem__(self, key: int | slice) -> int | list[int]:
+        if isinstance(key, slice):
+            return [self[k] for k in range(*key.indices(self.keys))]
+        if type(key) is not int:
+            raise TypeError(f"owner tables hold int keys, not {type(key).__name__}")
+        if not 0 <= key < self.keys:
+            raise IndexError(key)
+        return self.owner(key)
+
+    def owner(self, key: int) -> int:
+        """Owner of int key `key` (0 <= key < keys), remembered when the memo covers it."""
+        memo = self.memo
+        if key < len(memo):
+            owner = memo[key]
+            if owner == UNKNOWN:
+                owner = memo[key] = self.route(key_name(key))
+            return owner
+        return self.route(key_name(key))
+
+
+@functools.lru_cache(maxsize=4)
+def lazy_owner_table(kind: Sharding, nodes: int, keys: int) -> OwnerTable:
+    """Owner node of every int key 0..keys-1, computed lazily (cached: all strategies of
+    a scenario share one table, and what one run computed the next one reuses)."""
+    return OwnerTable(kind, nodes, keys)

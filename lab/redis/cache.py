@@ -37,7 +37,7 @@ from lab.codec import decode, encode
 from lab.core import Key, Versioned
 from lab.core.errors import CacheUnavailable
 from lab.metrics.ops import OpLatencies
-from lab.sharding import Sharding, key_name, key_slot, owner_table, router
+from lab.sharding import OwnerTable, Sharding, key_name, key_slot, lazy_owner_table, router
 
 Address = tuple[str, int]
 
@@ -210,11 +210,11 @@ class RedisCache:
         if self._slot_owner is not None:
             owners = self._slot_owner
             self._route: Callable[[str], int] = lambda name: owners[key_slot(name)]
-            self._owner_of_int = [self._route(key_name(k)) for k in range(keys)]
+            self._owner_of_int: Sequence[int] = OwnerTable(sharding, n, keys, self._route)
             self._call: Callable[..., Any] = self._cluster_call
         else:
             self._route = router(sharding, n)
-            self._owner_of_int = owner_table(sharding, n, keys) if keys else []
+            self._owner_of_int = lazy_owner_table(sharding, n, keys)
             self._call = self._plain_call
         self._refreshed = -REFRESH_EVERY
         self._refreshing: asyncio.Task[None] | None = None

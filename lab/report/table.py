@@ -59,12 +59,17 @@ def markdown_table(frame: pd.DataFrame) -> str:
     for (strategy, backend), row in sorted(
         means.iterrows(), key=lambda item: (order.index(item[0][0]), item[0][1])
     ):
-        cells = [str(strategy), str(backend), str(seeds[(strategy, backend)])]
+        cells = [_cell(strategy), _cell(backend), str(seeds[(strategy, backend)])]
         for name, _, fmt in present:
             value = row[name]
             cells.append(fmt(float(value)) if not _missing(value) else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(text: object) -> str:
+    """Text that stays inside its table cell (a name may hold a '|')."""
+    return str(text).replace("|", "\\|")
 
 
 def _missing(value: object) -> bool:

@@ -26,9 +26,12 @@ from lab.core import Key, Versioned
 from lab.core.errors import CacheUnavailable
 from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
-from lab.sharding import Sharding, key_name, owner_table, router
+from lab.sharding import UNKNOWN, Sharding, key_name, lazy_owner_table
 from lab.sim.bridge import Wait, wake_after
 from lab.sim.store import Eviction, Store, make_store
+
+NAME_MEMO = 1 << 20
+"""Most key names whose owner a cluster remembers (lock, lease and versioned keys)."""
 
 
 class SimNode:
@@ -168,28 +171,31 @@ class SimCluster:
         self.op_times = OpLatencies()
         """Every operation's time; the runner resets it at the end of the warm-up."""
         self._op_add = self.op_times.add
-        self._route_name = router(sharding, nodes)
-        self._owner_of_int: list[int] = owner_table(sharding, nodes, keys) if keys else []
-        self._owner_of_str: dict[str, int] = {}
-
-    def owner(self, key: Key) -> int:
-        """Index of the node holding `key` (int keys from a precomputed table)."""
-        if type(key) is int and 0 <= key < len(self._owner_of_int):
-            return self._owner_of_int[key]
-        name = key_name(key)
-        owner = self._owner_of_str.get(name)
-        if owner is None:
-            owner = self._owner_of_str[name] = self._route_name(name)
-        return owner
-
-    def node_of(self, key: Key) -> SimNode:
-        return self.nodes[self.owner(key)]
+        self._owners = lazy_owner_table(sharding, nodes, keys)
+        self._memo = self._owners.memo  # int keys' owners, filled lazily (UNKNOWN until then)
+        self._route_name = self._owners.route
+        self._owner_of_name: dict[str, int] = {}
 
     def _node(self, key: Key) -> SimNode:
+        """The node holding `key`: the one lookup every operation makes. Int keys come from
+        the shared lazily filled table; names (lock and lease keys, versioned keys, int
+        keys past the table) are routed once and remembered."""
         try:
-            return self.nodes[self._owner_of_int[key]]  # type: ignore[index]
+            owner = self._memo[key]  # type: ignore[index]
         except (IndexError, TypeError):
-            return self.nodes[self.owner(key)]
+            return self.nodes[self._owner_by_name(key)]
+        if owner == UNKNOWN:
+            owner = self._owners.owner(key)  # type: ignore[arg-type]
+        return self.nodes[owner]
+
+    def _owner_by_name(self, key: Key) -> int:
+        name = key_name(key)
+        owner = self._owner_of_name.get(name)
+        if owner is None:
+            if len(self._owner_of_name) >= NAME_MEMO:
+                self._owner_of_name.clear()  # a bounded memo: a huge keyspace never fills memory
+            owner = self._owner_of_name[name] = self._route_name(name)
+        return owner
 
     def _blocked(self, node: SimNode, now: float) -> tuple[float, str] | None:
         """How long until a client learns the node is unreachable, and why; None if it is."""
@@ -214,10 +220,7 @@ class SimCluster:
     def get(self, key: Key) -> Generator[Wait, Any, Versioned | None]:
         env = self.env
         now = env._now
-        try:
-            node = self.nodes[self._owner_of_int[key]]  # type: ignore[index]
-        except (IndexError, TypeError):
-            node = self.nodes[self.owner(key)]
+        node = self._node(key)
         if node.faulty:
             found: Versioned | None = yield from self._faulty(
                 node, now, lambda store: store.get(key, now)

@@ -28,6 +28,8 @@ def expand(workload: dict[str, Any]) -> dict[str, Any]:
     preset = workload.get("preset")
     if preset is None:
         return workload
+    if not isinstance(preset, str):
+        raise ValueError(f"a preset is a name such as ycsb-b; known: {', '.join(PRESETS)}")
     if preset in UNSUPPORTED:
         raise ValueError(UNSUPPORTED[preset])
     if preset not in PRESETS:

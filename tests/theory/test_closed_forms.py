@@ -22,7 +22,7 @@ import simpy
 from lab.runner import run_cell
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, Distribution
-from lab.sharding import owner_table
+from lab.sharding import lazy_owner_table
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
 from lab.workload.keys import KeyGenerator, zipf_probabilities
@@ -78,7 +78,7 @@ def test_lru_hit_ratio_matches_che(nodes: int, capacity: int, s: float, keys: in
     generator = KeyGenerator(sc.workload.keys, keys, rng_for(seed, "workload.keys"))
     p = np.empty(keys)
     p[generator.permutation] = zipf_probabilities(keys, s)
-    owners = np.array(owner_table("ketama", nodes, keys))
+    owners = np.array(lazy_owner_table("ketama", nodes, keys))
     expected = sum(che_hit_ratio(p[owners == n], capacity) for n in range(nodes))
     measured = result.summary["hit_ratio"]
     assert abs(measured - expected) < 0.01, (measured, expected)

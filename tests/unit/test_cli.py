@@ -98,7 +98,7 @@ def test_validate_and_list(tmp_path: Path) -> None:
     write(tmp_path, SMALL)
     done = cachelab("validate", "s.yaml", cwd=tmp_path)
     assert done.returncode == 0
-    assert "s.yaml: ok (cli-small: 2 strategies, 4 run(s))" in done.stdout
+    assert "s.yaml: ok (cli-small: 2 strategies, 4 runs; about " in done.stdout
     repo = Path(__file__).resolve().parents[2]
     listed = cachelab("list", cwd=repo)
     assert listed.returncode == 0
@@ -136,7 +136,107 @@ def test_progress_bar_when_asked(tmp_path: Path) -> None:
         "run", "s.yaml", "--results", "out", "--quiet", "--progress", "--seed", "1", cwd=tmp_path
     )
     assert done.returncode == 0
-    frames = [f for f in done.stderr.replace("\r", "\n").splitlines() if "runs [" in f]
-    assert frames[-1].startswith("cli-small ttl sim s1: 100%")
-    assert "2.0/2 runs" in frames[-1]
-    assert any("0.5/2 runs" in f or "1.0/2 runs" in f for f in frames)  # it moved
+    frames = [f for f in done.stderr.replace("\r", "\n").splitlines() if " of 2)" in f]
+    assert frames[-1].startswith("cli-small ttl sim s1 (run 2 of 2): 100%")
+    assert any("(run 1 of 2):" in f and "  0%" not in f for f in frames)  # it moved
+    assert not any("/2 runs" in f or "0.0/" in f for f in frames)
+
+
+def test_results_that_cannot_hold_runs_are_refused_before_running(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    (tmp_path / "taken").write_text("a file")
+    for results, problem in (
+        ("taken", "--results taken: taken is not a folder"),
+        ("taken/sub", "--results taken/sub: taken is not a folder"),
+        ("/proc/cachelab-results", "--results /proc/cachelab-results: cannot write there"),
+    ):
+        done = cachelab("run", "s.yaml", "--results", results, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"cachelab: error: {problem}")
+        assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert (tmp_path / "taken").read_text() == "a file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml", "taken"]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "cli-small").write_text("where the scenario's folder goes")
+    done = cachelab("run", "s.yaml", "--results", "out", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"cachelab: error: --results out: {Path('out/cli-small')} is not a folder\n"
+    )
+
+
+def test_command_line_values_are_checked_like_the_yaml(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    for args, problem in (
+        (["--seed", "-1"], "s.yaml: --seed: must be >= 0, got -1"),
+        (["--seed", "2", "--seed", "2"], "s.yaml: --seed: seed 2 is given twice"),
+        (["--strategy", "nope"], "s.yaml: --strategy: no strategy named 'nope'"),
+    ):
+        done = cachelab("run", "s.yaml", "--results", "out", *args, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"cachelab: error: {problem}")
+        assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_quiet_hides_the_table_not_the_written_line(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    done = cachelab("run", "s.yaml", "--results", "out", "--quiet", "--seed", "1", cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout == ""
+    assert done.stderr == "2 runs written under out/\n"
+
+
+def test_over_the_limits_is_refused_by_validate_and_run_unless_i_know(tmp_path: Path) -> None:
+    write(tmp_path, dict(SMALL, seeds=[1], workload={"instances": 1_000_000}))
+    for command in (["validate", "s.yaml"], ["run", "s.yaml", "--results", "out"]):
+        done = cachelab(*command, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith("cachelab: error: s.yaml: limits: this needs about ")
+        assert "workload.instances" in done.stderr and "--i-know" in done.stderr
+    assert not (tmp_path / "out").exists()
+    forced = cachelab("validate", "s.yaml", "--i-know", cwd=tmp_path)
+    assert forced.returncode == 0 and "workload.instances" in forced.stdout
+
+
+def test_command_line_mistakes_are_one_line_too(tmp_path: Path) -> None:
+    write(tmp_path, SMALL)
+    for args, problem in (
+        (["run", "s.yaml", "--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+        (["run", "s.yaml", "--backend", "mem"], "argument --backend: invalid choice: 'mem'"),
+        (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+    ):
+        done = cachelab(*args, cwd=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"cachelab: error: {problem}")
+        assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_list_survives_odd_descriptions(tmp_path: Path) -> None:
+    (tmp_path / "sc").mkdir()
+    for name, description in (("a", "   "), ("b", "\x1b[31mred\nsecond line")):
+        data = dict(SMALL, name=f"odd-{name}", description=description)
+        (tmp_path / "sc" / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    done = cachelab("list", "--scenarios", "sc", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\\x1b[31mred" in done.stdout
+
+
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "sc").mkdir()
+    text = yaml.safe_dump(dict(SMALL, description="x" * 100))
+    for i in range(1500):  # more than a pipe holds: the command is still writing
+        (tmp_path / "sc" / f"s{i:04d}.yaml").write_text(text)
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "lab", "list", "--scenarios", "sc"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    assert reader.stdout.read(10) == b"Scenarios:"
+    reader.stdout.close()  # as `| head -1` does
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=300) == 141
+    assert err == ""

@@ -8,7 +8,7 @@ from typing import Any
 from lab.core import Versioned
 from lab.runner import run_cell
 from lab.scenario import Cell
-from lab.sharding import owner_table
+from lab.sharding import lazy_owner_table
 from lab.sim.cluster import SimNode
 from lab.sim.store import make_store
 from lab.workload.stream import RequestStream
@@ -57,7 +57,7 @@ def test_write_behind_crash_loses_exactly_the_unflushed_writes_of_that_node() ->
     # expected from the request stream alone: writes to node 0's keys acknowledged before
     # the crash are lost, unless the key was written again later (during the outage such
     # a write goes straight to the origin; after the restart, to the cache and the flusher)
-    owners = owner_table("ketama", 2, 100_000)
+    owners = lazy_owner_table("ketama", 2, 100_000)
     before: Counter[int] = Counter()
     rewritten: set[int] = set()
     for t, _is_write, key in RequestStream(sc, 4).timed(1000.0):

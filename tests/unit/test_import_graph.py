@@ -18,7 +18,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.trace"),  # trace files: readers, statistics and their figure, synthesis
     grimp.Layer("lab.report"),
     grimp.Layer("lab.results"),
-    grimp.Layer("lab.runner"),
+    grimp.Layer("lab.runner", "lab.limits"),  # one run; what runs would cost
     grimp.Layer("lab.sim", "lab.redis"),  # the backends
     grimp.Layer("lab.harness"),
     grimp.Layer("lab.client", "lab.orphans"),
@@ -30,7 +30,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.sampling"),
     grimp.Layer("lab.scenario"),  # its strategy model is built from the parts' registry
     grimp.Layer("lab.patterns"),  # strategy parts: only lab.core below them
-    grimp.Layer("lab.backends", "lab.sharding"),  # the registry: names only
+    grimp.Layer("lab.backends", "lab.sharding", "lab.names", "lab.bounded_yaml"),  # leaf helpers
     grimp.Layer("lab.core"),
 ]
 """High to low."""

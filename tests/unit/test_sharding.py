@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import math
 import random
+import tracemalloc
 from collections import Counter
 
 import numpy as np
@@ -15,13 +16,15 @@ from uhashring import HashRing
 
 from lab.sharding import (
     SLOTS,
+    UNKNOWN,
     KetamaRing,
+    OwnerTable,
     Sharding,
     hash_tag,
     key_name,
     key_slot,
+    lazy_owner_table,
     node_name,
-    owner_table,
     router,
     slot_ranges,
 )
@@ -250,12 +253,39 @@ def test_modulo_spreads_keys() -> None:
 def test_single_node_owns_everything(kind: str) -> None:
     route = router(kind, 1)  # type: ignore[arg-type]
     assert {route(name) for name in _names(200)} == {0}
-    assert owner_table(kind, 1, 50) == [0] * 50  # type: ignore[arg-type]
+    assert list(lazy_owner_table(kind, 1, 50)) == [0] * 50  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kind", ["ketama", "slots", "modulo"])
 def test_owner_table_is_the_router_on_int_keys(kind: str) -> None:
     route = router(kind, 3)  # type: ignore[arg-type]
-    table = owner_table(kind, 3, 2000)  # type: ignore[arg-type]
+    table = list(lazy_owner_table(kind, 3, 2000))  # type: ignore[arg-type]
     assert table == [route(key_name(k)) for k in range(2000)]
     assert set(table) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("kind", ["ketama", "slots", "modulo"])
+def test_owner_table_of_a_huge_keyspace_is_lazy(kind: str) -> None:
+    tracemalloc.start()
+    table = OwnerTable(kind, 5, 10**12)  # type: ignore[arg-type]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20  # nothing per key
+    route = router(kind, 5)  # type: ignore[arg-type]
+    for key in (0, 1, 10**6, 10**12 - 1):
+        assert table[key] == route(key_name(key))
+    assert len(table) == 10**12
+    with pytest.raises(IndexError):
+        table[10**12]
+    with pytest.raises(IndexError):
+        table[-1]
+    with pytest.raises(TypeError):
+        table["key:1"]  # type: ignore[call-overload]
+
+
+def test_owner_table_computes_an_owner_once_and_only_when_asked() -> None:
+    table = OwnerTable("ketama", 3, 1000)
+    assert set(table.memo) == {UNKNOWN}
+    owner = table[17]
+    assert table.memo[17] == owner and table.memo.count(UNKNOWN) == 999
+    assert table[10:13] == [table[10], table[11], table[12]]
