@@ -19,7 +19,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.report"),
     grimp.Layer("lab.results"),
     grimp.Layer("lab.runner", "lab.limits"),  # one run; what runs would cost
-    grimp.Layer("lab.sim", "lab.redis"),  # the backends
+    grimp.Layer("lab.sim", "lab.redis", "lab.memcached"),  # the backends
     grimp.Layer("lab.harness"),
     grimp.Layer("lab.client", "lab.orphans"),
     grimp.Layer("lab.backend"),  # the Backend protocol
@@ -30,7 +30,9 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.sampling"),
     grimp.Layer("lab.scenario"),  # its strategy model is built from the parts' registry
     grimp.Layer("lab.patterns"),  # strategy parts: only lab.core below them
-    grimp.Layer("lab.backends", "lab.sharding", "lab.names", "lab.bounded_yaml"),  # leaf helpers
+    grimp.Layer(
+        "lab.backends", "lab.sharding", "lab.names", "lab.bounded_yaml", "lab.exptime", "lab.slabs"
+    ),  # leaf helpers
     grimp.Layer("lab.core"),
 ]
 """High to low."""
