@@ -280,11 +280,36 @@ class BusSpec(_Model):
     loss: Fraction = 0.0
 
 
+class MemcachedSpec(_Model):
+    """Each memcached node's settings (its command line; docs/memcached.md)."""
+
+    memory: Size = 64 << 20
+    """`-m`: the slab memory of one node, in whole MiB."""
+    threads: Annotated[int, Field(ge=1, le=64)] = 4
+    growth_factor: Annotated[float, Field(gt=1.0, le=4.0)] = 1.25
+    """`-f`: each slab class's chunk size is the previous one's times this."""
+    min_chunk: Annotated[int, Field(ge=8, le=4096)] = 48
+    """`-n`: the smallest item's key + value + flags space, in bytes."""
+    slab_automove: bool = False
+    """memcached's default is on; off, pages stay with the class that took them first."""
+
+    @field_validator("memory")
+    @classmethod
+    def _whole_mib(cls, value: int) -> int:
+        if value % (1 << 20):
+            raise ValueError("must be a whole number of MiB (memcached -m), e.g. 64MiB")
+        return value
+
+
 class Topology(_Model):
     nodes: Annotated[int, Field(ge=1, le=1024)] = 1
     sharding: Literal["ketama", "slots", "modulo"] = "ketama"
     capacity: KeyCount | None = None
-    eviction: Literal["lru", "fifo", "random"] = "lru"
+    eviction: Literal["lru", "fifo", "random", "memcached-slru"] = "lru"
+    """`memcached-slru`: memcached's slab allocator and segmented LRU (lab/slabs.py),
+    sized by `memcached.memory`."""
+    memcached: MemcachedSpec | None = None
+    """The memcached backend's node settings (default: MemcachedSpec())."""
     network: Network = Network()
     service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
     bus: BusSpec = BusSpec()
@@ -603,7 +628,10 @@ class Scenario(_Model):
 
     def config_hash(self) -> str:
         """A short stable hash of everything that determines a run's result."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"limits"}), sort_keys=True)
+        dump = self.model_dump(mode="json", exclude={"limits"})
+        if dump["topology"]["memcached"] is None:  # absent: hashes as before the field
+            del dump["topology"]["memcached"]
+        canonical = json.dumps(dump, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def scaled(self, factor: float) -> Scenario:

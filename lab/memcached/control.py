@@ -58,8 +58,18 @@ class Control:
 
     def keys(self) -> list[str]:
         """Every live key name (``lru_crawler metadump all``)."""
+        self.sock.sendall(b"lru_crawler metadump all\r\n")
+        data = self._buffer
+        while not (data.endswith(b"END\r\n") or data.startswith(b"BUSY")):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"memcached {self.address} closed the connection")
+            data += chunk
+        self._buffer = b""
+        if data.startswith(b"BUSY"):
+            raise ValueError(f"memcached {self.address}: {data.decode(errors='replace')}")
         names = []
-        for line in self.lines("lru_crawler metadump all", end=b"END"):
+        for line in data.split(b"\n")[:-1]:  # lines end in \n, the reply in END\r\n
             first = line.split(b" ", 1)[0]
             if first.startswith(b"key="):
                 names.append(unquote(first[4:].decode()))

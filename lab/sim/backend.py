@@ -71,6 +71,7 @@ class SimBackend:
             nodes=topo.nodes,
             capacity=topo.capacity,
             eviction=topo.eviction,
+            memcached=topo.memcached,
             sharding=topo.sharding,
             keys=scenario.keyspace.keys,
             rtt=sampler(topo.network.rtt, rng_for(seed, "network.rtt")),

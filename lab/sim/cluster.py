@@ -26,6 +26,7 @@ from lab.core import Key, Versioned
 from lab.core.errors import CacheUnavailable
 from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
+from lab.scenario import MemcachedSpec
 from lab.sharding import UNKNOWN, Sharding, key_name, lazy_owner_table
 from lab.sim.bridge import Wait, wake_after
 from lab.sim.store import Eviction, Store, make_store
@@ -148,6 +149,7 @@ class SimCluster:
         nodes: int,
         capacity: int | None,
         eviction: Eviction,
+        memcached: MemcachedSpec | None = None,
         sharding: Sharding,
         keys: int = 0,
         rtt: Sampler,
@@ -161,12 +163,14 @@ class SimCluster:
         self.timeout = timeout
         self._replication_lag: Sampler = replication_lag or (lambda: 0.001)
         self.nodes = [
-            SimNode(i, make_store(capacity, eviction, seed + i), service) for i in range(nodes)
+            SimNode(i, make_store(capacity, eviction, seed + i, memcached), service)
+            for i in range(nodes)
         ]
         self._capacity, self._eviction, self._seed = capacity, eviction, seed
+        self._memcached = memcached
         if replicas:
             for node in self.nodes:
-                node.replica = make_store(capacity, eviction, seed + 1000 + node.index)
+                node.replica = make_store(capacity, eviction, seed + 1000 + node.index, memcached)
         self._rtt = rtt
         self.op_times = OpLatencies()
         """Every operation's time; the runner resets it at the end of the warm-up."""
@@ -365,7 +369,12 @@ class SimCluster:
 
     def fresh_store(self, node: SimNode) -> Store:
         """An empty store like the node's (a cold restart)."""
-        return make_store(self._capacity, self._eviction, self._seed + 7919 * (node.generation + 1))
+        return make_store(
+            self._capacity,
+            self._eviction,
+            self._seed + 7919 * (node.generation + 1),
+            self._memcached,
+        )
 
     @property
     def evictions(self) -> int:

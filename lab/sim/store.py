@@ -12,9 +12,10 @@ from collections import OrderedDict
 from typing import Literal
 
 from lab.core import Key, Versioned
+from lab.scenario import MemcachedSpec
 
 INF = float("inf")
-Eviction = Literal["lru", "fifo", "random"]
+Eviction = Literal["lru", "fifo", "random", "memcached-slru"]
 Entry = tuple[Versioned, float]
 
 
@@ -109,8 +110,14 @@ class RandomStore(Store):
         self.evictions += 1
 
 
-def make_store(capacity: int | None, policy: Eviction, seed: int = 0) -> Store:
-    """The store for an eviction policy name."""
+def make_store(
+    capacity: int | None, policy: Eviction, seed: int = 0, memcached: MemcachedSpec | None = None
+) -> Store:
+    """The store for an eviction policy name (`memcached-slru`: lab/sim/slab_store.py)."""
+    if policy == "memcached-slru":
+        from lab.sim.slab_store import SlabStore  # a cycle at import time otherwise
+
+        return SlabStore(memcached, seed)
     if policy == "random":
         return RandomStore(capacity, policy, seed)
     return Store(capacity, policy, seed)
