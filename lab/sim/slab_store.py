@@ -14,15 +14,17 @@ from lab.core import Key, Versioned
 from lab.core.values import key_name
 from lab.exptime import expires_at
 from lab.scenario import MemcachedSpec
-from lab.sim.store import Store
 from lab.slabs import SlabCache, item_size
 
 
-class SlabStore(Store):
-    """The Store interface over a SlabCache (one memcached node)."""
+class SlabStore:
+    """The interface of `lab.sim.store.Store` over a SlabCache (one memcached node)."""
+
+    policy = "memcached-slru"
+    expirations = 0
+    """Expired items are reclaimed inside the SlabCache (`cache.reclaimed`)."""
 
     def __init__(self, spec: MemcachedSpec | None, seed: int = 0) -> None:
-        super().__init__(None, "lru", seed)
         spec = spec or MemcachedSpec()
         if spec.slab_automove:
             raise ValueError("memcached-slru does not model slab_automove: set it to false")
@@ -45,10 +47,6 @@ class SlabStore(Store):
     @property
     def evictions(self) -> int:
         return self.cache.evictions
-
-    @evictions.setter
-    def evictions(self, value: int) -> None:
-        pass  # counted by the SlabCache
 
     @property
     def bytes(self) -> int:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from typing import Literal
+from typing import Literal, cast
 
 from lab.core import Key, Versioned
 from lab.scenario import MemcachedSpec
+from lab.sim.slab_store import SlabStore
 
 INF = float("inf")
 Eviction = Literal["lru", "fifo", "random", "memcached-slru"]
@@ -115,9 +116,7 @@ def make_store(
 ) -> Store:
     """The store for an eviction policy name (`memcached-slru`: lab/sim/slab_store.py)."""
     if policy == "memcached-slru":
-        from lab.sim.slab_store import SlabStore  # a cycle at import time otherwise
-
-        return SlabStore(memcached, seed)
+        return cast(Store, SlabStore(memcached, seed))  # the same interface (duck-typed)
     if policy == "random":
         return RandomStore(capacity, policy, seed)
     return Store(capacity, policy, seed)

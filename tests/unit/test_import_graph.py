@@ -16,7 +16,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.__main__"),
     grimp.Layer("lab.cli"),
     grimp.Layer("lab.trace"),  # trace files: readers, statistics and their figure, synthesis
-    grimp.Layer("lab.report"),
+    grimp.Layer("lab.report", "lab.versus"),  # reports; the Redis-vs-Memcached table
     grimp.Layer("lab.results"),
     grimp.Layer("lab.runner", "lab.limits"),  # one run; what runs would cost
     grimp.Layer("lab.sim", "lab.redis", "lab.memcached"),  # the backends
