@@ -226,7 +226,7 @@ def measure(
     memory_rows(measured)
     if quick:
         data = scenario.model_dump(mode="json", exclude_unset=True)
-        data.update(duration=3.0, warmup=1.0)
+        data.update(duration=2.0, warmup=0.5)
         scenario = parse_scenario(data, scenario.name)
     speed_rows(measured, scenario, progress=lambda label: log(f"run: {label}"))
     return measured
