@@ -56,8 +56,9 @@ class Control:
     def flush(self) -> None:
         self.lines("flush_all", end=b"OK")
 
-    def keys(self) -> list[str]:
-        """Every live key name (``lru_crawler metadump all``)."""
+    def metadump(self) -> list[dict[str, str]]:
+        """Every live item's fields (``lru_crawler metadump all``: key, exp, la, cas, cls,
+        size; the key URL-decoded)."""
         self.sock.sendall(b"lru_crawler metadump all\r\n")
         data = self._buffer
         while not (data.endswith(b"END\r\n") or data.startswith(b"BUSY")):
@@ -68,12 +69,17 @@ class Control:
         self._buffer = b""
         if data.startswith(b"BUSY"):
             raise ValueError(f"memcached {self.address}: {data.decode(errors='replace')}")
-        names = []
+        items = []
         for line in data.split(b"\n")[:-1]:  # lines end in \n, the reply in END\r\n
-            first = line.split(b" ", 1)[0]
-            if first.startswith(b"key="):
-                names.append(unquote(first[4:].decode()))
-        return names
+            fields = dict(f.split("=", 1) for f in line.decode().split(" ") if "=" in f)
+            if "key" in fields:
+                fields["key"] = unquote(fields["key"])
+                items.append(fields)
+        return items
+
+    def keys(self) -> list[str]:
+        """Every live key name."""
+        return [item["key"] for item in self.metadump()]
 
     def get(self, names: list[str]) -> dict[str, bytes]:
         """Values of `names` (absent ones are missing from the result)."""
