@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -63,6 +64,8 @@ class Measured:
     speed: dict[str, dict[str, float]] = field(default_factory=dict)
     capabilities: dict[str, dict[str, str]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    rounds: int = 0
+    """Runs per speed row (the median is shown)."""
 
 
 def available() -> str | None:
@@ -187,20 +190,30 @@ def speed_rows(
     measured: Measured,
     scenario: Scenario,
     strategy: str = "cache-aside",
+    rounds: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> None:
-    for label, (backend, clients, threads) in VARIANTS.items():
-        if progress is not None:
-            progress(label)
-        summary = run_cell(
-            variant(scenario, clients, threads), Cell(scenario.name, strategy, backend, 1)
-        ).summary
-        measured.speed[label] = {
-            "throughput": float(summary["throughput"]),
-            "op_p50": float(summary["cache_op_p50"] or 0.0),
-            "op_p99": float(summary["cache_op_p99"] or 0.0),
-            "hit_ratio": float(summary["hit_ratio"]),
-        }
+    """Each variant `rounds` times, interleaved (a machine that gets busier or quieter
+    moves every row alike); the median of each figure."""
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in VARIANTS}
+    for n in range(rounds):
+        for label, (backend, clients, threads) in VARIANTS.items():
+            if progress is not None:
+                progress(f"{label} (round {n + 1} of {rounds})")
+            summary = run_cell(
+                variant(scenario, clients, threads), Cell(scenario.name, strategy, backend, 1)
+            ).summary
+            runs[label].append(
+                {
+                    "throughput": float(summary["throughput"]),
+                    "op_p50": float(summary["cache_op_p50"] or 0.0),
+                    "op_p99": float(summary["cache_op_p99"] or 0.0),
+                    "hit_ratio": float(summary["hit_ratio"]),
+                }
+            )
+    for label, samples in runs.items():
+        measured.speed[label] = {k: statistics.median(r[k] for r in samples) for k in samples[0]}
+    measured.rounds = rounds
 
 
 # -- the table ---------------------------------------------------------------------
@@ -228,7 +241,8 @@ def measure(
         data = scenario.model_dump(mode="json", exclude_unset=True)
         data.update(duration=2.0, warmup=0.5)
         scenario = parse_scenario(data, scenario.name)
-    speed_rows(measured, scenario, progress=lambda label: log(f"run: {label}"))
+    rounds = 1 if quick else 3
+    speed_rows(measured, scenario, rounds=rounds, progress=lambda label: log(f"run: {label}"))
     return measured
 
 
@@ -292,7 +306,8 @@ def _measured_rows(measured: Measured) -> list[str]:
 def _notes(measured: Measured) -> str:
     return (
         f"Measured on {measured.machine} shared with the load generator (the lab's Python "
-        "client: throughput is the client's ceiling as much as the server's). Hit ratio: "
+        "client: throughput is the client's ceiling as much as the server's); speed rows: "
+        f"median of {measured.rounds} interleaved run(s) each. Hit ratio: "
         f"{measured.requests:,} requests over {measured.keys:,} zipf(0.9) keys, second half "
         "measured, Redis allkeys-lru with maxmemory, memcached -m (slab_automove off: "
         "calcification). Redis used_memory counts its own overhead above the empty "
