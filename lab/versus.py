@@ -164,8 +164,8 @@ def memory_rows(measured: Measured, seed: int = 1) -> None:
 # -- speed -------------------------------------------------------------------------
 
 VARIANTS: dict[str, tuple[str, int | None, int]] = {
-    "redis, 3000 req/s offered": ("redis", None, 4),
-    "memcached -t 4, 3000 req/s offered": ("memcached", None, 4),
+    "redis, 1000 req/s offered": ("redis", None, 4),
+    "memcached -t 4, 1000 req/s offered": ("memcached", None, 4),
     "redis, 1 client": ("redis", 1, 4),
     "redis, 50 clients": ("redis", 50, 4),
     "memcached -t 4, 1 client": ("memcached", 1, 4),
