@@ -292,6 +292,9 @@ class MemcachedSpec(_Model):
     """`-n`: the smallest item's key + value + flags space, in bytes."""
     slab_automove: bool = False
     """memcached's default is on; off, pages stay with the class that took them first."""
+    bus: Literal["none", "redis"] = "none"
+    """Pub/sub for near caches: memcached has none (a bus strategy is skipped), or a
+    Redis server the lab starts beside the memcached nodes carries it."""
 
     @field_validator("memory")
     @classmethod

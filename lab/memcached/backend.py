@@ -38,6 +38,9 @@ from lab.origins import RealOrigin, latency_from_env, make_origin
 from lab.processes.binaries import Binary
 from lab.processes.errors import ServerNotFound
 from lab.processes.server import ServerGroup, start_many
+from lab.redis.binaries import find_server_binary
+from lab.redis.bus import RedisBus
+from lab.redis.server import RedisServer
 from lab.scenario import Cell, Fault, MemcachedSpec, Scenario
 
 T = TypeVar("T")
@@ -99,6 +102,8 @@ class MemcachedBackend:
         )
         self.scenario: Scenario | None = None
         self.servers: ServerGroup[MemcachedServer] = ServerGroup()
+        self.bus_server: RedisServer | None = None
+        self.bus: RedisBus | None = None
         self.cache: MemcachedCache | None = None
         self.origin: RealOrigin | None = None
         self.gauges: MemcachedGauges | None = None
@@ -125,15 +130,28 @@ class MemcachedBackend:
         except ServerNotFound as exc:
             raise CellSkipped(str(exc)) from None
         self.scenario = scenario
-        options = options_of(scenario.topology.memcached)
+        spec = scenario.topology.memcached or MemcachedSpec()
         self.servers = ServerGroup(
-            MemcachedServer(options, binary=binary) for _ in range(scenario.topology.nodes)
+            MemcachedServer(options_of(spec), binary=binary) for _ in range(scenario.topology.nodes)
         )
         try:
+            if spec.bus == "redis":
+                self._start_bus()
             start_many(self.servers)
             return run_bounded(self._in_loop(scenario, cell, body))
         finally:
             self.servers.stop()
+            if self.bus_server is not None:
+                self.bus_server.stop()
+
+    def _start_bus(self) -> None:
+        """`memcached.bus: redis`: a Redis server beside memcached carries pub/sub, so
+        this run offers it (memcached itself still declares no pubsub)."""
+        try:
+            self.bus_server = RedisServer(binary=find_server_binary()).start()
+        except ServerNotFound as exc:
+            raise CellSkipped(f"memcached.bus: redis needs a Redis server: {exc}") from None
+        setattr(self, "capabilities", type(self).capabilities | {Capability.PUBSUB})  # noqa: B010
 
     async def _in_loop(
         self, scenario: Scenario, cell: Cell, body: Callable[[Parts], Coroutine[Any, Any, T]]
@@ -162,6 +180,11 @@ class MemcachedBackend:
             max_connections=pool_size,
         )
         stack.push_async_callback(cache.close)
+        if self.bus_server is not None:
+            bus = self.bus = RedisBus(
+                [self.bus_server.address], loss=scenario.topology.bus.loss, seed=cell.seed
+            )
+            stack.push_async_callback(bus.close)
         gauges = self.gauges = MemcachedGauges(self.servers)
         stack.callback(gauges.close)
         try:
@@ -170,7 +193,7 @@ class MemcachedBackend:
             raise CellSkipped(str(exc)) from None
         logging.getLogger("emcache").setLevel(logging.ERROR)  # faults: expected failures
         await cache.connect(pool_size)
-        return Parts(AsyncioRuntime(), cache, origin, None, gauges)
+        return Parts(AsyncioRuntime(), cache, origin, self.bus, gauges)
 
     def schedule_faults(
         self, parts: Parts, faults: Sequence[Fault]
@@ -189,6 +212,8 @@ class MemcachedBackend:
         runtime, cache, gauges, scenario = parts.runtime, self.cache, self.gauges, self.scenario
         assert isinstance(runtime, AsyncioRuntime)
         assert cache is not None and gauges is not None and scenario is not None
+        if self.bus is not None:
+            await self.bus.start()
         runtime.restart_clock()
         cache.measure_ops_after(time.perf_counter() + scenario.warmup)
         gauges.on_poll = cache.op_times.fold

@@ -107,3 +107,16 @@ def test_a_node_crash_empties_the_node_and_it_comes_back(binary: Binary) -> None
     assert any("crash node 0" in note for note in result.notes)
     assert any("restart node 0" in note for note in result.notes)
     assert result.summary["hits"] > 0
+
+
+def test_a_near_cache_bus_runs_on_a_redis_bus_when_the_scenario_says_so(binary: Binary) -> None:
+    bus = {"near": {"read": "cache-aside", "write": "invalidate", "near": {"invalidate": "bus"}}}
+    scenario = _scenario(bus, topology={"memcached": {"memory": "8MiB", "bus": "redis"}})
+    try:
+        result = run_cell(scenario, Cell("t", "near", "memcached", 1))
+    except CellSkipped as skipped:  # no Redis server here: the reason says so
+        assert "memcached.bus: redis needs a Redis server" in str(skipped)
+        return
+    summary = result.summary
+    assert summary["errors"] == 0 and summary["near_hits"] > 0
+    assert create("memcached").capabilities == type(create("memcached")).capabilities

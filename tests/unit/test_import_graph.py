@@ -19,7 +19,8 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.report", "lab.versus"),  # reports; the Redis-vs-Memcached table
     grimp.Layer("lab.results"),
     grimp.Layer("lab.runner", "lab.limits"),  # one run; what runs would cost
-    grimp.Layer("lab.sim", "lab.redis", "lab.memcached"),  # the backends
+    grimp.Layer("lab.memcached"),  # a backend; may run a Redis bus beside memcached
+    grimp.Layer("lab.sim", "lab.redis"),  # the backends
     grimp.Layer("lab.harness"),
     grimp.Layer("lab.client", "lab.orphans"),
     grimp.Layer("lab.backend"),  # the Backend protocol
