@@ -17,6 +17,7 @@ from lab.metrics.oracle import Oracle
 from lab.metrics.recorder import Recorder
 from lab.patterns import Strategy, build_strategy
 from lab.scenario import Cell, ClientSpec, Scenario
+from lab.workload.values import run_value_size
 
 if TYPE_CHECKING:
     from lab.backend import Backend
@@ -57,7 +58,7 @@ def build_harness(scenario: Scenario, cell: Cell, parts: Parts, backend: Backend
             rt,
             cell.seed * 1000 + instance,
             metrics=recorder,
-            value_size=scenario.keyspace.value_size,
+            value_size=run_value_size(scenario.keyspace, cell.seed),
             versions=versions,
             bus=bus,
             resilient=resilient(scenario, cell),

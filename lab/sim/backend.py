@@ -22,6 +22,7 @@ from lab.sim.cluster import SimCluster, SimNode
 from lab.sim.faults import FAULTS, SimFaults, schedule_faults
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
+from lab.workload.values import run_value_size, value_sizes
 
 T = TypeVar("T")
 
@@ -54,6 +55,11 @@ class SimBackend:
         return "SimPy simulated cluster (always available)"
 
     def refusal(self, scenario: Scenario, cell: Cell) -> str | None:
+        topo = scenario.topology
+        if topo.capacity_bytes is not None:
+            return "a capacity in bytes is not simulated yet: give it in keys"
+        if topo.eviction not in ("lru", "fifo", "random"):
+            return f"eviction {topo.eviction!r} is not simulated yet: use lru, fifo or random"
         return self.faults.refusal(scenario.faults)
 
     def execute(
@@ -65,11 +71,11 @@ class SimBackend:
 
     def _parts(self, scenario: Scenario, cell: Cell) -> Parts:
         env, seed, topo = self.env, cell.seed, scenario.topology
-        self.seed, self.value_size = seed, scenario.keyspace.value_size
+        self.seed, self.value_size = seed, value_sizes(scenario.keyspace, seed).typical
         cluster = self.cluster = SimCluster(
             env,
             nodes=topo.nodes,
-            capacity=topo.capacity,
+            capacity=topo.capacity_keys,
             eviction=topo.eviction,
             sharding=topo.sharding,
             keys=scenario.keyspace.keys,
@@ -83,7 +89,7 @@ class SimBackend:
         spec = scenario.origin
         origin = self.origin = SimOrigin(
             env,
-            value_size=scenario.keyspace.value_size,
+            value_size=run_value_size(scenario.keyspace, seed),
             read_latency=sampler(spec.read_latency, rng_for(seed, "origin.read")),
             write_latency=sampler(spec.write_latency, rng_for(seed, "origin.write")),
             concurrency=spec.concurrency,

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from typing import Literal
 
 from lab.core import Key, Versioned
+from lab.scenario import Eviction as Eviction
 
 INF = float("inf")
-Eviction = Literal["lru", "fifo", "random"]
 Entry = tuple[Versioned, float]
 
 
