@@ -20,6 +20,7 @@ from lab.scenario import Cell, Fault, Scenario
 from lab.sim.bus import SimBus
 from lab.sim.cluster import SimCluster, SimNode
 from lab.sim.faults import FAULTS, SimFaults, schedule_faults
+from lab.sim.memory import RedisMemory
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
 from lab.workload.values import run_value_size, value_sizes
@@ -46,6 +47,7 @@ class SimBackend:
         self.env = simpy.Environment()
         self.seed = 0
         self.value_size = 0
+        self.memory: RedisMemory | None = None
         self.cluster: SimCluster | None = None
         self.origin: SimOrigin | None = None
         self.bus: SimBus | None = None
@@ -56,8 +58,6 @@ class SimBackend:
 
     def refusal(self, scenario: Scenario, cell: Cell) -> str | None:
         topo = scenario.topology
-        if topo.capacity_bytes is not None:
-            return "a capacity in bytes is not simulated yet: give it in keys"
         if topo.eviction not in ("lru", "fifo", "random"):
             return f"eviction {topo.eviction!r} is not simulated yet: use lru, fifo or random"
         return self.faults.refusal(scenario.faults)
@@ -72,6 +72,7 @@ class SimBackend:
     def _parts(self, scenario: Scenario, cell: Cell) -> Parts:
         env, seed, topo = self.env, cell.seed, scenario.topology
         self.seed, self.value_size = seed, value_sizes(scenario.keyspace, seed).typical
+        self.memory = memory_model(scenario)
         cluster = self.cluster = SimCluster(
             env,
             nodes=topo.nodes,
@@ -85,6 +86,8 @@ class SimBackend:
             timeout=scenario.strategies[cell.strategy].client.timeout,
             replicas=topo.replicas,
             replication_lag=sampler(topo.replication_lag, rng_for(seed, "node.replication")),
+            budget=topo.capacity_bytes,
+            memory=self.memory,
         )
         spec = scenario.origin
         origin = self.origin = SimOrigin(
@@ -108,12 +111,18 @@ class SimBackend:
         cluster = self._cluster
         cluster.op_times.fold()
         keys = cluster.size
-        # the simulator stores no bytes: memory is the values' payload (keys x value_size)
         return {
             "evictions": cluster.evictions,
             "cache_keys": keys,
-            "cache_memory": keys * self.value_size,
+            "cache_memory": self._memory_held(keys),
         }
+
+    def _memory_held(self, keys: int) -> int:
+        """Data memory as the model counts it; without one (every value one size, the
+        capacity in keys) the values' payload, keys x value_size."""
+        if self.memory is None:
+            return keys * self.value_size
+        return self._cluster.used_bytes
 
     @property
     def _cluster(self) -> SimCluster:
@@ -141,10 +150,12 @@ class SimBackend:
         keys = cluster.size
         fields: dict[str, Any] = dict(cluster.op_times.summary())
         fields["simulated_time"] = float(self.env.now)
+        if self.memory is not None:
+            fields["memory_accounting"] = self.memory.name
         return FinalState(
             evictions=cluster.evictions,
             cache_keys=keys,
-            cache_memory=keys * self.value_size,
+            cache_memory=self._memory_held(keys),
             origin_versions=origin.versions(),
             fields=fields,
         )
@@ -152,6 +163,15 @@ class SimBackend:
     async def inventory(self, parts: Parts) -> list[NodeKeys]:
         now = float(self.env.now)
         return [_node_keys(node, now) for node in self._cluster.nodes]
+
+
+def memory_model(scenario: Scenario) -> RedisMemory | None:
+    """How the simulator counts bytes: Redis 7.0's formula when the capacity is in bytes
+    or values differ in size (then `cache_memory` means something); None otherwise."""
+    topo = scenario.topology
+    if topo.capacity_bytes is None and isinstance(scenario.keyspace.value_size, int):
+        return None
+    return RedisMemory(cluster=topo.sharding == "slots")
 
 
 def _node_keys(node: SimNode, now: float) -> NodeKeys:

@@ -28,7 +28,9 @@ from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
 from lab.sharding import UNKNOWN, Sharding, key_name, lazy_owner_table
 from lab.sim.bridge import Wait, wake_after
-from lab.sim.store import Eviction, Store, make_store
+from lab.sim.eviction import make_store
+from lab.sim.memory import RedisMemory
+from lab.sim.store import Eviction, Store
 
 NAME_MEMO = 1 << 20
 """Most key names whose owner a cluster remembers (lock, lease and versioned keys)."""
@@ -156,17 +158,18 @@ class SimCluster:
         timeout: float = 0.1,
         replicas: int = 0,
         replication_lag: Sampler | None = None,
+        budget: int | None = None,
+        memory: RedisMemory | None = None,
     ) -> None:
         self.env = env
         self.timeout = timeout
         self._replication_lag: Sampler = replication_lag or (lambda: 0.001)
-        self.nodes = [
-            SimNode(i, make_store(capacity, eviction, seed + i), service) for i in range(nodes)
-        ]
         self._capacity, self._eviction, self._seed = capacity, eviction, seed
+        self._budget, self._memory = budget, memory
+        self.nodes = [SimNode(i, self._store(seed + i), service) for i in range(nodes)]
         if replicas:
             for node in self.nodes:
-                node.replica = make_store(capacity, eviction, seed + 1000 + node.index)
+                node.replica = self._store(seed + 1000 + node.index)
         self._rtt = rtt
         self.op_times = OpLatencies()
         """Every operation's time; the runner resets it at the end of the warm-up."""
@@ -363,9 +366,14 @@ class SimCluster:
         counted: int = yield from self._op(key, mutate, mutate)
         return counted
 
+    def _store(self, seed: int) -> Store:
+        return make_store(
+            self._capacity, self._eviction, seed, budget=self._budget, memory=self._memory
+        )
+
     def fresh_store(self, node: SimNode) -> Store:
         """An empty store like the node's (a cold restart)."""
-        return make_store(self._capacity, self._eviction, self._seed + 7919 * (node.generation + 1))
+        return self._store(self._seed + 7919 * (node.generation + 1))
 
     @property
     def evictions(self) -> int:
@@ -374,3 +382,8 @@ class SimCluster:
     @property
     def size(self) -> int:
         return sum(len(n.store) for n in self.nodes)
+
+    @property
+    def used_bytes(self) -> int:
+        """Data memory the primaries hold (0 without a memory model)."""
+        return sum(n.store.used_bytes for n in self.nodes)
