@@ -25,8 +25,13 @@ if TYPE_CHECKING:
 
 def resilient(scenario: Scenario, cell: Cell) -> bool:
     """Whether the strategy's client handles cache failures (timeouts, fallback, retries,
-    breaker): always when the scenario injects faults, or when it asks for any of it."""
-    return bool(scenario.faults) or scenario.strategies[cell.strategy].client != ClientSpec()
+    breaker): always when the scenario injects faults, when the cache may refuse writes
+    (a full `noeviction` or `volatile-*` node), or when the strategy asks for any of it."""
+    return (
+        bool(scenario.faults)
+        or scenario.topology.refuses_writes
+        or scenario.strategies[cell.strategy].client != ClientSpec()
+    )
 
 
 @dataclass

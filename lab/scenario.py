@@ -410,6 +410,14 @@ class Topology(_Model):
     replication_lag: Distribution = Distribution(distribution="lognormal", median=0.001, p99=0.02)
 
     @property
+    def refuses_writes(self) -> bool:
+        """A full node may refuse writes (OOM): `noeviction`, or a `volatile-*` policy
+        with no key that has a TTL left to evict."""
+        return self.capacity is not None and (
+            self.eviction == "noeviction" or self.eviction.startswith("volatile-")
+        )
+
+    @property
     def capacity_keys(self) -> int | None:
         """The capacity per node in keys (None: in bytes, or no capacity)."""
         return self.capacity if isinstance(self.capacity, int) else None

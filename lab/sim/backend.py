@@ -57,9 +57,6 @@ class SimBackend:
         return "SimPy simulated cluster (always available)"
 
     def refusal(self, scenario: Scenario, cell: Cell) -> str | None:
-        topo = scenario.topology
-        if topo.eviction not in ("lru", "fifo", "random"):
-            return f"eviction {topo.eviction!r} is not simulated yet: use lru, fifo or random"
         return self.faults.refusal(scenario.faults)
 
     def execute(

@@ -23,7 +23,7 @@ import simpy
 from simpy.events import Event
 
 from lab.core import Key, Versioned
-from lab.core.errors import CacheUnavailable
+from lab.core.errors import CacheRefused, CacheUnavailable
 from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
 from lab.sharding import UNKNOWN, Sharding, key_name, lazy_owner_table
@@ -215,7 +215,7 @@ class SimCluster:
 
         def later(_: Event) -> None:
             if node.generation == generation and node.replica is replica:
-                apply(replica)
+                _applied(apply, replica)  # a write a full replica refuses is dropped
 
         wake_after(self.env, self._replication_lag()).callbacks.append(later)
 
@@ -250,13 +250,15 @@ class SimCluster:
         if blocked is not None:
             yield blocked[0]
             raise CacheUnavailable(blocked[1])
-        result = apply(node.store)  # it reached the server: it takes effect
+        result, refused = _applied(apply, node.store)  # it reached the server: it takes effect
         delay = node.delay(now, self._rtt())
         if delay > self.timeout:
             yield float(self.timeout)
             raise CacheUnavailable(f"node {node.index}: timed out after {self.timeout}s")
         self._op_add(delay)
         yield delay
+        if refused is not None:
+            raise refused
         return result
 
     def _op(
@@ -269,10 +271,12 @@ class SimCluster:
         if node.faulty:
             result = yield from self._faulty(node, now, mutate)
         else:
-            result = mutate(node.store)
+            result, refused = _applied(mutate, node.store)
             took = node.delay(now, self._rtt())
             self._op_add(took)
             yield took
+            if refused is not None:
+                raise refused
         if node.replica is not None and replicate is not None:
             self._replicate(node, now, replicate)
         return result
@@ -287,11 +291,17 @@ class SimCluster:
         if not node.faulty and node.replica is None:  # the common case, without closures
             store = node.store
             done = not (nx and store.contains(key, now))
+            refused = None
             if done:
-                store.set(key, value, ttl, now)
+                try:
+                    store.set(key, value, ttl, now)
+                except CacheRefused as exc:  # the reply comes back after a round trip
+                    refused = exc
             took = node.delay(now, self._rtt())
             self._op_add(took)
             yield took
+            if refused is not None:
+                raise refused
             return done
 
         def mutate(store: Store) -> bool:
@@ -387,3 +397,12 @@ class SimCluster:
     def used_bytes(self) -> int:
         """Data memory the primaries hold (0 without a memory model)."""
         return sum(n.store.used_bytes for n in self.nodes)
+
+
+def _applied(apply: Callable[[Store], Any], store: Store) -> tuple[Any, CacheRefused | None]:
+    """Run a command on a store; a refused write is returned, to be raised after its
+    round trip (Redis answers OOM like any reply)."""
+    try:
+        return apply(store), None
+    except CacheRefused as exc:
+        return None, exc

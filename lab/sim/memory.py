@@ -155,6 +155,11 @@ class Accounting:
         self._expires = HashTable()
         self._with_ttl = 0
 
+    @property
+    def tables(self) -> tuple[HashTable, HashTable]:
+        """The main and the expires dict's bucket arrays."""
+        return self._main, self._expires
+
     def entry_bytes(self, key: Key) -> int:
         held = self._entries.get(key)
         return held[0] if held is not None else 0

@@ -20,15 +20,15 @@ import numpy as np
 from lab.core import Key
 from lab.scenario import Keyspace, ValueSizeSpec, lognormal_sigma
 
-_MASK = (1 << 64) - 1
+MASK64 = (1 << 64) - 1
 _INV_2_53 = 1.0 / (1 << 53)
 _NORMAL = NormalDist()
 
 
-def _mix64(x: int) -> int:
+def mix64(x: int) -> int:
     """splitmix64's finalizer: a bijection of 64-bit integers that scatters every bit."""
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & MASK64
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & MASK64
     return x ^ (x >> 31)
 
 
@@ -57,7 +57,7 @@ class ValueSizes:
     def uniform(self, key: Key) -> float:
         """The key's uniform number in (0, 1), from the seed and the key alone."""
         if isinstance(key, int):
-            h = _mix64((key + self._salt) & _MASK)
+            h = mix64((key + self._salt) & MASK64)
         else:
             digest = hashlib.blake2b(key.encode(), digest_size=8, key=b"%d" % self._salt)
             h = int.from_bytes(digest.digest(), "little")
