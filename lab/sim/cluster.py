@@ -28,7 +28,8 @@ from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
 from lab.sharding import UNKNOWN, Sharding, key_name, lazy_owner_table
 from lab.sim.bridge import Wait, wake_after
-from lab.sim.eviction import make_store
+from lab.sim.eviction import RedisStore, make_store
+from lab.sim.expiry import HZ
 from lab.sim.memory import RedisMemory
 from lab.sim.store import Eviction, Store
 
@@ -170,6 +171,8 @@ class SimCluster:
         if replicas:
             for node in self.nodes:
                 node.replica = self._store(seed + 1000 + node.index)
+        if isinstance(self.nodes[0].store, RedisStore):  # Redis's cron: active expiry
+            wake_after(env, 1.0 / HZ).callbacks.append(self._cron)
         self._rtt = rtt
         self.op_times = OpLatencies()
         """Every operation's time; the runner resets it at the end of the warm-up."""
@@ -375,6 +378,15 @@ class SimCluster:
 
         counted: int = yield from self._op(key, mutate, mutate)
         return counted
+
+    def _cron(self, _: Event) -> None:
+        """`serverCron` on every primary (`hz` times a second, for as long as the run)."""
+        now = self.env._now
+        for node in self.nodes:
+            store = node.store
+            if isinstance(store, RedisStore):
+                store.cron(now)
+        wake_after(self.env, 1.0 / HZ).callbacks.append(self._cron)
 
     def _store(self, seed: int) -> Store:
         return make_store(

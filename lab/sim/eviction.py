@@ -36,6 +36,7 @@ from typing import ClassVar
 from lab.core import Key, Versioned
 from lab.core.errors import CacheRefused
 from lab.scenario import Eviction
+from lab.sim.expiry import ActiveExpiry
 from lab.sim.memory import DICT_MIN_BUCKETS, Accounting, HashTable, RedisMemory
 from lab.sim.store import INF, RandomStore, Store
 from lab.workload.values import MASK64, mix64
@@ -93,7 +94,12 @@ class HashedKeys:
         if not chain:
             del self._chains[bucket]
 
-    def _fit(self) -> int:
+    def chain(self, index: int) -> list[Key]:
+        """The keys in bucket `index` (masked to the table), a copy."""
+        size = self.fit()
+        return list(self._chains.get(index & (size - 1), ()))
+
+    def fit(self) -> int:
         """Re-place the keys if the table has been resized (Redis rehashes incrementally;
         here at once). Returns the number of buckets."""
         size = max(self.table.buckets, DICT_MIN_BUCKETS)
@@ -108,7 +114,7 @@ class HashedKeys:
     def sample(self, rng: random.Random, count: int) -> list[Key]:
         """`dictGetSomeKeys`: up to `count` keys from consecutive buckets."""
         count = min(count, len(self._where))
-        size = self._fit()
+        size = self.fit()
         mask, chains = size - 1, self._chains
         found: list[Key] = []
         seen = 0
@@ -136,7 +142,7 @@ class HashedKeys:
 
     def choice(self, rng: random.Random) -> Key:
         """`dictGetRandomKey`: a random non-empty bucket, then a random key in it."""
-        size = self._fit()
+        size = self.fit()
         chains = self._chains
         while True:
             chain = chains.get(rng.getrandbits(64) & (size - 1))
@@ -185,10 +191,24 @@ class RedisStore(Store):
         self.keys = HashedKeys(main, seed)
         self.volatile = HashedKeys(expires, seed + 1)
         self._pool: list[tuple[float, Key]] = []  # ascending score: the right end goes first
+        self.expiry = ActiveExpiry(self)
 
     # --- the commands -------------------------------------------------------------------
 
+    def cron(self, now: float) -> None:
+        """`serverCron`'s part for this node: a slow active-expiry cycle."""
+        self.expiry.slow(now)
+
+    def expire_if_due(self, key: Key, now: float) -> bool:
+        """Delete `key` if its TTL has run out (active expiry's check)."""
+        entry = self._data.get(key)
+        if entry is None or entry[1] > now:
+            return False
+        self._expire(key)
+        return True
+
     def get(self, key: Key, now: float) -> Versioned | None:
+        self.expiry.fast(now)
         self.make_room(now)
         value = super().get(key, now)  # an expired entry goes through `_expire`
         if value is not None:
@@ -200,6 +220,7 @@ class RedisStore(Store):
         return self.get(key, now) is not None
 
     def set(self, key: Key, value: Versioned, ttl: float | None, now: float) -> None:
+        self.expiry.fast(now)
         if not self.make_room(now):
             raise CacheRefused(f"OOM command not allowed when used memory > 'maxmemory' ({key})")
         data = self._data
