@@ -20,7 +20,7 @@ from lab.scenario import Cell, Fault, Scenario
 from lab.sim.bus import SimBus
 from lab.sim.cluster import SimCluster, SimNode
 from lab.sim.faults import FAULTS, SimFaults, schedule_faults
-from lab.sim.memory import RedisMemory
+from lab.sim.memory import RedisMemory, SizeTally
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
 from lab.workload.values import run_value_size, value_sizes
@@ -139,6 +139,8 @@ class SimBackend:
     def warmup_over(self, parts: Parts) -> int:
         cluster = self._cluster
         cluster.op_times.reset()  # operations so far belong to the warm-up
+        for node in cluster.nodes:
+            node.store.evicted = SizeTally()
         return cluster.evictions
 
     async def final_state(self, parts: Parts) -> FinalState:
@@ -148,7 +150,7 @@ class SimBackend:
         fields: dict[str, Any] = dict(cluster.op_times.summary())
         fields["simulated_time"] = float(self.env.now)
         if self.memory is not None:
-            fields["memory_accounting"] = self.memory.name
+            fields.update(memory_fields(self.memory, cluster))
         return FinalState(
             evictions=cluster.evictions,
             cache_keys=keys,
@@ -160,6 +162,25 @@ class SimBackend:
     async def inventory(self, parts: Parts) -> list[NodeKeys]:
         now = float(self.env.now)
         return [_node_keys(node, now) for node in self._cluster.nodes]
+
+
+def memory_fields(model: RedisMemory, cluster: SimCluster) -> dict[str, Any]:
+    """How memory was counted, and which values were evicted (after the warm-up) and
+    held (at the end), by value size."""
+    evicted = SizeTally()
+    held_bytes = held = 0
+    for node in cluster.nodes:
+        evicted.merge(node.store.evicted)
+        for value in node.store.values():
+            held_bytes += value.size
+            held += 1
+    evictions = sum(evicted.counts)
+    return {
+        "memory_accounting": model.name,
+        "evictions_by_size": evicted.as_dict(),
+        "evicted_value_size_mean": evicted.bytes / evictions if evictions else None,
+        "held_value_size_mean": held_bytes / held if held else None,
+    }
 
 
 def memory_model(scenario: Scenario) -> RedisMemory | None:

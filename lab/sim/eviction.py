@@ -262,6 +262,8 @@ class RedisStore(Store):
             victim = self._victim(now)
             if victim is None:
                 return False
+            if self.memory is not None:
+                self.evicted.add(self._data[victim][0].size)
             self._remove(victim)
             self.evictions += 1
         return True

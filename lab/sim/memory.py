@@ -193,3 +193,40 @@ class Accounting:
 
     def _headroom(self) -> float:
         return float("inf") if self.budget is None else self.budget - self.used
+
+
+SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536)
+"""Upper bounds (bytes) of the value-size classes evictions are counted in."""
+
+
+def size_label(limit: int | None) -> str:
+    """`<=1KiB`, `>64KiB`: a bucket's name in summaries."""
+
+    def human(n: int) -> str:
+        return f"{n // 1024}KiB" if n >= 1024 else f"{n}B"
+
+    return f">{human(SIZE_BUCKETS[-1])}" if limit is None else f"<={human(limit)}"
+
+
+class SizeTally:
+    """Counts of values by size class (evictions by value size), and their total."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(SIZE_BUCKETS) + 1)
+        self.bytes = 0
+
+    def add(self, size: int) -> None:
+        self.bytes += size
+        for i, limit in enumerate(SIZE_BUCKETS):
+            if size <= limit:
+                self.counts[i] += 1
+                return
+        self.counts[-1] += 1
+
+    def merge(self, other: SizeTally) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.bytes += other.bytes
+
+    def as_dict(self) -> dict[str, int]:
+        limits: list[int | None] = [*SIZE_BUCKETS, None]
+        return {size_label(limit): n for limit, n in zip(limits, self.counts, strict=True)}

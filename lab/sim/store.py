@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 from lab.core import Key, Versioned
 from lab.scenario import Eviction as Eviction
-from lab.sim.memory import Accounting
+from lab.sim.memory import Accounting, SizeTally
 
 INF = float("inf")
 Entry = tuple[Versioned, float]
@@ -38,6 +38,8 @@ class Store:
         self.budget = budget if budget is not None else 1 << 62
         """The most bytes of data the store holds after a write (with `memory`)."""
         self.memory = memory
+        self.evicted = SizeTally()
+        """Evicted values by size (kept with a memory accounting only)."""
         self.policy = policy
         self.evictions = 0
         self.expirations = 0
@@ -91,16 +93,21 @@ class Store:
         return self.memory.used if self.memory is not None else 0
 
     def _evict(self) -> None:
-        key, _ = self._data.popitem(last=False)
+        key, entry = self._data.popitem(last=False)
         self.evictions += 1
         if self.memory is not None:
             self.memory.remove(key)
+            self.evicted.add(entry[0].size)
 
     def __len__(self) -> int:
         return len(self._data)
 
     def key_list(self) -> list[Key]:
         return list(self._data)
+
+    def values(self) -> list[Versioned]:
+        """The values held (expired ones not yet removed included)."""
+        return [entry[0] for entry in self._data.values()]
 
 
 class RandomStore(Store):
@@ -148,7 +155,8 @@ class RandomStore(Store):
     def _evict(self) -> None:
         victim = self._keys[self._rng.randrange(len(self._keys))]
         self._forget(victim)
-        del self._data[victim]
+        entry = self._data.pop(victim)
         self.evictions += 1
         if self.memory is not None:
             self.memory.remove(victim)
+            self.evicted.add(entry[0].size)

@@ -98,4 +98,8 @@ def test_a_byte_capacity_run_holds_its_budget_and_says_how_it_counts() -> None:
     assert summary["memory_accounting"].startswith("redis-7.0")
     assert 1.8 * 2**20 < summary["cache_memory"] <= 2 * 2**20
     assert summary["evictions"] > 1000
+    by_size = summary["evictions_by_size"]
+    assert sum(by_size.values()) == summary["evictions"]  # counted after the warm-up too
+    assert by_size["<=1KiB"] > 0 and by_size["<=16KiB"] > 0
+    assert 500 < summary["evicted_value_size_mean"] < 10_000
     assert run_cell(scenario, cell).summary["hits"] == summary["hits"]  # deterministic
