@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -104,6 +105,8 @@ class SlabCache:
         self.evictions = 0
         self.reclaimed = 0
         self.out_of_memory = 0
+        self.on_evict: Callable[[object], None] | None = None
+        """Called with each evicted item's value."""
 
     # -- sizes and classes ------------------------------------------------------
 
@@ -246,6 +249,8 @@ class SlabCache:
                     self._unlink(item)
                     self.evictions += 1
                     removed += 1
+                    if self.on_evict is not None:
+                        self.on_evict(item.value)
                 elif item.active:
                     item.active = False
                     self._move(item, WARM)

@@ -42,6 +42,7 @@ from lab.redis.binaries import find_server_binary
 from lab.redis.bus import RedisBus
 from lab.redis.server import RedisServer
 from lab.scenario import Cell, Fault, MemcachedSpec, Scenario
+from lab.workload.values import run_value_size
 
 T = TypeVar("T")
 
@@ -94,9 +95,16 @@ class MemcachedBackend:
     faults: ClassVar[FaultHandlers[MemcachedFaults, Action]] = FAULTS
 
     def __init__(
-        self, *, binary: Binary | None = None, emulate_origin_latency: bool | None = None
+        self,
+        *,
+        binary: Binary | None = None,
+        emulate_origin_latency: bool | None = None,
+        client_timeout: float = CLIENT_TIMEOUT,
     ) -> None:
+        """`client_timeout`: the cache command timeout unless the strategy's
+        `client.timeout` applies (tests on a loaded machine raise it)."""
         self.binary = binary
+        self.client_timeout = client_timeout
         self.emulate_origin_latency = (
             latency_from_env() if emulate_origin_latency is None else emulate_origin_latency
         )
@@ -167,7 +175,7 @@ class MemcachedBackend:
         pool_size = max(1, min(scenario.workload.arrivals.clients or POOL_SIZE, POOL_SIZE))
         origin = self.origin = make_origin(
             scenario.origin,
-            value_size=scenario.keyspace.value_size,
+            value_size=run_value_size(scenario.keyspace, cell.seed),
             seed=cell.seed,
             emulate_latency=self.emulate_origin_latency,
         )
@@ -176,7 +184,7 @@ class MemcachedBackend:
             [server.address for server in self.servers],
             sharding=scenario.topology.sharding,
             keys=scenario.keyspace.keys,
-            timeout=spec.client.timeout if resilient(scenario, cell) else CLIENT_TIMEOUT,
+            timeout=spec.client.timeout if resilient(scenario, cell) else self.client_timeout,
             max_connections=pool_size,
         )
         stack.push_async_callback(cache.close)

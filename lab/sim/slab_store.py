@@ -14,6 +14,7 @@ from lab.core import Key, Versioned
 from lab.core.values import key_name
 from lab.exptime import expires_at
 from lab.scenario import MemcachedSpec
+from lab.sim.memory import SizeTally
 from lab.slabs import SlabCache, item_size
 
 
@@ -29,6 +30,9 @@ class SlabStore:
         if spec.slab_automove:
             raise ValueError("memcached-slru does not model slab_automove: set it to false")
         self.cache = SlabCache(spec.memory, spec.growth_factor, spec.min_chunk)
+        self.evicted = SizeTally()
+        """Evicted values by size (the simulator resets it at the end of the warm-up)."""
+        self.cache.on_evict = self._evicted
 
     def get(self, key: Key, now: float) -> Versioned | None:
         value = self.cache.get(key, now)
@@ -48,10 +52,17 @@ class SlabStore:
     def evictions(self) -> int:
         return self.cache.evictions
 
+    def _evicted(self, value: object) -> None:
+        if isinstance(value, Versioned):
+            self.evicted.add(value.size)
+
     @property
-    def bytes(self) -> int:
+    def used_bytes(self) -> int:
         """Item bytes held, as memcached's ``stats bytes`` counts them."""
         return self.cache.bytes
+
+    def values(self) -> list[Versioned]:
+        return [item.value for item in self.cache.items.values()]  # type: ignore[misc]
 
     def __len__(self) -> int:
         return len(self.cache)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from lab.backends import create
 from lab.memcached.binaries import INSTALL_HINT, memcached_available
 from lab.memcached.replay import replay_model, replay_real, stream
 from lab.memcached.server import Options, start_memcached
@@ -43,11 +44,16 @@ def test_replayed_stream_hit_ratio_within_a_point(
     assert abs(model.items - real.items) <= 0.01 * real.items
 
 
-def test_a_lab_run_hits_as_often_on_the_simulator_as_on_memcached() -> None:
+@pytest.mark.parametrize(
+    "value_size",
+    [2000, {"distribution": "uniform", "low": 800, "high": 1600}],
+    ids=["fixed-2000B", "mixed-800-1600B"],
+)
+def test_a_lab_run_hits_as_often_on_the_simulator_as_on_memcached(value_size: Any) -> None:
     scenario = make_scenario(
         requests=16000,
         origin=FAST_ORIGIN,
-        keyspace={"keys": 20000, "value_size": 2000},
+        keyspace={"keys": 20000, "value_size": value_size},
         topology={"nodes": 2, "eviction": "memcached-slru", "memcached": {"memory": "2MiB"}},
         workload={
             "arrivals": {"process": "poisson", "rate": 2000},
@@ -57,10 +63,11 @@ def test_a_lab_run_hits_as_often_on_the_simulator_as_on_memcached() -> None:
         backends=["sim", "memcached"],
         warmup=3,
     )
-    summaries: dict[str, dict[str, Any]] = {}
-    for backend in ("sim", "memcached"):
-        summaries[backend] = run_cell(scenario, Cell("t", "cache-aside", backend, 1)).summary
-    sim, real = summaries["sim"], summaries["memcached"]
+    sim = run_cell(scenario, Cell("t", "cache-aside", "sim", 1)).summary
+    patient = create("memcached", client_timeout=10.0)  # a busy machine may stall a second
+    real = run_cell(scenario, Cell("t", "cache-aside", "memcached", 1), backend=patient).summary
+    assert real["errors"] == 0
     assert real["evictions"] > 500 and sim["evictions"] > 500
     assert abs(sim["hit_ratio"] - real["hit_ratio"]) <= 0.01, (sim["hit_ratio"], real["hit_ratio"])
     assert abs(sim["cache_keys"] - real["cache_keys"]) <= 0.01 * real["cache_keys"]
+    assert abs(sim["cache_memory"] - real["cache_memory"]) <= 0.01 * real["cache_memory"]
