@@ -35,6 +35,8 @@ BINARIES = available_binaries()
 MEMCACHED = memcached_available()
 EXPIRED_AFTER = 0.12
 """Seconds after which a 50 ms TTL is surely over (Redis: ms resolution)."""
+TINY_TTL_GONE_AFTER = 0.05
+"""Seconds after which a 0.1 ms TTL is surely over."""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,6 +49,7 @@ class SimUnderTest:
 
     name = "sim"
     expired_after = EXPIRED_AFTER
+    tiny_ttl_gone_after = TINY_TTL_GONE_AFTER
 
     def __init__(self) -> None:
         self.env = simpy.Environment()
@@ -80,6 +83,7 @@ class RedisUnderTest:
     """A real server; `run` drives the body on asyncio against a fresh RedisCache."""
 
     expired_after = EXPIRED_AFTER
+    tiny_ttl_gone_after = TINY_TTL_GONE_AFTER
 
     def __init__(self, server: RedisServer, timeout: float = 0.5) -> None:
         self.server = server
@@ -108,6 +112,8 @@ class MemcachedUnderTest:
 
     expired_after = 2.1
     """memcached's TTLs are whole seconds (rounded up) on a clock ticking once a second."""
+    tiny_ttl_gone_after = 2.1
+    """A 0.1 ms TTL becomes 1 s there: gone by the second tick."""
 
     def __init__(self, server: MemcachedServer, timeout: float = 0.5) -> None:
         self.server = server

@@ -102,7 +102,7 @@ def test_tiny_ttl_is_still_a_ttl(cache_backend: Backend) -> None:
 
     async def body(cache: Cache, rt: Runtime) -> None:
         assert await cache.set(1, V1, ttl=0.0001) is True
-        await rt.sleep(cache_backend.expired_after / 2.4)
+        await rt.sleep(cache_backend.tiny_ttl_gone_after)
         assert await cache.get(1) is None
 
     cache_backend.run(body)
