@@ -33,8 +33,10 @@ Body = Callable[[Cache, Runtime], Coroutine[Any, Any, None]]
 
 BINARIES = available_binaries()
 MEMCACHED = memcached_available()
+SHORT_TTL = 0.05
+"""The TTL the contract's expiry tests set (Redis: ms resolution)."""
 EXPIRED_AFTER = 0.12
-"""Seconds after which a 50 ms TTL is surely over (Redis: ms resolution)."""
+"""Seconds after which SHORT_TTL is surely over."""
 TINY_TTL_GONE_AFTER = 0.05
 """Seconds after which a 0.1 ms TTL is surely over."""
 
@@ -48,6 +50,7 @@ class SimUnderTest:
     """One simulated node; `run` drives the body on SimPy in virtual time."""
 
     name = "sim"
+    short_ttl = SHORT_TTL
     expired_after = EXPIRED_AFTER
     tiny_ttl_gone_after = TINY_TTL_GONE_AFTER
 
@@ -82,6 +85,7 @@ class SimUnderTest:
 class RedisUnderTest:
     """A real server; `run` drives the body on asyncio against a fresh RedisCache."""
 
+    short_ttl = SHORT_TTL
     expired_after = EXPIRED_AFTER
     tiny_ttl_gone_after = TINY_TTL_GONE_AFTER
 
@@ -110,8 +114,10 @@ class RedisUnderTest:
 class MemcachedUnderTest:
     """A real memcached; `run` drives the body on asyncio against a MemcachedCache."""
 
-    expired_after = 2.1
-    """memcached's TTLs are whole seconds (rounded up) on a clock ticking once a second."""
+    short_ttl = 2.0
+    """memcached's TTLs are whole seconds on a clock ticking once a second: exptime n
+    lives between n - 1 and n seconds, so 1 s may be gone at once; 2 s lives >= 1 s."""
+    expired_after = 3.1
     tiny_ttl_gone_after = 2.1
     """A 0.1 ms TTL becomes 1 s there: gone by the second tick."""
 

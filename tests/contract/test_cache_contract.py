@@ -77,7 +77,7 @@ def test_delete_removes_and_is_idempotent(cache_backend: Backend) -> None:
 
 def test_ttl_expires_the_key(cache_backend: Backend) -> None:
     async def body(cache: Cache, rt: Runtime) -> None:
-        await cache.set(1, V1, ttl=0.05)
+        await cache.set(1, V1, ttl=cache_backend.short_ttl)
         await cache.set(2, V2)  # no TTL: never expires
         assert await cache.get(1) == V1
         await rt.sleep(cache_backend.expired_after)
@@ -89,7 +89,7 @@ def test_ttl_expires_the_key(cache_backend: Backend) -> None:
 
 def test_set_without_ttl_clears_a_previous_ttl(cache_backend: Backend) -> None:
     async def body(cache: Cache, rt: Runtime) -> None:
-        await cache.set(1, V1, ttl=0.05)
+        await cache.set(1, V1, ttl=cache_backend.short_ttl)
         await cache.set(1, V2)
         await rt.sleep(cache_backend.expired_after)
         assert await cache.get(1) == V2
@@ -122,10 +122,10 @@ def test_nx_sets_only_when_absent(cache_backend: Backend) -> None:
 
 def test_nx_succeeds_once_the_key_expired(cache_backend: Backend) -> None:
     async def body(cache: Cache, rt: Runtime) -> None:
-        assert await cache.set("lock", V1, ttl=0.05, nx=True) is True
-        assert await cache.set("lock", V2, ttl=0.05, nx=True) is False
+        assert await cache.set("lock", V1, ttl=cache_backend.short_ttl, nx=True) is True
+        assert await cache.set("lock", V2, ttl=cache_backend.short_ttl, nx=True) is False
         await rt.sleep(cache_backend.expired_after)
-        assert await cache.set("lock", V2, ttl=0.05, nx=True) is True
+        assert await cache.set("lock", V2, ttl=cache_backend.short_ttl, nx=True) is True
         assert await cache.get("lock") == V2
 
     cache_backend.run(body)
@@ -204,7 +204,7 @@ def test_set_if_equal_fills_only_for_the_token_holder(cache_backend: Backend) ->
         await cache.set(check, token, ttl=5)
         assert await cache.set_if_equal(1, V1, None, check, other) is False  # not ours
         assert await cache.get(1) is None
-        assert await cache.set_if_equal(1, V1, 0.05, check, token) is True
+        assert await cache.set_if_equal(1, V1, cache_backend.short_ttl, check, token) is True
         assert await cache.get(1) == V1
         assert await cache.get(check) is None  # the lease is used up
         await rt.sleep(cache_backend.expired_after)
