@@ -7,7 +7,9 @@ second, and an item set at tick `c` with exptime `n` is gone from tick
 `c + n` on: it lives between `n - 1` and `n` seconds. The lab rounds a TTL
 *up* to whole seconds (so 500 ms becomes 1 s: the item lives up to one
 second, never forever, as 0 would mean), and the simulator's memcached store
-uses the same functions, so both agree on what a 500 ms TTL means.
+uses the same functions, so both agree on what a 500 ms TTL means. Locks and
+leases (ADDs) get one second more, so they never expire before their holder's
+expiry (`at_least`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ MAX_RELATIVE: Final = 60 * 60 * 24 * 30
 """Exptimes above this many seconds (30 days) are absolute Unix times."""
 
 
-def exptime(ttl: float | None, now_unix: float) -> int:
-    """The exptime memcached is sent for `ttl` seconds at wall time `now_unix`."""
+def exptime(ttl: float | None, now_unix: float, *, at_least: bool = False) -> int:
+    """The exptime memcached is sent for `ttl` seconds at wall time `now_unix`.
+
+    `at_least`: one more second, so the item lives at least `ttl` (between `n` and
+    `n + 1` seconds): what a lock or a lease needs, since one that vanishes at the
+    next tick lets a second holder in."""
     if ttl is None:
         return 0
     if ttl <= 0:
         return -1  # already expired (memcached stores it dead)
-    seconds = math.ceil(ttl - 1e-9)  # 1.0000000001 from float arithmetic stays 1
+    seconds = math.ceil(ttl - 1e-9) + (1 if at_least else 0)  # 1.0000000001 stays 1
     if seconds > MAX_RELATIVE:
         return int(now_unix) + seconds  # the 30-day rule: absolute time
     return seconds

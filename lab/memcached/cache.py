@@ -168,7 +168,7 @@ class MemcachedCache:
             raw, name, client = PLACEHOLDER + b"%d" % value.version, held, self._client(held)
         else:
             raw, client = encode(value), self._client(key)
-        expiry = exptime(ttl, time.time())
+        expiry = exptime(ttl, time.time(), at_least=nx)  # a lock or lease: >= its ttl
         if not nx:
             await self._op("set", name, client.set(name.encode(), raw, exptime=expiry))
             return True

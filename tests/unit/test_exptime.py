@@ -15,6 +15,8 @@ def test_ttls_round_up_to_whole_seconds() -> None:
     assert exptime(0.1 + 0.9, 1e9) == 1
     assert exptime(1.2, 1e9) == 2
     assert exptime(0, 1e9) == -1
+    assert exptime(1.0, 1e9, at_least=True) == 2  # a lock lives at least its expiry
+    assert exptime(0.5, 1e9, at_least=True) == 2
 
 
 def test_the_30_day_rule_sends_absolute_times() -> None:
