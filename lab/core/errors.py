@@ -15,3 +15,8 @@ class CacheUnavailable(BackendError):
 
 class OriginUnavailable(BackendError):
     """The origin did not answer in time."""
+
+
+class CacheRefused(CacheUnavailable):
+    """The cache node refused to store (out of memory with nothing it may evict, as Redis
+    answers OOM): a fill the strategy absorbs, counted as a cache error."""
