@@ -369,6 +369,8 @@ class RedisBackend:
             "capacity_maxmemory": list(self.controller.limits) if self.controller else None,
             "capacity_budget": [c.budget for c in calibrations] or None,
             "capacity_bytes_per_key": [round(c.bytes_per_key, 1) for c in calibrations] or None,
+            "capacity_marginal_bytes_per_key": [round(c.marginal_per_key, 1) for c in calibrations]
+            or None,
             "capacity_data_end": list(self.controller.data) if self.controller else None,
             "capacity_keys_end": keys_end if calibrations else None,
             "capacity_adjustments": self.controller.adjustments if self.controller else 0,

@@ -43,6 +43,8 @@ SAMPLE_KEYS = 50_000
 """Keys written at most to measure a budget (more: scaled from the sample)."""
 BATCH_BYTES = 1 << 20
 """Bytes of values per pipeline while measuring."""
+GAIN = 0.8
+"""Fraction of the missing keys' marginal bytes the controller adds per step."""
 CLIENTS_UNLIMITED = 1 << 40
 """maxmemory-clients: far above any run, so no client is ever evicted, but set, so the
 server tracks each client's memory in real time."""
@@ -84,9 +86,11 @@ def parse_memory(info: dict[str, Any], stats: dict[str, Any], keys: int = 0) -> 
         for v in db.values()
     )
     return Memory(
-        used=int(info["used_memory"]),
+        # MEMORY STATS takes its figures before it writes its reply; INFO's used_memory
+        # includes the INFO text built so far (~1.5 KiB: 15 keys of 100 B on Valkey)
+        used=int(stats["total.allocated"]),
         not_counted=int(info.get("mem_not_counted_for_evict", 0)),
-        overhead=int(info["used_memory_overhead"]),
+        overhead=int(stats["overhead.total"]),
         keyspace=keyspace,
         keys=keys,
     )
@@ -125,6 +129,9 @@ class Calibration:
     """The capacity in keys it was measured for (None: a capacity in bytes)."""
     uniform: bool = False
     """Every key takes `bytes_per_key` (one value size): the key count measures the data."""
+    marginal_per_key: float = 0.0
+    """Bytes one key frees when deleted from a full node (less than `bytes_per_key`: the
+    dictionary's buckets stay; on Valkey 8+ much less). The controller's step."""
 
     def limit(self, now: Memory, empty_data: int | None = None) -> int:
         """maxmemory that lets this node hold its capacity, given `now`.
@@ -135,8 +142,11 @@ class Calibration:
         Otherwise: non-data memory now + the empty server's data (`empty_data`, measured
         again just before the run) + the budget."""
         if self.uniform and self.capacity is not None:
+            # a step of GAIN x the marginal bytes of a key: a node short of (or over) its
+            # capacity moves towards it without overshooting it
             missing = self.capacity - now.keys
-            return now.used - now.not_counted + round(missing * self.bytes_per_key)
+            step = GAIN * min(self.marginal_per_key or self.bytes_per_key, self.bytes_per_key)
+            return now.used - now.not_counted + round(missing * step)
         base = self.empty_data if empty_data is None else empty_data
         return now.counted_nondata + base + self.budget
 
@@ -149,12 +159,30 @@ def configure_eviction(client: redis.Redis, policy: str, samples: int) -> None:
         client.config_set("maxmemory-clients", CLIENTS_UNLIMITED)
 
 
-def _first_use(client: redis.Redis, name: str, value: bytes, ttl_ms: int | None) -> None:
-    """Empty the server and make it allocate what it allocates once, on its first write
-    and first memory reading (~25 KiB, counted as dataset): not the keys' memory."""
-    client.set(name, value, px=ttl_ms)
+def _first_use(
+    client: redis.Redis, names: Sequence[str], value: Callable[[str], bytes], ttl_ms: int | None
+) -> None:
+    """Empty the server after making it allocate what it allocates once, on the first
+    writes, deletes and memory readings (~10-25 KiB each, counted as dataset): not the
+    keys' memory, so not in their measurement."""
+    sample = list(names[:100])
+    _fill(client, sample, value, ttl_ms)
+    pipe = client.pipeline(transaction=False)
+    for name in sample[::10]:
+        pipe.delete(name)
+    pipe.execute()
     client.flushall(asynchronous=False)  # (Valkey 8+ flushes in the background by default)
     read_memory(client)
+
+
+def _marginal(client: redis.Redis, sample: list[str], full: int) -> float:
+    """Bytes a key frees when deleted from the full sample (every 10th key)."""
+    gone = sample[::10]
+    pipe = client.pipeline(transaction=False)
+    for name in gone:
+        pipe.delete(name)
+    pipe.execute()
+    return max((full - read_memory(client).data) / max(len(gone), 1), 1.0)
 
 
 def _fill(
@@ -194,12 +222,13 @@ def calibrate(
     ttl_ms = None if ttl is None else max(round(ttl * 1000), 3_600_000)  # none expire now
     client.config_set("maxmemory", 0)
     configure_eviction(client, policy, samples)
-    _first_use(client, names[0], value(names[0]), ttl_ms)
+    _first_use(client, names, value, ttl_ms)
     empty = read_memory(client)
     wanted = capacity if capacity is not None else SAMPLE_KEYS
     sample = list(names[: min(wanted, SAMPLE_KEYS)])
     _fill(client, sample, value, ttl_ms)
     measured = read_memory(client).data - empty.data
+    marginal = _marginal(client, sample, measured + empty.data)
     client.flushall(asynchronous=False)
     per_key = max(measured / max(len(sample), 1), 1.0)
     if capacity is not None:
@@ -207,7 +236,7 @@ def calibrate(
     assert budget is not None
     limit = read_memory(client).counted_nondata + empty.data + budget
     client.config_set("maxmemory", limit)
-    return Calibration(budget, per_key, empty.data, limit, capacity, uniform)
+    return Calibration(budget, per_key, empty.data, limit, capacity, uniform, marginal)
 
 
 class CapacityController:
