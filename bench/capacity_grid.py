@@ -18,10 +18,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the test suite's cut only")
     parser.add_argument("--size", action="append", help="only these value sizes")
+    parser.add_argument("--nodes", action="append", type=int, help="only these node counts")
+    parser.add_argument("--instances", action="append", type=int, help="only these")
     args = parser.parse_args()
     cells = QUICK if args.quick else GRID
     if args.size:
         cells = [c for c in cells if c.value_size in args.size]
+    if args.nodes:
+        cells = [c for c in cells if c.nodes in args.nodes]
+    if args.instances:
+        cells = [c for c in cells if c.instances in args.instances]
     failed = 0
     for binary in available_binaries():
         for cell in cells:

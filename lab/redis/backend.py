@@ -279,7 +279,7 @@ class RedisBackend:
         assert scenario is not None
         await bus.start()
         if self.controller is not None:
-            await cache.touch_all()
+            await cache.touch_all(scenario.keyspace.value_size)
             await self.controller.prime(SCRIPTS)
         runtime.restart_clock()
         cache.measure_ops_after(time.perf_counter() + scenario.warmup)
@@ -302,7 +302,8 @@ class RedisBackend:
         if self.controller is not None:
             runtime.spawn(self.controller.run())
             assert self.cache is not None
-            runtime.spawn(self.cache.keep_warm())
+            assert self.scenario is not None
+            runtime.spawn(self.cache.keep_warm(self.scenario.keyspace.value_size))
         await workload
 
     async def _watch_driver(self, runtime: AsyncioRuntime) -> None:

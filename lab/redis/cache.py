@@ -56,6 +56,8 @@ UNAVAILABLE = (
 refusing writes because it is out of memory and cannot evict, or a cluster that
 cannot serve the slot)."""
 INF = float("inf")
+WARM_REPLY_MAX = 16 * 1024
+"""A reply buffer never grows past 16 KiB (PROTO_REPLY_CHUNK_BYTES)."""
 WARM_EVERY = 1.0
 """Seconds between two PINGs of an idle connection (Redis frees its query buffer after 2 s)."""
 REFRESH_EVERY = 0.05
@@ -177,8 +179,8 @@ class _Pool:
             timing.add(perf_counter() - start)
         return reply
 
-    async def warm(self, command: tuple[Any, ...] = ("PING",)) -> None:
-        """PING (or send `command` to) every idle open connection, one at a time from the
+    async def warm(self, command: tuple[Any, ...]) -> None:
+        """Send `command` to every idle open connection, one at a time from the
         least recently used, so the server never frees its query buffer (Redis 7.0 frees
         it after 2 s idle and takes 16-20 KiB again when the connection wakes up: memory
         that would evict keys at once). The most recently used connections stay free for
@@ -398,17 +400,27 @@ class RedisCache:
                 conn.socket_connect_timeout, conn.socket_timeout = connect_timeout, timeout
                 node.release(conn)
 
-    async def touch_all(self) -> None:
-        """A GET of a missing key on every open connection: what a server allocates for
-        a connection on its first commands (not all of it counted as the client's) is
-        there before the run."""
+    async def touch_all(self, reply_size: int = 0) -> None:
+        """A GET of a missing key, then `warm`, on every open connection: what a server
+        allocates for a connection on its first commands (not all of it counted as the
+        client's) is there before the run."""
         await asyncio.gather(*(node.warm(("GET", "lab:touch")) for node in list(self.nodes)))
+        await self._warm_all(reply_size)
 
-    async def keep_warm(self, every: float = WARM_EVERY) -> None:
-        """Keep every node's idle connections warm (`_Pool.warm`) until cancelled."""
+    async def _warm_all(self, reply_size: int) -> None:
+        command: tuple[Any, ...] = ("ECHO", b"x" * min(reply_size, WARM_REPLY_MAX))
+        await asyncio.gather(*(node.warm(command) for node in list(self.nodes)))
+
+    async def keep_warm(self, reply_size: int = 0, every: float = WARM_EVERY) -> None:
+        """Keep every node's idle connections warm until cancelled: every `every` seconds
+        an ECHO of `reply_size` bytes (at most WARM_REPLY_MAX) on each, so the server keeps
+        its query buffer (Redis 7.0 frees it after 2 s idle) and a reply buffer a value's
+        reply fits in (servers shrink it to 1 KiB when a connection's replies are small;
+        a 1 KiB value's reply then takes a 16 KiB block while it waits to be written: 16
+        KiB counted against maxmemory per connection at once)."""
         while True:
             await asyncio.sleep(every)
-            await asyncio.gather(*(node.warm() for node in list(self.nodes)))
+            await self._warm_all(reply_size)
 
     async def close(self) -> None:
         """Close every connection (call before the event loop ends)."""
