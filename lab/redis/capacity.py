@@ -224,8 +224,12 @@ def calibrate(
     configure_eviction(client, policy, samples)
     _first_use(client, names, value, ttl_ms)
     empty = read_memory(client)
-    wanted = capacity if capacity is not None else SAMPLE_KEYS
-    sample = list(names[: min(wanted, SAMPLE_KEYS)])
+    if capacity is not None:
+        wanted = capacity
+    else:  # as many keys as the budget holds (values alone), to measure bytes per key
+        assert budget is not None
+        wanted = max(1, budget // max(len(value(names[0])), 1))
+    sample = list(names[: min(wanted, SAMPLE_KEYS, len(names))])
     _fill(client, sample, value, ttl_ms)
     measured = read_memory(client).data - empty.data
     marginal = _marginal(client, sample, measured + empty.data)

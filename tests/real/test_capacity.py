@@ -129,3 +129,42 @@ def test_timeseries_gauges_filled_in_every_row(default_binary: ServerBinary) -> 
     assert len(ts) >= 4
     assert not ts[gauges].isna().any().any(), ts[gauges]
     assert (ts["cache_keys"] > 0).all() and (ts["connections"] > 0).all()
+
+
+def test_byte_budget_holds_the_data(server: RedisServer) -> None:
+    """A budget in bytes: the controller keeps the data memory (not used_memory) at the
+    budget while keys keep coming through many connections."""
+    from lab.redis.capacity import CapacityController
+
+    control = redis.Redis(host=HOST, port=server.port)
+    budget = 300_000
+    try:
+        value = encode(Versioned(1, 100))
+        cal = calibrate(control, [f"key:{i}" for i in range(5000)], lambda _n: value, budget=budget)
+        assert cal.capacity is None and cal.budget == budget
+
+        async def fill() -> list[int]:
+            cache = RedisCache([(HOST, server.port)], keys=5000, max_connections=16)
+            controller = CapacityController([(HOST, server.port)], [cal])
+            seen = []
+            try:
+                await cache.connect(16)
+                await controller.prime()
+                for start in range(0, 5000, 100):
+                    await asyncio.gather(
+                        *(cache.set(k, Versioned(1, 100)) for k in range(start, start + 100))
+                    )
+                    await controller.adjust()
+                    if start >= 3000:
+                        seen.append(controller.data[0])
+            finally:
+                await controller.close()
+                await cache.close()
+            return seen
+
+        seen = sorted(asyncio.run(fill()))
+        # a reading now and then catches the server mid-way (a dictionary resizing)
+        assert abs(seen[len(seen) // 2] - budget) <= 0.005 * budget, seen
+        assert abs(seen[-1] - budget) <= 0.1 * budget, seen
+    finally:
+        control.close()
