@@ -278,7 +278,8 @@ class RedisBackend:
         scenario = self.scenario
         assert scenario is not None
         await bus.start()
-        if self.controller is not None:
+        if self.controller is not None:  # every connection of the run open before the
+            gauges.poll()  # limits are set: a new one costs a Redis 7.0 server ~37 KiB
             await cache.touch_all(scenario.keyspace.value_size)
             await self.controller.prime(SCRIPTS)
         runtime.restart_clock()

@@ -162,13 +162,15 @@ class _Pool:
         self.free.append(conn)
 
     async def call(self, *args: Any) -> Any:
-        """One command, one reply; a connection in an unknown state is dropped (it
-        reconnects on its next use)."""
+        """One command, one reply; a connection in an unknown state (timeout, reset) is
+        dropped (it reconnects on its next use)."""
         start = perf_counter()  # the operation's time includes waiting for a connection
         conn = await self.acquire()
         try:
             await conn.send_command(*args)
             reply = await conn.read_response()
+        except ResponseError:  # an error reply (OOM, MOVED, ...) was read whole: the
+            raise  # connection is fine (a new one would cost the server ~37 KiB at once)
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
