@@ -22,7 +22,8 @@ it (MEMORY STATS `db.N`); the client part is read in real time because
 `maxmemory-clients` is set to a size no run reaches (it makes the server
 account a client's buffers as they change, not once a second in its cron),
 and the cache's idle connections are kept warm (`RedisCache.keep_warm`), so a
-connection does not take 20 KiB at once when it wakes up.
+connection does not take 20 KiB at once when it wakes up, nor 16 KiB for a reply
+that does not fit its shrunk reply buffer. docs/memory.md has the measurements.
 """
 
 from __future__ import annotations
@@ -244,13 +245,15 @@ def calibrate(
 
 
 class CapacityController:
-    """Keeps each node's limit at its non-data memory + its data budget during a run.
+    """Keeps each node's limit at its non-data memory + its data budget during a run
+    (`Calibration.limit`: by key count for a capacity in keys of one size).
 
     Every `period` seconds it reads every node's memory (one round trip) and sets
     `maxmemory` if it moved. Growth of non-data memory still evicts at once (the
-    server acts before the controller can), which is why client buffers are kept
-    steady; what it prevents is the slow drift (buffers grown or shrunk, scripts
-    loaded, replication) that a fixed limit turns into fewer or more keys held.
+    server acts before the controller can), which is why every connection is open
+    before `prime` and client buffers are kept steady (`RedisCache.keep_warm`); what
+    it prevents is the drift (buffers grown or shrunk, scripts loaded, replication)
+    that a fixed limit turns into fewer or more keys held.
     """
 
     def __init__(
