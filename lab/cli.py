@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.trace.command import add_trace_parser  # trace stats / trace synth
 
     add_trace_parser(sub)
+    from lab.fidelity.command import add_fidelity_parser  # the sim-vs-real grid
+
+    add_fidelity_parser(sub)
     return parser
 
 
