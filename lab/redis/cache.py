@@ -89,6 +89,15 @@ class _Timing:
         self.measure_after = INF
 
 
+def _closed_by_peer(conn: Connection) -> bool:
+    """Whether the server closed or reset this idle connection (it was killed or
+    restarted, a proxy cut it): the event loop has already seen the EOF. Handing it
+    out anyway would fail one command per pooled connection after the node is back,
+    an error no client of a healthy node sees."""
+    reader = conn._reader
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
+
+
 class _Pool:
     """The connections to one server: at most `size`, handed out LIFO, waiters FIFO.
 
@@ -130,7 +139,10 @@ class _Pool:
 
     async def acquire(self) -> Connection:
         if self.free:
-            return self.free.pop()
+            idle = self.free.pop()
+            if _closed_by_peer(idle):  # reconnects on its next command, as redis-py's
+                await idle.disconnect(nowait=True)  # own pool does at checkout
+            return idle
         if self.created < self.size:
             self.created += 1
             conn: Connection = self.factory.make_connection()  # type: ignore[no-untyped-call]
