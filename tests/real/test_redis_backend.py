@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.processes import HOST
-from lab.redis.backend import CLIENT_TIMEOUT, RedisBackend
+from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary
 from lab.redis.cache import RedisCache
 from lab.redis.server import start_shards
@@ -79,9 +79,9 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBina
     """Every summary field the simulator gives, from a timed open-loop run on real servers.
 
     No capacity limit: eviction under maxmemory is the capacity tests' subject (and
-    test_lru_hit_ratio_matches_within_one_point's), not this one's. Latencies are
-    only checked for their order and against the client timeout: on a busy machine
-    the load generator's own queueing is in them (tests/real must pass beside CPU hogs).
+    test_lru_hit_ratio_matches_within_one_point's), not this one's. Real latencies are
+    only checked for their order: on a busy machine the load generator's own queueing
+    is in them (tests/real must pass beside CPU hogs).
     """
     scenario = make_scenario(
         requests=None,
@@ -110,7 +110,7 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBina
     assert s["errors"] == 0 and s["lost_writes"] == 0
     assert s["evictions"] == sim.summary["evictions"] == 0
     assert s["cache_keys"] == pytest.approx(sim.summary["cache_keys"], rel=0.05)  # same fills
-    assert 0 < s["read_latency_p50"] <= s["read_latency_p99"] < CLIENT_TIMEOUT
+    assert 0 < s["read_latency_p50"] <= s["read_latency_p99"]
     assert s["backend"] == "redis" and s["versions"]["server"] == default_binary.label
     assert s["versions"]["origin"].startswith("sqlite-")
     assert 1.5 <= s["wall_time"] < 15
@@ -123,7 +123,7 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBina
     assert s["connections_max"] >= 2  # each node: the run's pool (and the lab's own clients)
     for summary in (s, sim.summary):
         assert summary["cache_ops"] > summary["requests"]  # a miss is a GET and a SET
-        assert 0 < summary["cache_op_p50"] <= summary["cache_op_p99"] < CLIENT_TIMEOUT
+        assert 0 < summary["cache_op_p50"] <= summary["cache_op_p99"]
     assert sim.summary["cache_op_p99"] < 0.05  # the model: no queueing of its own
     assert sim.summary["cache_memory"] == sim.summary["cache_keys"] * 256
 
@@ -290,8 +290,8 @@ def test_network_faults_through_the_proxy_make_cache_errors(
 def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) -> None:
     """A 150 ms latency fault below the 0.5 s timeout slows the node's reads by at least
     150 ms and fails none (real bytes held back by the fault proxy); a hang partition
-    times reads out. The delay is larger than a busy machine's own queueing, so the
-    healthy rows are told apart from the slow one without assuming an idle CPU."""
+    times reads out. Latencies are bounded from below by the delay and compared with
+    each other, never with a fixed "fast" figure a busy CPU would break."""
     delay, timeout = 0.15, 0.5
     scenario = make_scenario(
         requests=None,
@@ -325,10 +325,10 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) 
         scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
     )
     ts = result.timeseries.reset_index(drop=True)  # row i: [0.4 i, 0.4 (i + 1))
-    assert ts.loc[0, "read_p99"] < delay  # healthy: faster than the delay
     slow = ts.loc[1]
     # every read pays the delay at least once (a miss twice: GET, then SET), none times out
     assert delay <= slow["read_p99"] and slow["cache_errors"] == 0
+    assert ts.loc[0, "read_p99"] < slow["read_p99"]  # before it: faster (same machine load)
     assert ts.loc[3, "cache_errors"] > 10  # the hang (1.0-1.3 s): reads time out
     healed = ts.loc[4:]  # from 1.6 s: 0.3 s after the heal
     assert healed["cache_errors"].sum() == 0 and healed["hits"].sum() > 0
