@@ -269,22 +269,22 @@ class Workload(_Model):
 
         return expand(data) if isinstance(data, dict) else data
 
-    @model_validator(mode="after")
-    def _trace_replaces(self) -> Workload:
+    def trace_conflict(self) -> str | None:
+        """What a trace replay leaves no room for, as `field: problem` (None if nothing)."""
         if self.trace is None:
-            return self
+            return None
         for name in ("mix", "keys"):
             if name in self.model_fields_set:
-                raise ValueError(
-                    f"{name}: does not apply to a trace replay (the trace's keys and ops are "
-                    "the requests); remove it (or the preset)"
+                return (
+                    f"workload.{name}: does not apply to a trace replay (the trace's keys and "
+                    "ops are the requests); remove it (or the preset)"
                 )
         if self.trace.timed and "arrivals" in self.model_fields_set:
-            raise ValueError(
-                f"arrivals: the trace's times drive the arrivals at speed {self.trace.speed}; "
-                "remove arrivals, or replay with speed: order-only under them"
+            return (
+                f"workload.arrivals: the trace's times drive the arrivals at speed "
+                f"{self.trace.speed}; remove arrivals, or replay with speed: order-only under them"
             )
-        return self
+        return None
 
     @property
     def rate(self) -> float | None:
@@ -568,6 +568,9 @@ class Scenario(_Model):
             raise ValueError("give exactly one of duration (for example 60s) or requests")
         if self.duration is not None and self.warmup >= self.duration:
             raise ValueError("warmup must be shorter than duration")
+        conflict = self.workload.trace_conflict()
+        if conflict:
+            raise ValueError(conflict)
         if self.warmup_requests is not None:
             self._check_warmup_count(self.warmup_requests)
         self._check_requests_expected()

@@ -108,14 +108,16 @@ class TraceInfo:
     max_size: int
 
 
-def scan(trace: TraceReplay, keyspace: int, limit: int | None, end: float | None) -> TraceInfo:
+def scan(
+    trace: TraceReplay, keyspace: int, limit: int | None, end: float | None, chunk: int = CHUNK
+) -> TraceInfo:
     """Read what the replay will (up to `limit` requests, and in timed replays up to the
     first request at or after `end`), raising TraceError on the first bad line."""
     requests = writes = 0
     last: float | None = None
     max_size = -1
     ids_seen = -1
-    for times, write, ids, size in replay_blocks(trace, keyspace, limit):
+    for times, write, ids, size in replay_blocks(trace, keyspace, limit, chunk):
         inside = ids.size
         if times is not None and end is not None:
             inside = int(np.searchsorted(times, end, side="left"))

@@ -138,7 +138,9 @@ def trace_info(scenario: Scenario, source: str | None = None) -> TraceInfo | Non
         if info is None:
             if len(_SCANNED) >= 8:
                 _SCANNED.clear()
-            info = _SCANNED[key] = scan(trace, scenario.keyspace.keys, scenario.requests, end)
+            info = _SCANNED[key] = scan(
+                trace, scenario.keyspace.keys, scenario.requests, end, TRACE_CHUNK
+            )
         return info
     except (TraceError, OSError) as exc:
         raise ScenarioError(f"{source or scenario.name}: workload.trace: {exc}") from None
