@@ -14,19 +14,10 @@ from lab.cli import main
 from lab.runner import run_cell
 from lab.scenario import Cell, parse_scenario
 from lab.trace.synth import synthesize
+from tests.trace.test_replay import STRATEGIES as ALL
 from tests.unit.test_golden_summaries import WALL_CLOCK
 
-STRATEGIES: dict[str, Any] = {
-    "aside": {"read": "cache-aside", "write": "invalidate", "ttl": 2},
-    "through": {"read": "read-through", "write": "through", "ttl": 60},
-    "behind": {"read": "read-through", "write": "behind", "ttl": 60},
-    "refresh": {
-        "read": "refresh-ahead",
-        "write": "invalidate",
-        "ttl": 1,
-        "refresh": {"window": 0.3},
-    },
-}
+STRATEGIES = {name: ALL[name] for name in ("aside", "through", "behind", "refresh", "lease")}
 BASE: dict[str, Any] = {
     "name": "rt",
     "seeds": [3],
