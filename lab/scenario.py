@@ -33,7 +33,7 @@ from lab.core.units import Duration, Fraction, KeyCount, PositiveDuration, Rate,
 from lab.names import check_name, one_line, short_repr
 from lab.patterns import StrategySpec as StrategySpec
 from lab.patterns.resilience import ClientSpec as ClientSpec
-from lab.tracefile.spec import TraceReplay
+from lab.tracefile.replay_spec import TraceReplay
 
 BackendName = Annotated[str, AfterValidator(backends.check)]
 """A name from the backend registry (`lab/backends.py`)."""

@@ -23,7 +23,8 @@ import numpy as np
 from lab.tracefile.chunk import Chunk
 from lab.tracefile.keymap import key_map
 from lab.tracefile.readers import CHUNK, open_trace
-from lab.tracefile.spec import TraceError, TraceReplay
+from lab.tracefile.replay_spec import TraceReplay
+from lab.tracefile.spec import TraceError
 
 Block = tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]
 """Replay times (None in order-only replays), is_write, int64 key ids, int64 sizes."""
