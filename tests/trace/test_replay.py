@@ -197,10 +197,13 @@ def test_replay_memory_is_bounded_by_the_chunk(tmp_path: Path, monkeypatch: Any)
 
 def test_validation_names_the_field_in_one_line(tmp_path: Path) -> None:
     csv_trace(tmp_path / "t.csv", n=50)
+    write_oracle(tmp_path / "t.bin", [0, 1], [5, 6], [10, 10])
     cases: list[tuple[dict[str, Any], dict[str, Any], str]] = [
         ({"path": "nope.csv"}, {}, "workload.trace: path: "),
         ({"path": "t.csv", "format": "tsv"}, {}, "workload.trace.format: must be one of"),
         ({"path": "t.csv", "columns": {"key": "id"}}, {}, "no column named 'id' (for key)"),
+        ({"path": "t.csv", "format": "oracleGeneral"}, {}, "looks like text, not 24-byte"),
+        ({"path": "t.bin", "format": "csv"}, {}, "looks binary, not csv text"),
         ({"path": "t.csv", "speed": "fast"}, {}, "speed: expected a factor such as 10x"),
         ({"path": "t.csv"}, {"mix": {"read": 0.5}}, "workload.mix: does not apply"),
         ({"path": "t.csv"}, {"arrivals": {"rate": 10}}, "workload.arrivals: the trace's times"),
