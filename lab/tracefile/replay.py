@@ -26,8 +26,9 @@ from lab.tracefile.readers import CHUNK, open_trace
 from lab.tracefile.replay_spec import TraceReplay
 from lab.tracefile.spec import TraceError
 
-Block = tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]
-"""Replay times (None in order-only replays), is_write, int64 key ids, int64 sizes."""
+Block = tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]
+"""Replay times (None in order-only replays), is_write, int64 key ids, int64 sizes
+(None in a synthetic stream's blocks: the keyspace's sizes)."""
 
 
 def _head(part: Chunk, n: int) -> Chunk:
@@ -120,6 +121,7 @@ def scan(
     ids_seen = -1
     for times, write, ids, size in replay_blocks(trace, keyspace, limit, chunk):
         inside = ids.size
+        assert size is not None  # a trace's blocks always carry sizes (NO_SIZE if unknown)
         if times is not None and end is not None:
             inside = int(np.searchsorted(times, end, side="left"))
         if inside:

@@ -67,12 +67,11 @@ class RequestStream:
             workload.keys, self.scenario.keyspace.keys, rng_for(self.seed, "workload.keys")
         )
         write_fraction = workload.mix.write_fraction
-        size = np.full(CHUNK, self.scenario.keyspace.value_size, dtype=np.int64)
         remaining = self.limit
         while remaining is None or remaining > 0:
             n = CHUNK if remaining is None else min(CHUNK, remaining)
             is_write = ops_rng.random(n) < write_fraction
-            yield None, is_write, keys.draw(is_write), size[:n]
+            yield None, is_write, keys.draw(is_write), None  # sizes: the keyspace's
             if remaining is not None:
                 remaining -= n
 
