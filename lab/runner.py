@@ -207,7 +207,7 @@ def _identity(scenario: Scenario, cell: Cell) -> dict[str, Any]:
         "strategy_index": list(scenario.strategies).index(cell.strategy),  # order in the file
         "backend": cell.backend,
         "seed": cell.seed,
-        "config_hash": scenario.config_hash(),
+        "config_hash": None,  # run_cell's: the scenario as written, not as prepared for the run
         "lab_version": lab.__version__,
         "versions": {
             "python": platform.python_version(),
