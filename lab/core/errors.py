@@ -15,3 +15,9 @@ class CacheUnavailable(BackendError):
 
 class OriginUnavailable(BackendError):
     """The origin did not answer in time."""
+
+
+class CacheRefused(CacheUnavailable):
+    """The cache refused a write for lack of memory (Redis's OOM reply under `noeviction`,
+    or a `volatile-*` policy with nothing left to evict). A strategy with a fallback
+    absorbs it: the fill is skipped and counted in `cache_errors`."""

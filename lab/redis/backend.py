@@ -40,6 +40,7 @@ from lab.redis.faults import FAULTS, RedisFaults
 from lab.redis.gauges import ServerGauges
 from lab.redis.site import POLICIES, Site, check_target, configure, open_site
 from lab.scenario import Cell, Fault, Scenario
+from lab.workload.values import run_value_size
 
 T = TypeVar("T")
 
@@ -126,6 +127,8 @@ class RedisBackend:
                 if target is None
                 else "replicas need a Redis Cluster: use --redis-cluster"
             )
+        if topo.capacity_bytes is not None:
+            return "a capacity in bytes is not set on real servers yet: give it in keys"
         if topo.capacity is not None and topo.eviction not in POLICIES:
             return (
                 f"eviction {topo.eviction!r} has no Redis equivalent "
@@ -176,7 +179,7 @@ class RedisBackend:
         self.seed = cell.seed
         origin = self.origin = make_origin(
             scenario.origin,
-            value_size=scenario.keyspace.value_size,
+            value_size=run_value_size(scenario.keyspace, cell.seed),
             seed=cell.seed,
             emulate_latency=self.emulate_origin_latency,
         )

@@ -28,6 +28,7 @@ from lab.redis.deployment import (
 )
 from lab.scenario import Cell, Scenario
 from lab.sharding import key_slot
+from lab.workload.values import value_sizes
 
 POLICIES = {"lru": "allkeys-lru", "random": "allkeys-random"}
 """Scenario eviction -> maxmemory-policy (FIFO has no Redis equivalent)."""
@@ -140,13 +141,13 @@ def _start_proxy(site: Site, scenario: Scenario) -> None:
 def _calibrate(site: Site, scenario: Scenario, cell: Cell, controls: list[redis.Redis]) -> None:
     """Match each node's maxmemory to the capacity in keys (and its replicas' too)."""
     topo, deployment, policy = scenario.topology, site.deployment, site.policy
-    if topo.capacity is None or policy is None:
+    if topo.capacity_keys is None or policy is None:
         return
     for i, control in enumerate(controls):
         calibration = calibrate(
             control,
-            topo.capacity,
-            scenario.keyspace.value_size,
+            topo.capacity_keys,
+            value_sizes(scenario.keyspace, cell.seed).typical,
             policy=policy,
             samples=MAXMEMORY_SAMPLES,
             ttl=scenario.strategies[cell.strategy].ttl,
