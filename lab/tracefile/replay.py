@@ -24,6 +24,7 @@ from lab.tracefile.chunk import Chunk
 from lab.tracefile.keymap import key_map
 from lab.tracefile.readers import CHUNK, open_trace
 from lab.tracefile.replay_spec import TraceReplay
+from lab.tracefile.sizes import KeySizes
 from lab.tracefile.spec import TraceError
 
 Block = tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]
@@ -100,14 +101,16 @@ def replay_blocks(
 
 @dataclass(frozen=True)
 class TraceInfo:
-    """What a replay will read: requests (after the cut), writes, distinct key ids, and
-    the replay time of the last request (None in order-only replays)."""
+    """What a replay will read: requests (after the cut), writes, distinct key ids, the
+    replay time of the last request (None in order-only replays), each key's size
+    (None when the trace records none) and whether every request had one."""
 
     requests: int
     writes: int
     keys: int
     last_time: float | None
-    max_size: int
+    sizes: KeySizes | None
+    every_request_sized: bool
 
 
 def scan(
@@ -115,10 +118,10 @@ def scan(
 ) -> TraceInfo:
     """Read what the replay will (up to `limit` requests, and in timed replays up to the
     first request at or after `end`), raising TraceError on the first bad line."""
-    requests = writes = 0
+    requests = writes = unsized = 0
     last: float | None = None
-    max_size = -1
     ids_seen = -1
+    sizes = KeySizes(dense=trace.keys == "dense")
     for times, write, ids, size in replay_blocks(trace, keyspace, limit, chunk):
         inside = ids.size
         assert size is not None  # a trace's blocks always carry sizes (NO_SIZE if unknown)
@@ -128,7 +131,8 @@ def scan(
             requests += inside
             writes += int(write[:inside].sum())
             ids_seen = max(ids_seen, int(ids[:inside].max()))
-            max_size = max(max_size, int(size[:inside].max()))
+            unsized += int((size[:inside] <= 0).sum())
+            sizes.add(ids[:inside], size[:inside])
             if times is not None:
                 last = float(times[inside - 1])
         if inside < ids.size:
@@ -136,4 +140,5 @@ def scan(
     if not requests:
         raise TraceError(f"{trace.resolved}: no requests to replay; check the file and its cut")
     keys = keyspace if trace.keys == "identity" else ids_seen + 1
-    return TraceInfo(requests, writes, keys, last, max_size)
+    known = sizes if sizes.known.size else None
+    return TraceInfo(requests, writes, keys, last, known, unsized == 0)

@@ -16,12 +16,15 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from lab.core import Key
 from lab.sampling import rng_for
 from lab.scenario import Scenario, ScenarioError
 from lab.tracefile.readers import CHUNK as TRACE_CHUNK
 from lab.tracefile.replay import Block, TraceInfo, replay_blocks, scan
+from lab.tracefile.sizes import KeySizes
 from lab.tracefile.spec import TraceError
 from lab.workload.keys import KeyGenerator
+from lab.workload.values import ValueSizes, value_sizes
 
 CHUNK = 8192
 
@@ -145,14 +148,65 @@ def trace_info(scenario: Scenario, source: str | None = None) -> TraceInfo | Non
         raise ScenarioError(f"{source or scenario.name}: workload.trace: {exc}") from None
 
 
+class TraceSizes(ValueSizes):
+    """A replayed trace's sizes as the run's value sizes: each key's size in the trace
+    (`lab.tracefile.sizes`), else the keyspace's for that key."""
+
+    def __init__(self, known: KeySizes, fallback: ValueSizes, every_request_sized: bool) -> None:
+        self.spec = fallback.spec
+        self._known, self._fallback = known, fallback
+        sizes = known.known
+        same = int(sizes[0]) if sizes.size and (sizes == sizes[0]).all() else None
+        complete = every_request_sized or fallback.constant == same
+        self.constant = same if complete else None
+        self._mean = float(sizes.mean())
+
+    def __call__(self, key: Key) -> int:
+        if isinstance(key, int):
+            size = self._known.get(key)
+            if size > 0:
+                return size
+        return self._fallback(key)
+
+    def array(self, keys: np.ndarray) -> np.ndarray:
+        out = self._known.lookup(keys)
+        missing = np.flatnonzero(out <= 0)
+        if missing.size:
+            out[missing] = self._fallback.array(np.asarray(keys)[missing])
+        return out
+
+    @property
+    def mean(self) -> float:
+        """The mean over the keys the trace gives a size."""
+        return self._mean
+
+
+def _trace_sizes(scenario: Scenario, info: TraceInfo, seed: int) -> int | ValueSizes | None:
+    """The value sizes a replay runs with: None if the trace records none; a plain size
+    when every key has the same one (as for a synthetic constant size)."""
+    if info.sizes is None:
+        return None
+    sizes = TraceSizes(info.sizes, value_sizes(scenario.keyspace, seed), info.every_request_sized)
+    return sizes.constant if sizes.constant is not None else sizes
+
+
 def prepared(scenario: Scenario, seed: int) -> Scenario:
     """The scenario as a run uses it: a dense-keyed trace's keyspace is its distinct keys
-    (the lab sizes its owner table by it), and `warmup: N requests` becomes the intended
-    start of request N+1 (open loop), so everything downstream sees a warm-up time."""
+    (the lab sizes its owner table by it), its value sizes are the trace's, and
+    `warmup: N requests` becomes the intended start of request N+1 (open loop), so
+    everything downstream sees a warm-up time."""
     update: dict[str, object] = {}
     info = trace_info(scenario)
-    if info is not None and scenario.workload.trace and scenario.workload.trace.keys == "dense":
-        update["keyspace"] = scenario.keyspace.model_copy(update={"keys": max(info.keys, 1)})
+    trace = scenario.workload.trace
+    if info is not None and trace is not None:
+        keyspace: dict[str, object] = {}
+        if trace.keys == "dense":
+            keyspace["keys"] = max(info.keys, 1)
+        sizes = _trace_sizes(scenario, info, seed)
+        if sizes is not None:
+            keyspace["value_size"] = sizes
+        if keyspace:
+            update["keyspace"] = scenario.keyspace.model_copy(update=keyspace)
     count = scenario.warmup_requests
     if count is not None:
         if info is not None and count >= info.requests:

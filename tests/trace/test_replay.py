@@ -14,7 +14,8 @@ import pytest
 from lab.cli import main
 from lab.runner import run_cell
 from lab.scenario import Cell, Scenario, ScenarioError, parse_scenario
-from lab.workload.stream import RequestStream
+from lab.workload.stream import RequestStream, prepared
+from lab.workload.values import value_sizes
 from tests.trace.refs import write_csv, write_oracle, zipf_keys
 
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -43,7 +44,12 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 
 def csv_trace(
-    path: Path, n: int = 4000, keys: int = 300, rate: float = 2000.0, seed: int = 1
+    path: Path,
+    n: int = 4000,
+    keys: int = 300,
+    rate: float = 2000.0,
+    seed: int = 1,
+    size: int = 200,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A csv trace with text keys, gets and sets, increasing float times from 100 s."""
     rng = np.random.default_rng(seed)
@@ -51,7 +57,7 @@ def csv_trace(
     times = 100.0 + np.cumsum(rng.exponential(1 / rate, n))
     writes = rng.random(n) < 0.1
     rows = [
-        (repr(float(t)), f"user:{k}", "set" if w else "get", 200)
+        (repr(float(t)), f"user:{k}", "set" if w else "get", size)
         for t, k, w in zip(times, ids, writes, strict=True)
     ]
     write_csv(path, ["time", "key", "op", "size"], rows)
@@ -165,6 +171,44 @@ def test_oracle_general_and_txt(tmp_path: Path) -> None:
     assert run(txt)["requests"] == 3000
 
 
+def test_trace_sizes_become_value_sizes(tmp_path: Path) -> None:
+    rows = [
+        (0.0, "a", "get", 100),
+        (0.1, "b", "get", 5000),
+        (0.2, "a", "set", 300),  # a set rewrites a at another size: its last counts
+        (0.3, "c", "delete", 0),  # size 0 says nothing: c has the keyspace's size
+        (0.4, "b", "get", 5000),
+    ]
+    write_csv(tmp_path / "t.csv", ["time", "key", "op", "size"], rows)
+    sc = scenario(tmp_path, {"path": "t.csv"}, requests=5, keyspace={"value_size": 777})
+    sizes = value_sizes(prepared(sc, 1).keyspace, 1)
+    assert [sizes(k) for k in (0, 1, 2)] == [300, 5000, 777]
+    assert sizes.array(np.array([2, 1, 0])).tolist() == [777, 5000, 300]
+    same = [(i / 10, f"k{i % 3}", "get", 640) for i in range(9)]
+    write_csv(tmp_path / "same.csv", ["time", "key", "op", "size"], same)
+    one_size = scenario(tmp_path, {"path": "same.csv"}, requests=9)
+    assert prepared(one_size, 1).keyspace.value_size == 640  # a plain size: the fast path
+    (tmp_path / "t.txt").write_text("a\nb\n")
+    txt = scenario(tmp_path, {"path": "t.txt"}, requests=2, keyspace={"value_size": 99})
+    assert prepared(txt, 1).keyspace.value_size == 99  # no sizes in the trace
+
+
+def test_trace_sizes_count_against_a_byte_budget(tmp_path: Path) -> None:
+    """The same trace with every object 8x larger hits less in the same bytes."""
+    rng = np.random.default_rng(2)
+    ids = zipf_keys(rng, 500, 0.9, 6000)
+    sizes = rng.integers(200, 4000, 500)
+    ratios = []
+    for factor in (1, 8):
+        name = f"x{factor}.bin"
+        write_oracle(tmp_path / name, np.arange(6000) // 3000, ids, sizes[ids] * factor)
+        sc = scenario(tmp_path, {"path": name}, requests=6000, topology={"capacity": "256KiB"})
+        s = run(sc)
+        assert s["evictions"] > 0 and s["cache_memory"] <= 256 * 1024
+        ratios.append(s["hit_ratio"])
+    assert ratios[1] < ratios[0] - 0.1, ratios
+
+
 def _peak_replay(folder: Path, chunks: int, chunk: int, monkeypatch: Any) -> int:
     import lab.workload.stream as stream_module
 
@@ -250,7 +294,7 @@ def test_real_backend_replays_a_small_trace(tmp_path: Path) -> None:
     from tests.helpers import FAST_ORIGIN, default_binary
 
     binary = default_binary()
-    _, _, writes = csv_trace(tmp_path / "t.csv", n=1500, rate=1000.0)
+    _, _, writes = csv_trace(tmp_path / "t.csv", n=1500, rate=1000.0, size=20 * 1024)
     sc = scenario(
         tmp_path,
         {"path": "t.csv", "speed": "2x"},
@@ -268,4 +312,6 @@ def test_real_backend_replays_a_small_trace(tmp_path: Path) -> None:
         assert s["requests"] == sim["requests"] == 1500
         assert s["writes"] == int(writes.sum()) and s["errors"] == 0
         assert abs(s["hit_ratio"] - sim["hit_ratio"]) < 0.1, (s["hit_ratio"], sim["hit_ratio"])
+        # the trace's 20 KiB objects are 20 KiB values on the servers (used_memory)
+        assert s["cache_memory"] > s["cache_keys"] * 20 * 1024
     assert set(live_servers()) <= before

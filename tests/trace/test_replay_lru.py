@@ -22,7 +22,7 @@ N = 20_000
 DISTINCT = 2_000
 
 
-def replayed_misses(folder: Path, trace: dict[str, Any], capacity: int) -> int:
+def replayed_misses(folder: Path, trace: dict[str, Any], capacity: int | str) -> int:
     scenario = parse_scenario(
         {
             "name": "lru",
@@ -56,3 +56,37 @@ def test_text_keys_through_dense_mapping_match_too(tmp_path: Path) -> None:
     write_csv(tmp_path / "t.csv", ["key"], [(f"object/{k:x}",) for k in ids])
     expected = sum(lru_misses_by_count(ids.tolist(), 300))
     assert replayed_misses(tmp_path, {"path": "t.csv"}, 300) == expected
+
+
+def test_byte_budget_lru_matches_the_reference_loop(tmp_path: Path) -> None:
+    """The same with the trace's object sizes as value sizes and a capacity in bytes. The
+    budget counts what Redis 7.0 would hold for each entry (lab/sim/memory.py: the value
+    plus the key, the dict entries and tables); the reference loop uses that accounting
+    for its bytes, and its own LRU order, hits and evictions."""
+    from collections import OrderedDict
+
+    from lab.core import Versioned
+    from lab.sim.memory import Accounting, RedisMemory
+
+    rng = np.random.default_rng(7)
+    ids = zipf_keys(rng, DISTINCT, 0.8, N)
+    sizes_of = rng.integers(100, 20_000, DISTINCT)  # each object's own size
+    write_oracle(tmp_path / "t.bin", np.zeros(N, dtype=int), ids, sizes_of[ids])
+    dense = {k: i for i, k in enumerate(dict.fromkeys(ids.tolist()))}  # the replay's key ids
+    for budget in (200_000, 2_000_000):
+        memory = Accounting(RedisMemory(), budget)
+        cache: OrderedDict[int, None] = OrderedDict()
+        misses = 0
+        for key in ids.tolist():
+            lab_id = dense[key]
+            if lab_id in cache:
+                cache.move_to_end(lab_id)
+                continue
+            misses += 1
+            cache[lab_id] = None
+            memory.add(lab_id, Versioned(0, int(sizes_of[key])), ttl=True)
+            while memory.used > budget:
+                memory.remove(cache.popitem(last=False)[0])
+        assert 0.05 * N < misses < 0.95 * N
+        capacity = f"{budget}B"
+        assert replayed_misses(tmp_path, {"path": "t.bin"}, capacity) == misses, budget

@@ -31,6 +31,15 @@ CASES: dict[str, dict[str, Any]] = {
     "poisson-requests": {"requests": 6000, "warmup": "0.3s", "workload": POISSON},
     "poisson-duration": {"duration": "2s", "warmup": "0.5s", "workload": POISSON},
     "closed-requests": {"requests": 4000, "workload": CLOSED},
+    "sizes-and-bytes": {  # per-key sizes written to the trace, read back as value sizes
+        "requests": 6000,
+        "workload": POISSON,
+        "keyspace": {
+            "keys": 400,
+            "value_size": {"distribution": "lognormal", "median": "1KiB", "p99": "16KiB"},
+        },
+        "topology": {"nodes": 3, "capacity": "96KiB"},
+    },
 }
 IGNORED = WALL_CLOCK | {"config_hash"}
 
@@ -64,6 +73,7 @@ def test_synth_then_replay_gives_the_same_summary(tmp_path: Path, case: str) -> 
         again = run_cell(replayed, Cell("rt", strategy, "sim", 3))
         a, b = first.summary, again.summary
         assert a["requests"] > 1000 and a["hits"] > 0
+        assert a["evictions"] > 0  # the capacity binds (in bytes for sizes-and-bytes)
         assert comparable(b) == comparable(a), strategy
         assert again.timeseries.equals(first.timeseries), strategy  # interval by interval
 
