@@ -294,11 +294,12 @@ def test_real_backend_replays_a_small_trace(tmp_path: Path) -> None:
     from tests.helpers import FAST_ORIGIN, default_binary
 
     binary = default_binary()
-    _, _, writes = csv_trace(tmp_path / "t.csv", n=1500, rate=1000.0, size=20 * 1024)
+    # gentle on a busy machine: 500 requests/s for 2 s (errors would leave out requests)
+    _, _, writes = csv_trace(tmp_path / "t.csv", n=1000, rate=500.0, size=8 * 1024)
     sc = scenario(
         tmp_path,
-        {"path": "t.csv", "speed": "2x"},
-        requests=1500,
+        {"path": "t.csv", "speed": "1x"},
+        requests=1000,
         origin=FAST_ORIGIN,
         strategies={"aside": STRATEGIES["aside"], "through": STRATEGIES["through"]},
     )
@@ -309,9 +310,10 @@ def test_real_backend_replays_a_small_trace(tmp_path: Path) -> None:
         )
         sim = run(sc, strategy)
         s = real.summary
-        assert s["requests"] == sim["requests"] == 1500
-        assert s["writes"] == int(writes.sum()) and s["errors"] == 0
+        assert s["errors"] == 0, real.notes
+        assert s["requests"] == sim["requests"] == 1000
+        assert s["writes"] == int(writes.sum())
         assert abs(s["hit_ratio"] - sim["hit_ratio"]) < 0.1, (s["hit_ratio"], sim["hit_ratio"])
-        # the trace's 20 KiB objects are 20 KiB values on the servers (used_memory)
-        assert s["cache_memory"] > s["cache_keys"] * 20 * 1024
+        # the trace's 8 KiB objects are 8 KiB values on the servers (used_memory)
+        assert s["cache_memory"] > s["cache_keys"] * 8 * 1024
     assert set(live_servers()) <= before
