@@ -16,7 +16,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.__main__"),
     grimp.Layer("lab.cli"),
     grimp.Layer("lab.fidelity"),  # sim vs real grids, capacity held on real servers
-    grimp.Layer("lab.trace"),  # trace files: readers, statistics and their figure, synthesis
+    grimp.Layer("lab.trace"),  # trace statistics and their figure, synthesis
     grimp.Layer("lab.report"),
     grimp.Layer("lab.results"),
     grimp.Layer("lab.runner", "lab.limits"),  # one run; what runs would cost
@@ -30,7 +30,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.metrics", "lab.workload"),
     grimp.Layer("lab.sampling"),
     grimp.Layer("lab.scenario"),  # its strategy model is built from the parts' registry
-    grimp.Layer("lab.patterns"),  # strategy parts: only lab.core below them
+    grimp.Layer("lab.patterns", "lab.tracefile"),  # strategy parts; reading trace files
     grimp.Layer("lab.backends", "lab.sharding", "lab.names", "lab.bounded_yaml"),  # leaf helpers
     grimp.Layer("lab.core"),
 ]
