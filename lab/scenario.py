@@ -376,6 +376,30 @@ class BusSpec(_Model):
     loss: Fraction = 0.0
 
 
+class MemcachedSpec(_Model):
+    """Each memcached node's settings (its command line; docs/memcached.md)."""
+
+    memory: Size = 64 << 20
+    """`-m`: the slab memory of one node, in whole MiB."""
+    threads: Annotated[int, Field(ge=1, le=64)] = 4
+    growth_factor: Annotated[float, Field(gt=1.0, le=4.0)] = 1.25
+    """`-f`: each slab class's chunk size is the previous one's times this."""
+    min_chunk: Annotated[int, Field(ge=8, le=4096)] = 48
+    """`-n`: the smallest item's key + value + flags space, in bytes."""
+    slab_automove: bool = False
+    """memcached's default is on; off, pages stay with the class that took them first."""
+    bus: Literal["none", "redis"] = "none"
+    """Pub/sub for near caches: memcached has none (a bus strategy is skipped), or a
+    Redis server the lab starts beside the memcached nodes carries it."""
+
+    @field_validator("memory")
+    @classmethod
+    def _whole_mib(cls, value: int) -> int:
+        if value % (1 << 20):
+            raise ValueError("must be a whole number of MiB (memcached -m), e.g. 64MiB")
+        return value
+
+
 class ByteBudget(_Model):
     """A capacity in bytes of data memory, as Redis counts it (`lab/sim/memory.py`)."""
 
@@ -420,9 +444,12 @@ Eviction = Literal[
     "volatile-random",
     "volatile-ttl",
     "noeviction",
+    "memcached-slru",
 ]
 """`lru` is exact LRU (for theory checks); the hyphenated names are Redis's policies,
-modelled as Redis implements them (`lab/sim/eviction.py`)."""
+modelled as Redis implements them (`lab/sim/eviction.py`); `memcached-slru` is
+memcached's slab allocator and segmented LRU (`lab/slabs.py`), sized by
+`topology.memcached.memory`."""
 
 
 class Topology(_Model):
@@ -430,6 +457,8 @@ class Topology(_Model):
     sharding: Literal["ketama", "slots", "modulo"] = "ketama"
     capacity: Capacity | None = None
     eviction: Eviction = "lru"
+    memcached: MemcachedSpec | None = None
+    """The memcached backend's node settings (default: MemcachedSpec())."""
     network: Network = Network()
     service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
     bus: BusSpec = BusSpec()
@@ -805,6 +834,8 @@ class Scenario(_Model):
             del data["warmup_requests"]
         if data["workload"]["trace"] is None:
             del data["workload"]["trace"]
+        if data["topology"]["memcached"] is None:
+            del data["topology"]["memcached"]
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
