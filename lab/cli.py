@@ -58,7 +58,7 @@ def _plan(
         )
         cells = scenario.cells(backend_names, strategies, seeds)
         check(scenario, cells, str(path), i_know=i_know)
-        plan.extend((scenario, cell) for cell in cells)
+        plan.extend((scenario.at(cell.point), cell) for cell in cells)  # a sweep's point
     return plan
 
 
@@ -215,8 +215,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path, scenario, cells, found in checked:
         strategies = _plural(len(scenario.strategies), "strategy", "strategies")
         runs = _plural(len(cells), "run", "runs")
-        print(f"{path}: ok ({scenario.name}: {strategies}, {runs}; {found.describe()})")
+        print(
+            f"{path}: ok ({scenario.name}: {strategies},{_sweep_text(scenario)} {runs}; "
+            f"{found.describe()})"
+        )
     return 0
+
+
+def _sweep_text(scenario: Scenario, before: str = " ", after: str = ",") -> str:
+    """How many cells a sweep expands to ('' without one)."""
+    points = len(scenario.points())
+    return f"{before}a sweep of {_plural(points, 'cell', 'cells')}{after}" if points else ""
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -228,7 +237,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             scenario = load_scenario(path)
             lines = scenario.description.strip().splitlines()  # may be only spaces
             first = lines[0] if lines else ""
-            print(f"  {path}  {one_line(first)}")
+            print(f"  {path}  {one_line(first)}{_sweep_text(scenario, '  [', ']')}")
         except ScenarioError as exc:
             print(f"  {path}  INVALID: {one_line(str(exc))}")
     print(f"\n{catalog()}")

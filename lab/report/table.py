@@ -47,19 +47,31 @@ COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """One table for one scenario's runs: a row per strategy and backend."""
+    """One table for one scenario's runs: a row per strategy and backend (and sweep
+    cell, first, when the runs are a sweep's)."""
     present = [c for c in COLUMNS if c[0] in frame.columns]
     numeric = frame[[c[0] for c in present]].apply(pd.to_numeric, errors="coerce")
-    grouped = pd.concat([frame[["strategy", "backend", "seed"]], numeric], axis=1)
-    order = list(dict.fromkeys(frame["strategy"]))
-    means = grouped.groupby(["strategy", "backend"], sort=False).mean(numeric_only=True)
-    seeds = grouped.groupby(["strategy", "backend"], sort=False)["seed"].nunique()
-    header = ["strategy", "backend", "seeds", *(c[1] for c in present)]
+    swept = "point" in frame.columns and bool(frame["point"].notna().any())
+    keys = ["point", "strategy", "backend"] if swept else ["strategy", "backend"]
+    grouped = pd.concat([frame[[*keys, "seed"]].fillna(""), numeric], axis=1)
+    order = {name: list(dict.fromkeys(grouped[name])) for name in keys}
+    means = grouped.groupby(keys, sort=False).mean(numeric_only=True)
+    seeds = grouped.groupby(keys, sort=False)["seed"].nunique()
+    header = [
+        *(["cell"] if swept else []),
+        "strategy",
+        "backend",
+        "seeds",
+        *(c[1] for c in present),
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (strategy, backend), row in sorted(
-        means.iterrows(), key=lambda item: (order.index(item[0][0]), item[0][1])
+    for key, row in sorted(
+        means.iterrows(),
+        key=lambda item: [
+            order[k].index(v) if k != "backend" else v for k, v in zip(keys, item[0], strict=False)
+        ],
     ):
-        cells = [_cell(strategy), _cell(backend), str(seeds[(strategy, backend)])]
+        cells = [*map(_cell, key), str(seeds[key])]
         for name, _, fmt in present:
             value = row[name]
             cells.append(fmt(float(value)) if not _missing(value) else "-")

@@ -29,7 +29,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.metrics", "lab.workload"),
     grimp.Layer("lab.sampling"),
     grimp.Layer("lab.scenario"),  # its strategy model is built from the parts' registry
-    grimp.Layer("lab.patterns"),  # strategy parts: only lab.core below them
+    grimp.Layer("lab.patterns", "lab.sweep"),  # strategy parts; a sweep's points (pure data)
     grimp.Layer("lab.backends", "lab.sharding", "lab.names", "lab.bounded_yaml"),  # leaf helpers
     grimp.Layer("lab.core"),
 ]
