@@ -29,7 +29,7 @@ import yaml
 
 from lab.names import check_name
 from lab.runner import RunResult
-from lab.scenario import Scenario
+from lab.scenario import Cell, Scenario
 
 IDENTITY = ["scenario", "strategy", "backend", "seed"]
 
@@ -128,6 +128,29 @@ def write_run(root: str | Path, scenario: Scenario, result: RunResult) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def finished_run(root: str | Path, scenario: Scenario, cell: Cell) -> Path | None:
+    """The folder of a finished run of `cell` made from the same configuration (config
+    hash, lab version) as `scenario` now, or None: a run there may be reused."""
+    import lab
+
+    folder = run_dir(root, scenario.name, cell.folder)
+    if not (folder / "summary.json").is_file():
+        return None
+    data = _read_summary(folder / "summary.json")
+    same = data is not None and all(
+        data.get(k) == v
+        for k, v in (
+            ("config_hash", scenario.config_hash()),
+            ("lab_version", lab.__version__),
+            ("strategy", cell.strategy),
+            ("backend", cell.backend),
+            ("seed", cell.seed),
+            ("point", cell.point or None),
+        )
+    )
+    return folder if same else None
 
 
 class CorruptResult(UserWarning):

@@ -16,7 +16,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.__main__"),
     grimp.Layer("lab.cli"),
     grimp.Layer("lab.trace"),  # trace files: readers, statistics and their figure, synthesis
-    grimp.Layer("lab.report"),
+    grimp.Layer("lab.report", "lab.execute"),  # tables and figures; running a plan of cells
     grimp.Layer("lab.results"),
     grimp.Layer("lab.runner", "lab.limits"),  # one run; what runs would cost
     grimp.Layer("lab.sim", "lab.redis"),  # the backends
