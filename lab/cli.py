@@ -265,6 +265,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     frame = load_all(*args.results)
     if frame.empty:
         raise UsageError(f"no runs found under {', '.join(map(str, args.results))}")
+    if args.target is not None:
+        from lab.report.target import TargetError, target_report
+
+        try:
+            print(target_report(frame, args.target), end="")
+        except TargetError as exc:
+            raise UsageError(str(exc)) from None
+        return 0
     text = report(frame)
     if args.out:
         args.out.write_text(text)
@@ -418,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="figures",
         action="store_false",
         help="with --output-dir: tables only",
+    )
+    rep.add_argument(
+        "--target",
+        metavar="BOUNDS",
+        help="only the cells whose means meet every bound, cheapest origin load first, "
+        "for example 'hit_ratio>=0.9,stale_read_ratio<=0.01' (or say that none does)",
     )
     rep.set_defaults(func=cmd_report)
 
