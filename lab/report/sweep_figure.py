@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from lab.report.stats import mean_ci
 from lab.report.sweeps import PARAMS, param_columns
@@ -30,14 +31,23 @@ PANELS = (
     Panel("hit_ratio", "hit ratio (%)", 100.0),
     Panel("stale_read_ratio", "stale reads (%)", 100.0),
     Panel("origin_reads", "origin reads"),
-    Panel("read_latency_p99", "read p99 (ms)", 1000.0, log=True),
+    Panel("read_latency_p99", "read p99 (ms)", 1000.0),
 )
 STYLES: list[Literal["-", "--", ":", "-."]] = ["-", "--", ":", "-."]
+
+
+UNITS = {"ttl": "s", "duration": "s", "at": "s", "warmup": "s", "rate": "requests/s"}
+"""The unit a swept value is held in (params are as validated: times in seconds)."""
 
 
 def short_name(column: str) -> str:
     """`params.strategies.*.ttl` -> `ttl`."""
     return column.removeprefix(PARAMS).split(".")[-1]
+
+
+def _xlabel(column: str) -> str:
+    name = short_name(column)
+    return f"{name} ({UNITS[name]})" if name in UNITS else name
 
 
 def _positions(values: pd.Series) -> tuple[dict[object, float], bool, list[str] | None]:
@@ -77,7 +87,11 @@ def sweep_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str], colu
                 colors.get(str(strategy), "black"),
                 styles.get(tuple(str(c) for c in combo), "-"),
             )
-        _axes(ax, panel, short_name(column), log_x, labels)
+        _axes(ax, panel, _xlabel(column), log_x, labels)
+        if log_x:  # the swept values themselves as the ticks, written as numbers
+            ticks = sorted(set(where.values()))
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks], rotation=30, ha="right")
+            ax.xaxis.set_minor_formatter(NullFormatter())
     handles = [Line2D([], [], color=c, marker="o", label=s) for s, c in colors.items()]
     handles += [
         Line2D(

@@ -146,8 +146,9 @@ def target_report(frame: pd.DataFrame, text: str) -> str:
     wanted = ", ".join(map(str, bounds))
     meeting = sorted((c for c in found if c.meets(bounds)), key=Candidate.cost)
     if meeting:
+        verb = "meets" if len(meeting) == 1 else "meet"
         title = (
-            f"{len(meeting)} of {len(found)} cells meet every bound ({wanted}); "
+            f"{len(meeting)} of {len(found)} cells {verb} every bound ({wanted}); "
             "cheapest origin load first:"
         )
         return "\n".join([title, "", *_table(meeting, bounds), ""]) + _FOOT

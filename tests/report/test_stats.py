@@ -124,7 +124,7 @@ def test_report_target_on_a_real_sweep(tmp_path: Path, capsys: pytest.CaptureFix
         write_run(tmp_path, scenario.at(cell.point), run_cell(scenario.at(cell.point), cell))
     assert main(["report", str(tmp_path), "--target", "hit_ratio>=0.5"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("1 of 2 cells meet every bound")
+    assert out.startswith("1 of 2 cells meets every bound")
     assert "| cap | capacity=400 | aside | sim | 3 |" in out
     assert main(["report", str(tmp_path), "--target", "hit_ratio>"]) == 2
     assert "--target: 'hit_ratio>'" in capsys.readouterr().err
