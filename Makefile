@@ -30,6 +30,10 @@ profile: setup
 perf-real: setup
 	$(BIN)/python bench/real_throughput.py $(if $(QUICK),--quick)
 
+.PHONY: perf-sweep
+perf-sweep: setup
+	$(BIN)/python bench/sweep_speed.py $(if $(QUICK),--skip-bench --rounds 1)
+
 .PHONY: perf-trace
 perf-trace: setup
 	$(BIN)/python bench/trace_read.py $(if $(QUICK),--quick)

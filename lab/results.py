@@ -243,10 +243,11 @@ def _label_sources(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         key = (row["scenario"], row.get("point"), row["strategy"], row["backend"], row["seed"])
         roots.setdefault(key, set()).add(row["source"])
-        hashes.setdefault(row["scenario"], set()).add(row.get("config_hash"))
+        # a sweep's cells differ in configuration by design: compare each cell's own
+        hashes.setdefault((row["scenario"], row.get("point")), set()).add(row.get("config_hash"))
         sources.setdefault(row["scenario"], set()).add(row["source"])
     clashing = {key[0] for key, found in roots.items() if len(found) > 1}
-    clashing |= {n for n, found in hashes.items() if len(found) > 1 and len(sources[n]) > 1}
+    clashing |= {n for (n, _), found in hashes.items() if len(found) > 1 and len(sources[n]) > 1}
     for row in rows:
         if row["scenario"] in clashing:
             row["strategy"] = f"{row['strategy']} [{row['source']}]"

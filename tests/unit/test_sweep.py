@@ -135,3 +135,19 @@ def test_a_sweep_runs_into_stable_paths_with_its_values(tmp_path: Path) -> None:
     frame = load_all(tmp_path / "r")
     assert sorted(frame["point"]) == ["capacity=100"] * 2 + ["capacity=50"] * 2
     assert set(frame["params.topology.capacity"]) == {50, 100}
+
+
+def test_a_sweep_split_by_seed_over_two_folders_is_one_experiment(tmp_path: Path) -> None:
+    import yaml
+
+    from lab.results import load_all
+
+    path = tmp_path / "sw.yaml"
+    path.write_text(yaml.safe_dump(sweep(grid={"topology.capacity": [50, 100]})))
+    for seed in ("1", "2"):
+        out = str(tmp_path / f"r{seed}")
+        args = ["run", str(path), "--results", out, "--seed", seed, "--strategy", "a"]
+        assert main([*args, "--quiet", "--jobs", "1"]) == 0
+    frame = load_all(tmp_path / "r1", tmp_path / "r2")
+    assert set(frame["strategy"]) == {"a"}  # not labelled by folder: seeds are repetitions
+    assert len(frame) == 4
