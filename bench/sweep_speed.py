@@ -84,7 +84,16 @@ def paired(
             out[name].append(timed([*args, "--results", str(results), "--force"], workdir))
             shutil.rmtree(results, ignore_errors=True)
             wall, cpu = out[name][-1]
-            print(f"  round {r + 1} {name:<8} {wall:7.1f} s wall, {cpu:7.1f} s CPU", flush=True)
+            # worker processes are the fork server's children, not ours: their CPU is not
+            # counted here, so only an in-process run's CPU is printed
+            used = (
+                f", {cpu:6.1f} s CPU"
+                if "--jobs" in args
+                and args[args.index("--jobs") + 1] == "1"
+                and "--dask" not in args
+                else ""
+            )
+            print(f"  round {r + 1} {name:<8} {wall:7.1f} s wall{used}", flush=True)
     return out
 
 
