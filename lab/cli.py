@@ -294,6 +294,42 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"cachelab: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
+def _executor_flags(p: argparse.ArgumentParser) -> None:
+    """--jobs, --real-jobs, --dask, --force (run and bench)."""
+
+    def count(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"expected a number of workers >= 1, got {text!r}")
+        return int(text)
+
+    p.add_argument(
+        "--jobs",
+        type=count,
+        metavar="N",
+        help="run simulator cells on N local worker processes "
+        "(default: every core; CACHELAB_JOBS sets another default)",
+    )
+    p.add_argument(
+        "--real-jobs",
+        type=count,
+        default=1,
+        metavar="N",
+        help="real-server cells side by side (default 1: they share the CPUs with "
+        "their servers, and would measure each other)",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run simulator cells on the dask.distributed scheduler at ADDRESS "
+        "(tcp://host:8786), or on a LocalCluster of --jobs workers with `local`",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run cells whose results are there with the same config hash (default: reuse them)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cachelab", description="Measure distributed caching patterns side by side."
@@ -309,40 +345,6 @@ def build_parser() -> argparse.ArgumentParser:
             help="always show the progress bar (default: only on a terminal)",
         )
         p.add_argument("--no-progress", dest="progress", action="store_false")
-
-    def executors(p: argparse.ArgumentParser) -> None:
-        def count(text: str) -> int:
-            if not text.isdigit() or int(text) < 1:
-                raise argparse.ArgumentTypeError(f"expected a number of workers >= 1, got {text!r}")
-            return int(text)
-
-        p.add_argument(
-            "--jobs",
-            type=count,
-            metavar="N",
-            help="run simulator cells on N local worker processes "
-            "(default: every core; CACHELAB_JOBS sets another default)",
-        )
-        p.add_argument(
-            "--real-jobs",
-            type=count,
-            default=1,
-            metavar="N",
-            help="real-server cells side by side (default 1: they share the CPUs with "
-            "their servers, and would measure each other)",
-        )
-        p.add_argument(
-            "--dask",
-            metavar="ADDRESS",
-            help="run simulator cells on the dask.distributed scheduler at ADDRESS "
-            "(tcp://host:8786), or on a LocalCluster of --jobs workers with `local`",
-        )
-        p.add_argument(
-            "--force",
-            action="store_true",
-            help="re-run cells whose results are there with the same config hash "
-            "(default: reuse them)",
-        )
 
     def i_know(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -385,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and fail over those servers (refused otherwise)",
     )
     progress_flags(run)
-    executors(run)
+    _executor_flags(run)
     run.set_defaults(func=cmd_run)
 
     bench = sub.add_parser("bench", help="run the benchmark scenarios and write REPORT.md")
@@ -399,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tables only (default: figures under RESULTS/<scenario>/figures/)",
     )
     progress_flags(bench)
-    executors(bench)
+    _executor_flags(bench)
     i_know(bench)
     bench.set_defaults(func=cmd_bench)
 
