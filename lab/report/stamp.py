@@ -13,7 +13,7 @@ from pathlib import Path
 
 import lab
 
-STAMP = ".inputs.json"
+STAMP = "inputs.json"
 
 
 def inputs_key(paths: Sequence[str], formats: Sequence[str]) -> str:

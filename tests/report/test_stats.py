@@ -141,7 +141,7 @@ def test_figures_are_drawn_again_only_when_their_inputs_change(
     times = {p: p.stat().st_mtime_ns for p in first}
     again = write_report(frame, tmp_path).figures
     assert again == first and {p: p.stat().st_mtime_ns for p in again} == times
-    stamp = tmp_path / "report-small/figures/.inputs.json"
+    stamp = tmp_path / "report-small/figures/inputs.json"
     stamp.write_text(stamp.read_text().replace('"key": "', '"key": "changed'))
     redrawn = write_report(frame, tmp_path).figures
     assert redrawn == first and any(p.stat().st_mtime_ns != times[p] for p in redrawn)
