@@ -72,11 +72,13 @@ def execute(
     tally = Tally()
     tasks = []
     for scenario, cell in plan:
-        found = None if choice.force else finished_run(results, scenario, cell)
+        given = {k: v for k, v in (options or {}).get(cell.backend, {}).items() if v is not None}
+        # servers named on the command line are not in the config hash: never reuse then
+        found = None if choice.force or given else finished_run(results, scenario, cell)
         if found is not None:
             tally.reused.append(found)
         else:
-            tasks.append(Task(scenario, cell, (options or {}).get(cell.backend, {})))
+            tasks.append(Task(scenario, cell, given))
     # disable=None: a bar on a terminal, none in logs; --progress / --no-progress override
     bar_format = "{l_bar}{bar}| [{elapsed}<{remaining}]"
     disable = None if progress is None else not progress

@@ -122,7 +122,10 @@ def test_rerun_replaces_a_run_atomically(tmp_path: Path) -> None:
     args = ("run", "s.yaml", "--results", "out", "--quiet", "--strategy", "aside", "--seed", "1")
     assert cachelab(*args, cwd=tmp_path).returncode == 0
     first = (tmp_path / "out/cli-small/aside.sim.s1/summary.json").read_text()
-    assert cachelab(*args, cwd=tmp_path).returncode == 0
+    reused = cachelab(*args, cwd=tmp_path)  # the same configuration: kept as it is
+    assert reused.returncode == 0 and "0 runs written, 1 reused" in reused.stderr
+    assert (tmp_path / "out/cli-small/aside.sim.s1/summary.json").read_text() == first
+    assert cachelab(*args, "--force", cwd=tmp_path).returncode == 0
     second = (tmp_path / "out/cli-small/aside.sim.s1/summary.json").read_text()
     strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "wall_time"}  # noqa: E731
     assert strip(first) == strip(second)
