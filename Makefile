@@ -40,6 +40,10 @@ fidelity: setup
 capacity-grid: setup
 	$(BIN)/python bench/capacity_grid.py $(if $(QUICK),--quick)
 
+.PHONY: perf-sweep
+perf-sweep: setup
+	$(BIN)/python bench/sweep_speed.py $(if $(QUICK),--skip-bench --rounds 1)
+
 .PHONY: perf-trace
 perf-trace: setup
 	$(BIN)/python bench/trace_read.py $(if $(QUICK),--quick)
