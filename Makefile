@@ -20,6 +20,7 @@ test: setup
 
 bench: setup
 	$(BIN)/cachelab bench $(if $(QUICK),--quick)
+	$(BIN)/python bench/redis_vs_memcached.py $(if $(QUICK),--quick)
 
 perf: setup
 	$(BIN)/python bench/sim_throughput.py $(if $(QUICK),--quick)
@@ -29,6 +30,15 @@ profile: setup
 
 perf-real: setup
 	$(BIN)/python bench/real_throughput.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/memcached_throughput.py $(if $(QUICK),--quick)
+
+.PHONY: fidelity
+fidelity: setup
+	$(BIN)/cachelab fidelity $(if $(QUICK),--quick)
+
+.PHONY: capacity-grid
+capacity-grid: setup
+	$(BIN)/python bench/capacity_grid.py $(if $(QUICK),--quick)
 
 .PHONY: perf-trace
 perf-trace: setup

@@ -21,6 +21,7 @@ from typing import Any
 from lab.scenario import Cell, Distribution, Scenario, ScenarioError, lognormal_sigma
 from lab.sharding import MEMO_KEYS
 from lab.workload.keys import EXACT_KEYS
+from lab.workload.stream import trace_info
 
 # --- what things cost (bytes at the peak of a run, CPU seconds) --------------------------------
 
@@ -406,6 +407,7 @@ def check(
             f"(strategy {frozen!r}), may never let the clock reach `duration`; give think "
             "time or a request count"
         )
+    trace_info(scenario, source)  # a replayed trace is read once here: bad lines stop it all
     found = estimate(scenario, cells)
     limits = scenario.limits
     over_memory = not found.memory <= limits.memory  # inf and nan are over

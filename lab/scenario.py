@@ -45,6 +45,7 @@ from lab.core.units import (
 from lab.names import check_name, one_line, short_repr
 from lab.patterns import StrategySpec as StrategySpec
 from lab.patterns.resilience import ClientSpec as ClientSpec
+from lab.tracefile.replay_spec import TraceReplay
 
 BackendName = Annotated[str, AfterValidator(backends.check)]
 """A name from the backend registry (`lab/backends.py`)."""
@@ -326,6 +327,9 @@ class Workload(_Model):
     keys: KeyChooser = KeyChooser()
     arrivals: Arrivals = Arrivals(rate=1000.0)
     instances: Annotated[int, Field(ge=1)] = 1
+    trace: TraceReplay | None = None
+    """A recorded trace as the request stream (docs/traces.md): its ops and keys replace
+    mix and keys; at a speed its times replace arrivals."""
 
     @model_validator(mode="before")
     @classmethod
@@ -333,6 +337,29 @@ class Workload(_Model):
         from lab.workload.ycsb import expand
 
         return expand(data) if isinstance(data, dict) else data
+
+    def trace_conflict(self) -> str | None:
+        """What a trace replay leaves no room for, as `field: problem` (None if nothing)."""
+        if self.trace is None:
+            return None
+        for name in ("mix", "keys"):
+            if name in self.model_fields_set:
+                return (
+                    f"workload.{name}: does not apply to a trace replay (the trace's keys and "
+                    "ops are the requests); remove it (or the preset)"
+                )
+        if self.trace.timed and "arrivals" in self.model_fields_set:
+            return (
+                f"workload.arrivals: the trace's times drive the arrivals at speed "
+                f"{self.trace.speed}; remove arrivals, or replay with speed: order-only under them"
+            )
+        return None
+
+    @property
+    def rate(self) -> float | None:
+        """The Poisson arrival rate, None when the arrivals are not Poisson at a rate
+        (a closed loop, or a trace replayed at its own times)."""
+        return None if self.trace is not None and self.trace.timed else self.arrivals.rate
 
 
 # --- topology and origin ---------------------------------------------------------------------
@@ -347,6 +374,30 @@ class BusSpec(_Model):
 
     delay: Distribution = Distribution(distribution="lognormal", median=0.0005, p99=0.005)
     loss: Fraction = 0.0
+
+
+class MemcachedSpec(_Model):
+    """Each memcached node's settings (its command line; docs/memcached.md)."""
+
+    memory: Size = 64 << 20
+    """`-m`: the slab memory of one node, in whole MiB."""
+    threads: Annotated[int, Field(ge=1, le=64)] = 4
+    growth_factor: Annotated[float, Field(gt=1.0, le=4.0)] = 1.25
+    """`-f`: each slab class's chunk size is the previous one's times this."""
+    min_chunk: Annotated[int, Field(ge=8, le=4096)] = 48
+    """`-n`: the smallest item's key + value + flags space, in bytes."""
+    slab_automove: bool = False
+    """memcached's default is on; off, pages stay with the class that took them first."""
+    bus: Literal["none", "redis"] = "none"
+    """Pub/sub for near caches: memcached has none (a bus strategy is skipped), or a
+    Redis server the lab starts beside the memcached nodes carries it."""
+
+    @field_validator("memory")
+    @classmethod
+    def _whole_mib(cls, value: int) -> int:
+        if value % (1 << 20):
+            raise ValueError("must be a whole number of MiB (memcached -m), e.g. 64MiB")
+        return value
 
 
 class ByteBudget(_Model):
@@ -393,9 +444,12 @@ Eviction = Literal[
     "volatile-random",
     "volatile-ttl",
     "noeviction",
+    "memcached-slru",
 ]
 """`lru` is exact LRU (for theory checks); the hyphenated names are Redis's policies,
-modelled as Redis implements them (`lab/sim/eviction.py`)."""
+modelled as Redis implements them (`lab/sim/eviction.py`); `memcached-slru` is
+memcached's slab allocator and segmented LRU (`lab/slabs.py`), sized by
+`topology.memcached.memory`."""
 
 
 class Topology(_Model):
@@ -403,6 +457,8 @@ class Topology(_Model):
     sharding: Literal["ketama", "slots", "modulo"] = "ketama"
     capacity: Capacity | None = None
     eviction: Eviction = "lru"
+    memcached: MemcachedSpec | None = None
+    """The memcached backend's node settings (default: MemcachedSpec())."""
     network: Network = Network()
     service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
     bus: BusSpec = BusSpec()
@@ -613,6 +669,7 @@ def _unique(what: str) -> Callable[[list[Any]], list[Any]]:
     return check
 
 
+_WARMUP_COUNT = re.compile(r"^\s*(\d[\d_]*)\s*requests?\s*$")
 MAX_SEED = 2**63 - 1
 MAX_KEYS = 2**53
 """Key ids stay exact as float64 (the closed-form samplers compute with them)."""
@@ -638,6 +695,9 @@ class Scenario(_Model):
     duration: PositiveDuration | None = None
     requests: Annotated[int, Field(ge=1)] | None = None
     warmup: Duration = 0.0
+    warmup_requests: Annotated[int, Field(ge=1)] | None = None
+    """Written `warmup: 5000 requests`: the first 5000 requests warm up (open loop only;
+    the run ends the warm-up at the intended start of the next one)."""
     bench: bool = True
     keyspace: Keyspace = Keyspace()
     workload: Workload = Workload()
@@ -656,12 +716,28 @@ class Scenario(_Model):
     def _backends_once(cls, value: list[str]) -> list[str]:
         return _unique("backend")(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _warmup_count(cls, data: Any) -> Any:
+        """`warmup: 5000 requests` is a request count, kept in warmup_requests."""
+        if isinstance(data, dict) and isinstance(data.get("warmup"), str):
+            found = _WARMUP_COUNT.match(data["warmup"])
+            if found:
+                count = int(found[1].replace("_", ""))
+                data = {**data, "warmup": 0.0, "warmup_requests": count}
+        return data
+
     @model_validator(mode="after")
     def _length(self) -> Scenario:
         if (self.duration is None) == (self.requests is None):
             raise ValueError("give exactly one of duration (for example 60s) or requests")
         if self.duration is not None and self.warmup >= self.duration:
             raise ValueError("warmup must be shorter than duration")
+        conflict = self.workload.trace_conflict()
+        if conflict:
+            raise ValueError(conflict)
+        if self.warmup_requests is not None:
+            self._check_warmup_count(self.warmup_requests)
         self._check_requests_expected()
         for i, fault in enumerate(self.faults):
             node = getattr(fault, "node", None)
@@ -692,10 +768,23 @@ class Scenario(_Model):
             )
         return self
 
+    def _check_warmup_count(self, count: int) -> None:
+        trace = self.workload.trace
+        if self.workload.arrivals.process == "closed" and not (trace and trace.timed):
+            raise ValueError(
+                "warmup: a request count needs open-loop arrivals (poisson, or a trace's own "
+                "times); with a closed loop give a time, for example warmup: 10s"
+            )
+        if self.requests is not None and count >= self.requests:
+            raise ValueError(
+                f"warmup: {count} requests is not fewer than requests ({self.requests}); "
+                "make it smaller"
+            )
+
     def _check_requests_expected(self) -> None:
         """A Poisson run that would most likely measure no request at all is a mistake
         (its table is a row of dashes): say how long it has to be."""
-        rate = self.workload.arrivals.rate
+        rate = self.workload.rate
         if rate is None:
             return
         if self.duration is not None:
@@ -717,7 +806,7 @@ class Scenario(_Model):
         None when it depends on the strategy (a closed loop with a request count)."""
         if self.duration is not None:
             return self.duration
-        rate = self.workload.arrivals.rate
+        rate = self.workload.rate
         if self.requests is not None and rate is not None:
             return self.requests / rate
         return None
@@ -727,7 +816,7 @@ class Scenario(_Model):
         a request count end at a gamma-distributed time; mean + 6 sd)."""
         if self.duration is not None:
             return self.duration
-        rate = self.workload.arrivals.rate
+        rate = self.workload.rate
         if self.requests is not None and rate is not None:
             return (self.requests + _Z_EXTREME * math.sqrt(self.requests) + 1) / rate
         return None
@@ -739,7 +828,15 @@ class Scenario(_Model):
 
     def config_hash(self) -> str:
         """A short stable hash of everything that determines a run's result."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"limits"}), sort_keys=True)
+        data = self.model_dump(mode="json", exclude={"limits"})
+        # fields added later count only when given, so older scenarios keep their hashes
+        if data["warmup_requests"] is None:
+            del data["warmup_requests"]
+        if data["workload"]["trace"] is None:
+            del data["workload"]["trace"]
+        if data["topology"]["memcached"] is None:
+            del data["topology"]["memcached"]
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def scaled(self, factor: float) -> Scenario:
@@ -748,6 +845,7 @@ class Scenario(_Model):
         update: dict[str, Any] = {
             "seeds": self.seeds[:1],
             "warmup": self.warmup * factor,
+            "warmup_requests": self.warmup_requests and max(1, int(self.warmup_requests * factor)),
             "faults": [
                 f.model_copy(update={"at": f.at * factor, "duration": f.duration * factor})
                 for f in self.faults
@@ -878,12 +976,13 @@ def _describe(error: Any) -> str:
     return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {short_repr(got)}"
 
 
-def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
-    """Validate already-parsed YAML data; raise ScenarioError with a one-line message."""
+def parse_scenario(data: object, source: str = "<scenario>", base: Path | None = None) -> Scenario:
+    """Validate already-parsed YAML data; raise ScenarioError with a one-line message.
+    `base` is the folder relative paths in it (a trace file) start from (default: here)."""
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: expected a mapping of scenario fields at the top level")
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data, context={"base": base})
     except (TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
         # a validator that met a type it did not expect: still one line, never a traceback
         raise ScenarioError(
@@ -926,4 +1025,4 @@ def load_scenario(path: str | Path) -> Scenario:
     except bounded_yaml.YamlRefused as exc:
         where = f":{exc.line + 1}" if exc.line is not None else ""
         raise ScenarioError(f"{path}{where}: {exc.problem}") from None
-    return parse_scenario(data, str(path))
+    return parse_scenario(data, str(path), path.parent)
