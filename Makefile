@@ -32,6 +32,18 @@ perf-real: setup
 	$(BIN)/python bench/real_throughput.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/memcached_throughput.py $(if $(QUICK),--quick)
 
+.PHONY: fidelity
+fidelity: setup
+	$(BIN)/cachelab fidelity $(if $(QUICK),--quick)
+
+.PHONY: capacity-grid
+capacity-grid: setup
+	$(BIN)/python bench/capacity_grid.py $(if $(QUICK),--quick)
+
+.PHONY: perf-sweep
+perf-sweep: setup
+	$(BIN)/python bench/sweep_speed.py $(if $(QUICK),--skip-bench --rounds 1)
+
 .PHONY: perf-trace
 perf-trace: setup
 	$(BIN)/python bench/trace_read.py $(if $(QUICK),--quick)

@@ -15,8 +15,9 @@ import pytest
 LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.__main__"),
     grimp.Layer("lab.cli"),
-    grimp.Layer("lab.trace"),  # trace files: readers, statistics and their figure, synthesis
-    grimp.Layer("lab.report", "lab.versus"),  # reports; the Redis-vs-Memcached table
+    grimp.Layer("lab.fidelity"),  # sim vs real grids, capacity held on real servers
+    grimp.Layer("lab.trace"),  # trace statistics and their figure, synthesis
+    grimp.Layer("lab.report", "lab.versus", "lab.execute"),  # reports; the Redis-vs-Memcached table
     grimp.Layer("lab.results"),
     grimp.Layer("lab.runner", "lab.limits"),  # one run; what runs would cost
     grimp.Layer("lab.memcached"),  # a backend; may run a Redis bus beside memcached
@@ -30,7 +31,7 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.metrics", "lab.workload"),
     grimp.Layer("lab.sampling"),
     grimp.Layer("lab.scenario"),  # its strategy model is built from the parts' registry
-    grimp.Layer("lab.patterns"),  # strategy parts: only lab.core below them
+    grimp.Layer("lab.patterns", "lab.tracefile", "lab.sweep"),  # parts; trace files; sweeps
     grimp.Layer(
         "lab.backends", "lab.sharding", "lab.names", "lab.bounded_yaml", "lab.exptime", "lab.slabs"
     ),  # leaf helpers
