@@ -30,6 +30,14 @@ profile: setup
 perf-real: setup
 	$(BIN)/python bench/real_throughput.py $(if $(QUICK),--quick)
 
+.PHONY: fidelity
+fidelity: setup
+	$(BIN)/cachelab fidelity $(if $(QUICK),--quick)
+
+.PHONY: capacity-grid
+capacity-grid: setup
+	$(BIN)/python bench/capacity_grid.py $(if $(QUICK),--quick)
+
 .PHONY: perf-trace
 perf-trace: setup
 	$(BIN)/python bench/trace_read.py $(if $(QUICK),--quick)

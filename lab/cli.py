@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.trace.command import add_trace_parser  # trace stats / trace synth
 
     add_trace_parser(sub)
+    from lab.fidelity.command import add_fidelity_parser  # the sim-vs-real grid
+
+    add_fidelity_parser(sub)
     return parser
 
 
@@ -381,10 +384,23 @@ def _warn(message: Warning | str, *_: Any, **__: Any) -> None:
     print(f"cachelab: warning: {one_line(str(message))}", file=sys.stderr)
 
 
+def _sweep_stale() -> None:
+    """Folders a SIGKILLed earlier run left in the temp dir (its servers', its
+    origin's) go before this run makes its own."""
+    from lab.processes import sweep_stale_dirs
+
+    with contextlib.suppress(Exception):
+        sweep_stale_dirs()
+
+
 def main(argv: list[str] | None = None) -> int:
+    from lab.processes.signals import sigterm_as_interrupt
+
     args = build_parser().parse_args(argv)
+    if args.func in (cmd_run, cmd_bench):
+        _sweep_stale()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), sigterm_as_interrupt():
             warnings.showwarning = _warn
             return int(args.func(args))
     except (ScenarioError, UsageError) as exc:
@@ -393,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`cachelab list | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports SIGPIPE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGINT or SIGTERM (`sigterm_as_interrupt`)
         print(
             "cachelab: interrupted; finished runs are kept, the current one is discarded",
             file=sys.stderr,

@@ -28,7 +28,7 @@ from lab.core import (
 from lab.core.versions import VersionClock
 from lab.patterns.base import Capabilities, Layer, NextRead, NextWrite, Part, Wiring
 from lab.patterns.registry import StrategyRules
-from lab.patterns.resilience import ResilientCache
+from lab.patterns.resilience import RefusedFills, ResilientCache
 
 
 class Reader(Protocol):
@@ -105,7 +105,11 @@ def build_strategy(
     `resilient`, the parts see the cache through the strategy's client behaviour
     (timeouts, retries, fallback, breaker): runs with faults need it."""
     metrics = metrics if metrics is not None else NoMetrics()
-    seen = ResilientCache(cache, rt, spec.client, metrics) if resilient else cache
+    seen: Cache = (
+        ResilientCache(cache, rt, spec.client, metrics)
+        if resilient
+        else RefusedFills(cache, metrics)
+    )
     wiring = Wiring(
         seen,
         origin,

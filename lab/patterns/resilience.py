@@ -18,7 +18,7 @@ from typing import Annotated, TypeVar
 from pydantic import Field
 
 from lab.core import Cache, Key, Metrics, Runtime, Versioned
-from lab.core.errors import CacheUnavailable
+from lab.core.errors import CacheRefused, CacheUnavailable
 from lab.core.settings import Settings
 from lab.core.units import Duration, PositiveDuration
 from lab.patterns.registry import cache_wrapper
@@ -109,3 +109,37 @@ class ResilientCache:
 
     def incr(self, key: Key, amount: int = 1) -> Awaitable[int]:
         return self._call(lambda: self._cache.incr(key, amount), 0)
+
+
+class RefusedFills:
+    """The cache as a strategy sees it when the run asks for no failure handling: a fill
+    the cache refuses (out of memory and nothing to evict, `noeviction`) is what any
+    production client does with it, not a failed request: counted in `cache_errors`
+    and the read still returns the origin's value. Everything else is the cache's own
+    method (no wrapper on the hot path)."""
+
+    def __init__(self, cache: Cache, metrics: Metrics) -> None:
+        self._cache = cache
+        self._metrics = metrics
+        self.get = cache.get
+        self.delete = cache.delete
+        self.delete_if_equal = cache.delete_if_equal
+        self.incr = cache.incr
+
+    async def set(
+        self, key: Key, value: Versioned, ttl: float | None = None, nx: bool = False
+    ) -> bool:
+        try:
+            return await self._cache.set(key, value, ttl, nx)
+        except CacheRefused:
+            self._metrics.count("cache_errors")
+            return False
+
+    async def set_if_equal(
+        self, key: Key, value: Versioned, ttl: float | None, check: Key, expected: Versioned
+    ) -> bool:
+        try:
+            return await self._cache.set_if_equal(key, value, ttl, check, expected)
+        except CacheRefused:
+            self._metrics.count("cache_errors")
+            return False

@@ -33,7 +33,7 @@ from lab.origins import RealOrigin, latency_from_env, make_origin
 from lab.processes.errors import ServerNotFound
 from lab.redis.binaries import ServerBinary, find_server_binary
 from lab.redis.bus import RedisBus
-from lab.redis.cache import RedisCache
+from lab.redis.cache import SCRIPTS, RedisCache
 from lab.redis.capacity import CapacityController
 from lab.redis.deployment import Target
 from lab.redis.faults import FAULTS, RedisFaults
@@ -62,7 +62,8 @@ class RedisBackend:
     `target` runs on servers the user names (`--redis-url` / `--redis-cluster`)
     instead of starting some; `binary` picks the server executable;
     `emulate_origin_latency` (default: CACHELAB_ORIGIN_LATENCY, on) adds the
-    scenario's origin latency to the real database.
+    scenario's origin latency to the real database; `node_history` keeps every node's
+    key count at every gauge poll (`gauges.history`).
     """
 
     name: ClassVar[str] = "redis"
@@ -83,8 +84,10 @@ class RedisBackend:
         target: Target | None = None,
         binary: ServerBinary | None = None,
         emulate_origin_latency: bool | None = None,
+        node_history: bool = False,
     ) -> None:
         self.target = target
+        self.node_history = node_history
         self.binary = binary
         self.emulate_origin_latency = (
             latency_from_env() if emulate_origin_latency is None else emulate_origin_latency
@@ -210,6 +213,8 @@ class RedisBackend:
             self.controller = controller
             stack.push_async_callback(controller.close)
         gauges = self.gauges = ServerGauges(deployment)
+        if self.node_history:
+            gauges.history = []
         stack.callback(gauges.close)
         await self._open(origin, cache, pool_size)
         return Parts(AsyncioRuntime(), cache, origin, bus, gauges)
@@ -220,8 +225,6 @@ class RedisBackend:
         except OriginUnavailable as exc:
             raise CellSkipped(str(exc)) from None
         await cache.connect(pool_size)
-        if self.controller is not None:
-            await self.controller.prime(pool_size)
 
     # -- faults ----------------------------------------------------------------
 
@@ -278,9 +281,14 @@ class RedisBackend:
         scenario = self.scenario
         assert scenario is not None
         await bus.start()
+        if self.controller is not None:  # every connection of the run open before the
+            gauges.poll()  # limits are set: a new one costs a Redis 7.0 server ~37 KiB
+            await cache.touch_all(scenario.keyspace.value_size)
+            await self.controller.prime(SCRIPTS)
         runtime.restart_clock()
         cache.measure_ops_after(time.perf_counter() + scenario.warmup)
         gauges.on_poll = cache.op_times.fold
+        gauges.clock = runtime.now
         grace = max(DRAIN_GRACE, scenario.duration or 0.0)
         timeout = scenario.duration + grace if scenario.duration is not None else None
         try:
@@ -297,6 +305,9 @@ class RedisBackend:
         runtime.spawn(self._watch_driver(runtime))
         if self.controller is not None:
             runtime.spawn(self.controller.run())
+            assert self.cache is not None
+            assert self.scenario is not None
+            runtime.spawn(self.cache.keep_warm(self.scenario.keyspace.value_size))
         await workload
 
     async def _watch_driver(self, runtime: AsyncioRuntime) -> None:
@@ -330,6 +341,8 @@ class RedisBackend:
         gauges, cache, origin, site = self.gauges, self.cache, self.origin, self._site
         assert gauges is not None and cache is not None and origin is not None
         gauges.poll()
+        if self.controller is not None:
+            await self.controller.adjust()  # the data held at the end
         fields: dict[str, Any] = dict(cache.op_times.summary())
         fields["simulated_time"] = None
         fields.update(_lag_summary(self.lags))
@@ -358,7 +371,12 @@ class RedisBackend:
                 if self.target is None
                 else self.target.label
             ),
-            "capacity_maxmemory": [c.maxmemory for c in calibrations] or None,
+            "capacity_maxmemory": list(self.controller.limits) if self.controller else None,
+            "capacity_budget": [c.budget for c in calibrations] or None,
+            "capacity_bytes_per_key": [round(c.bytes_per_key, 1) for c in calibrations] or None,
+            "capacity_marginal_bytes_per_key": [round(c.marginal_per_key, 1) for c in calibrations]
+            or None,
+            "capacity_data_end": list(self.controller.data) if self.controller else None,
             "capacity_keys_end": keys_end if calibrations else None,
             "capacity_adjustments": self.controller.adjustments if self.controller else 0,
         }

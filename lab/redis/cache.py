@@ -35,11 +35,22 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from lab.codec import decode, encode
 from lab.core import Key, Versioned
-from lab.core.errors import CacheUnavailable
+from lab.core.errors import CacheRefused, CacheUnavailable
 from lab.metrics.ops import OpLatencies
 from lab.sharding import OwnerTable, Sharding, key_name, key_slot, lazy_owner_table, router
 
 Address = tuple[str, int]
+
+try:
+    from redis.driver_info import DriverInfo
+
+    DRIVER: dict[str, Any] = {"driver_info": DriverInfo()}
+    """Shared by every connection: redis-py >= 7 otherwise looks its own version up in
+    the installed packages' metadata for each new connection (a scan of sys.path:
+    about 10 ms on a busy machine, on the event loop, so a pool growing to 64
+    connections while a node hangs held the load generator for half a second)."""
+except ImportError:  # older redis-py looks it up once, at import
+    DRIVER = {}
 
 SETUP_TIMEOUT = 10.0
 """Seconds allowed to open the connections before a run (not the client timeout)."""
@@ -56,6 +67,10 @@ UNAVAILABLE = (
 refusing writes because it is out of memory and cannot evict, or a cluster that
 cannot serve the slot)."""
 INF = float("inf")
+WARM_REPLY_MAX = 16 * 1024
+"""A reply buffer never grows past 16 KiB (PROTO_REPLY_CHUNK_BYTES)."""
+WARM_EVERY = 1.0
+"""Seconds between two PINGs of an idle connection (Redis frees its query buffer after 2 s)."""
 REFRESH_EVERY = 0.05
 """Seconds between two slot-table refreshes of a cluster client at most."""
 
@@ -78,6 +93,10 @@ return 1
 """
 
 
+SCRIPTS = (SET_IF_EQUAL, DELETE_IF_EQUAL)
+"""The Lua scripts a run may call (loaded before it, so their memory is there from the start)."""
+
+
 class _Timing:
     """Where a cache's nodes report their operation times (successful ones, after
     `measure_after`, a `time.perf_counter` instant: the end of the warm-up)."""
@@ -87,6 +106,15 @@ class _Timing:
     def __init__(self, ops: OpLatencies) -> None:
         self.add = ops.add
         self.measure_after = INF
+
+
+def _closed_by_peer(conn: Connection) -> bool:
+    """Whether the server closed or reset this idle connection (it was killed or
+    restarted, a proxy cut it): the event loop has already seen the EOF. Handing it
+    out anyway would fail one command per pooled connection after the node is back,
+    an error no client of a healthy node sees."""
+    reader = conn._reader
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
 
 
 class _Pool:
@@ -130,7 +158,10 @@ class _Pool:
 
     async def acquire(self) -> Connection:
         if self.free:
-            return self.free.pop()
+            idle = self.free.pop()
+            if _closed_by_peer(idle):  # reconnects on its next command, as redis-py's
+                await idle.disconnect(nowait=True)  # own pool does at checkout
+            return idle
         if self.created < self.size:
             self.created += 1
             conn: Connection = self.factory.make_connection()  # type: ignore[no-untyped-call]
@@ -154,13 +185,15 @@ class _Pool:
         self.free.append(conn)
 
     async def call(self, *args: Any) -> Any:
-        """One command, one reply; a connection in an unknown state is dropped (it
-        reconnects on its next use)."""
+        """One command, one reply; a connection in an unknown state (timeout, reset) is
+        dropped (it reconnects on its next use)."""
         start = perf_counter()  # the operation's time includes waiting for a connection
         conn = await self.acquire()
         try:
             await conn.send_command(*args)
             reply = await conn.read_response()
+        except ResponseError:  # an error reply (OOM, MOVED, ...) was read whole: the
+            raise  # connection is fine (a new one would cost the server ~37 KiB at once)
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
@@ -170,6 +203,27 @@ class _Pool:
         if start >= timing.measure_after:
             timing.add(perf_counter() - start)
         return reply
+
+    async def warm(self, command: tuple[Any, ...]) -> None:
+        """Send `command` to every idle open connection, one at a time from the
+        least recently used, so the server never frees its query buffer (Redis 7.0 frees
+        it after 2 s idle and takes 16-20 KiB again when the connection wakes up: memory
+        that would evict keys at once). The most recently used connections stay free for
+        requests meanwhile."""
+        for conn in list(self.free):
+            if conn not in self.free or not conn.is_connected:
+                continue
+            self.free.remove(conn)
+            try:
+                await conn.send_command(*command)
+                await conn.read_response()
+            except (*UNAVAILABLE, ResponseError):
+                await conn.disconnect(nowait=True)  # a node that is down: nothing to keep
+            except BaseException:
+                await conn.disconnect(nowait=True)
+                raise
+            finally:
+                self.release(conn)
 
     async def close(self) -> None:
         for conn in self.all:
@@ -229,6 +283,7 @@ class RedisCache:
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0),
+            **DRIVER,
             **self.connection,
         )
         return _Pool(address, pool, self.max_connections, self.timeout, self._timing)
@@ -295,8 +350,14 @@ class RedisCache:
         (what a client sees in production), anything else propagates (a bug)."""
         try:
             return await self._call(node, *args)
+        except OutOfMemoryError as exc:
+            raise CacheRefused(f"{what} {name}: {exc}") from exc
         except UNAVAILABLE as exc:
             raise CacheUnavailable(f"{what} {name}: {exc}") from exc
+        except ResponseError as exc:  # a script's write refused: "... OOM command not allowed"
+            if "OOM" in str(exc):
+                raise CacheRefused(f"{what} {name}: {exc}") from exc
+            raise
 
     async def get(self, key: Key) -> Versioned | None:
         name = key_name(key)
@@ -364,6 +425,28 @@ class RedisCache:
             for (node, conn), (connect_timeout, timeout) in zip(taken, short, strict=True):
                 conn.socket_connect_timeout, conn.socket_timeout = connect_timeout, timeout
                 node.release(conn)
+
+    async def touch_all(self, reply_size: int = 0) -> None:
+        """A GET of a missing key, then `warm`, on every open connection: what a server
+        allocates for a connection on its first commands (not all of it counted as the
+        client's) is there before the run."""
+        await asyncio.gather(*(node.warm(("GET", "lab:touch")) for node in list(self.nodes)))
+        await self._warm_all(reply_size)
+
+    async def _warm_all(self, reply_size: int) -> None:
+        command: tuple[Any, ...] = ("ECHO", b"x" * min(reply_size, WARM_REPLY_MAX))
+        await asyncio.gather(*(node.warm(command) for node in list(self.nodes)))
+
+    async def keep_warm(self, reply_size: int = 0, every: float = WARM_EVERY) -> None:
+        """Keep every node's idle connections warm until cancelled: every `every` seconds
+        an ECHO of `reply_size` bytes (at most WARM_REPLY_MAX) on each, so the server keeps
+        its query buffer (Redis 7.0 frees it after 2 s idle) and a reply buffer a value's
+        reply fits in (servers shrink it to 1 KiB when a connection's replies are small;
+        a 1 KiB value's reply then takes a 16 KiB block while it waits to be written: 16
+        KiB counted against maxmemory per connection at once)."""
+        while True:
+            await asyncio.sleep(every)
+            await self._warm_all(reply_size)
 
     async def close(self) -> None:
         """Close every connection (call before the event loop ends)."""

@@ -1,22 +1,36 @@
-"""Match a server's memory limit to a capacity in keys.
+"""Hold each server's DATA memory at a budget, whatever its clients' buffers do.
 
-A Redis-protocol server limits memory in bytes (`maxmemory`), the simulator
-in keys. A byte limit holds a different number of keys on each build of the
-server (allocator, version, key and value sizes, TTLs), so the limit is
-found by measurement on the very server that will run, as DESIGN.md asks:
+Redis (and Valkey) evict when `used_memory - mem_not_counted_for_evict` passes
+`maxmemory`. `used_memory` holds the data (keys, values and the key
+dictionaries) but also memory that is not data: the server's own startup
+allocations, every connection's query and reply buffers (16-20 KiB for a
+connection that wakes up on Redis 7.0, shrunk again after 2 s idle), cluster
+links, script caches. A limit on `used_memory` therefore holds fewer keys
+whenever connections are busy: a burst of waking connections made a 100-byte
+cache evict everything and then refuse fills (OOM).
 
-1. write a sample of keys shaped like the run's (same value size, TTL or
-   not) without a limit and take the `used_memory` delta per key;
-2. set `maxmemory` to the empty server's memory plus capacity x that, fill
-   the server well past capacity, read how many keys it held (DBSIZE) and
-   correct the limit by the difference; repeat until it holds the capacity
-   within 0.2% (or a few rounds have passed);
-3. FLUSHALL, so the run starts cold.
+So the lab limits the data: a node's budget is the data memory its capacity
+takes (for a capacity in keys: measured by writing that many of the node's
+own keys, shaped like the run's, on the very server that will run; for a
+capacity in bytes: the bytes), and
+
+    maxmemory = non-data memory counted for eviction now + data of the empty server + budget
+
+is set before the run and re-set every `period` seconds by `CapacityController`.
+Non-data memory is `used_memory_overhead` minus the key dictionaries' share of
+it (MEMORY STATS `db.N`); the client part is read in real time because
+`maxmemory-clients` is set to a size no run reaches (it makes the server
+account a client's buffers as they change, not once a second in its cron),
+and the cache's idle connections are kept warm (`RedisCache.keep_warm`), so a
+connection does not take 20 KiB at once when it wakes up, nor 16 KiB for a reply
+that does not fit its shrunk reply buffer. docs/memory.md has the measurements.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,115 +39,226 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import OutOfMemoryError
 
-from lab.codec import encode
-from lab.core import Versioned
+SAMPLE_KEYS = 50_000
+"""Keys written at most to measure a budget (more: scaled from the sample)."""
+BATCH_BYTES = 1 << 20
+"""Bytes of values per pipeline while measuring."""
+GAIN = 0.8
+"""Fraction of the missing keys' marginal bytes the controller adds per step."""
+CLIENTS_UNLIMITED = 1 << 40
+"""maxmemory-clients: far above any run, so no client is ever evicted, but set, so the
+server tracks each client's memory in real time."""
+DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
-SAMPLE_KEYS = 10_000
-ROUNDS = 5
-BATCH = 1000
+
+@dataclass(frozen=True)
+class Memory:
+    """One reading of a server's memory (INFO memory + MEMORY STATS)."""
+
+    used: int
+    not_counted: int
+    """mem_not_counted_for_evict: replication and AOF buffers, left out by the server."""
+    overhead: int
+    """used_memory_overhead: startup, clients, replication, scripts, key dictionaries."""
+    keyspace: int
+    """The key dictionaries' part of the overhead (entries and buckets): data."""
+    keys: int = 0
+    """DBSIZE."""
+
+    @property
+    def data(self) -> int:
+        """Data memory as the server counts it: the dataset plus the key dictionaries
+        (an empty server has some: see `Calibration.empty_data`)."""
+        return self.used - self.overhead + self.keyspace
+
+    @property
+    def counted_nondata(self) -> int:
+        """The memory besides data that counts against maxmemory."""
+        return self.overhead - self.keyspace - self.not_counted
+
+
+def parse_memory(info: dict[str, Any], stats: dict[str, Any], keys: int = 0) -> Memory:
+    """A `Memory` from INFO memory and MEMORY STATS (Redis 7, Valkey 7-9)."""
+    keyspace = sum(
+        int(v)
+        for name, db in stats.items()
+        if name.startswith("db.") and isinstance(db, dict)
+        for v in db.values()
+    )
+    return Memory(
+        # MEMORY STATS takes its figures before it writes its reply; INFO's used_memory
+        # includes the INFO text built so far (~1.5 KiB: 15 keys of 100 B on Valkey)
+        used=int(stats["total.allocated"]),
+        not_counted=int(info.get("mem_not_counted_for_evict", 0)),
+        overhead=int(stats["overhead.total"]),
+        keyspace=keyspace,
+        keys=keys,
+    )
+
+
+def read_memory(client: redis.Redis) -> Memory:
+    """MEMORY STATS first: the replies of the commands before it in the pipeline would
+    still be waiting to be written, counted (~1.3 KiB on Valkey)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.memory_stats()
+    pipe.info("memory")
+    pipe.dbsize()
+    stats, info, keys = pipe.execute()
+    return parse_memory(info, stats, keys)
+
+
+async def read_memory_async(client: aioredis.Redis) -> Memory:
+    pipe = client.pipeline(transaction=False)
+    pipe.memory_stats()
+    pipe.info("memory")
+    pipe.dbsize()
+    stats, info, keys = await pipe.execute()
+    return parse_memory(info, stats, keys)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """What the calibration found for one server."""
+    """What the lab measured on one server before the run."""
 
-    capacity: int
+    budget: int
+    """Data bytes the node holds when full."""
     bytes_per_key: float
+    """Data bytes per key of the sample (for a capacity in keys: budget / capacity)."""
+    empty_data: int
+    """`Memory.data` of the empty server (allocations besides keys the server counts as
+    dataset): the limit holds `empty_data + budget` of data."""
     maxmemory: int
-    held: int
-    rounds: int
-    empty_memory: int
-    """used_memory of the empty server with only the calibrating client connected."""
+    """The limit set at the end of the calibration (its connections then)."""
+    capacity: int | None = None
+    """The capacity in keys it was measured for (None: a capacity in bytes)."""
+    uniform: bool = False
+    """Every key takes `bytes_per_key` (one value size): the key count measures the data."""
+    marginal_per_key: float = 0.0
+    """Bytes one key frees when deleted from a full node (less than `bytes_per_key`: the
+    dictionary's buckets stay; on Valkey 8+ much less). The controller's step."""
+
+    def limit(self, now: Memory, empty_data: int | None = None) -> int:
+        """maxmemory that lets this node hold its capacity, given `now`.
+
+        With a capacity in keys of one size: the memory counted now plus the missing keys
+        (minus the excess), so whatever else the server allocates as dataset on first use
+        (pub/sub, scripts, a connection's first commands: ~25 KiB each) never costs keys.
+        Otherwise: non-data memory now + the empty server's data (`empty_data`, measured
+        again just before the run) + the budget."""
+        if self.uniform and self.capacity is not None:
+            # a step of GAIN x the marginal bytes of a key: a node short of (or over) its
+            # capacity moves towards it without overshooting it
+            missing = self.capacity - now.keys
+            step = GAIN * min(self.marginal_per_key or self.bytes_per_key, self.bytes_per_key)
+            return now.used - now.not_counted + round(missing * step)
+        base = self.empty_data if empty_data is None else empty_data
+        return now.counted_nondata + base + self.budget
+
+
+def configure_eviction(client: redis.Redis, policy: str, samples: int) -> None:
+    """The eviction policy, its samples, and real-time client memory accounting."""
+    client.config_set("maxmemory-policy", policy)
+    client.config_set("maxmemory-samples", samples)
+    with contextlib.suppress(redis.exceptions.ResponseError):  # before Redis 7: none
+        client.config_set("maxmemory-clients", CLIENTS_UNLIMITED)
+
+
+def _first_use(
+    client: redis.Redis, names: Sequence[str], value: Callable[[str], bytes], ttl_ms: int | None
+) -> None:
+    """Empty the server after making it allocate what it allocates once, on the first
+    writes, deletes and memory readings (~10-25 KiB each, counted as dataset): not the
+    keys' memory, so not in their measurement."""
+    sample = list(names[:100])
+    _fill(client, sample, value, ttl_ms)
+    pipe = client.pipeline(transaction=False)
+    for name in sample[::10]:
+        pipe.delete(name)
+    pipe.execute()
+    client.flushall(asynchronous=False)  # (Valkey 8+ flushes in the background by default)
+    read_memory(client)
+
+
+def _marginal(client: redis.Redis, sample: list[str], full: int) -> float:
+    """Bytes a key frees when deleted from the full sample (every 10th key)."""
+    gone = sample[::10]
+    pipe = client.pipeline(transaction=False)
+    for name in gone:
+        pipe.delete(name)
+    pipe.execute()
+    return max((full - read_memory(client).data) / max(len(gone), 1), 1.0)
 
 
 def _fill(
-    client: redis.Redis,
-    count: int,
-    value: bytes,
-    ttl_ms: int | None,
-    offset: int = 0,
-    prefix: str = "",
+    client: redis.Redis, names: Sequence[str], value: Callable[[str], bytes], ttl_ms: int | None
 ) -> None:
-    for start in range(0, count, BATCH):
-        pipe = client.pipeline(transaction=False)
-        for i in range(start + offset, min(start + BATCH, count) + offset):
-            pipe.set(f"{prefix}key:{i}", value, px=ttl_ms)
-        for reply in pipe.execute(raise_on_error=False):
-            # a tiny limit can sit below what the server needs besides keys (the
-            # pipeline's own buffers, allocator slack): then it refuses instead of
-            # evicting, which for counting purposes just means "full"
-            if isinstance(reply, Exception) and not isinstance(reply, OutOfMemoryError):
-                raise reply
-
-
-def _used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
+    pipe, pending = client.pipeline(transaction=False), 0
+    for name in names:
+        raw = value(name)
+        pipe.set(name, raw, px=ttl_ms)
+        pending += len(raw) + len(name)
+        if pending >= BATCH_BYTES:
+            pipe.execute()
+            pipe, pending = client.pipeline(transaction=False), 0
+    pipe.execute()
 
 
 def calibrate(
     client: redis.Redis,
-    capacity: int,
-    value_size: int,
+    names: Sequence[str],
+    value: Callable[[str], bytes],
     *,
+    capacity: int | None = None,
+    budget: int | None = None,
     policy: str = "allkeys-lru",
     samples: int = 10,
     ttl: float | None = None,
-    key_prefix: str = "",
+    uniform: bool = False,
 ) -> Calibration:
-    """Set `maxmemory` on the server behind `client` so it holds `capacity` keys.
+    """Measure the data memory of `names` (the node's own keys, in the order the run is
+    likely to fill them) with their values, then set the limit.
 
-    `key_prefix` goes before every sample key (a cluster node takes only keys of
-    its own slots: a hash tag of one of them)."""
-    value = encode(Versioned(1, value_size))
-    ttl_ms = max(1, round(ttl * 1000)) if ttl is not None else None
-    if ttl_ms is not None:
-        ttl_ms = max(ttl_ms, 3_600_000)  # nothing may expire while we count
+    With `capacity` (keys) the budget is what that many keys take (`names` holds at
+    least min(capacity, SAMPLE_KEYS) of them); with `budget` (bytes) it is given and
+    the sample only says how many bytes a key takes. The server ends empty."""
+    if (capacity is None) == (budget is None):
+        raise ValueError("calibrate needs a capacity in keys or a budget in bytes")
+    ttl_ms = None if ttl is None else max(round(ttl * 1000), 3_600_000)  # none expire now
     client.config_set("maxmemory", 0)
-    client.config_set("maxmemory-policy", policy)
-    client.config_set("maxmemory-samples", samples)
-    client.flushall()
-    empty = _used_memory(client)
-    sample = min(capacity, SAMPLE_KEYS)
-    _fill(client, sample, value, ttl_ms, prefix=key_prefix)
-    per_key = max((_used_memory(client) - empty) / sample, 1.0)
-    client.flushall()
-
-    limit = empty + round(capacity * per_key)
-    held = 0
-    tolerance = max(1, round(capacity * 0.002))
-    rounds = 0
-    for rounds in range(1, ROUNDS + 1):  # noqa: B007 (reported)
-        client.config_set("maxmemory", limit)
-        _fill(client, capacity + max(capacity // 2, 100), value, ttl_ms, prefix=key_prefix)
-        held = int(client.dbsize())
-        client.config_set("maxmemory", 0)
-        client.flushall()
-        if abs(held - capacity) <= tolerance:
-            break
-        limit += round((capacity - held) * per_key)
+    configure_eviction(client, policy, samples)
+    _first_use(client, names, value, ttl_ms)
+    empty = read_memory(client)
+    if capacity is not None:
+        wanted = capacity
+    else:  # as many keys as the budget holds (values alone), to measure bytes per key
+        assert budget is not None
+        wanted = max(1, budget // max(len(value(names[0])), 1))
+    sample = list(names[: min(wanted, SAMPLE_KEYS, len(names))])
+    _fill(client, sample, value, ttl_ms)
+    measured = read_memory(client).data - empty.data
+    marginal = _marginal(client, sample, measured + empty.data)
+    client.flushall(asynchronous=False)
+    per_key = max(measured / max(len(sample), 1), 1.0)
+    if capacity is not None:
+        budget = measured if len(sample) >= capacity else round(per_key * capacity)
+    assert budget is not None
+    limit = read_memory(client).counted_nondata + empty.data + budget
     client.config_set("maxmemory", limit)
-    return Calibration(capacity, per_key, limit, held, rounds, empty)
+    return Calibration(budget, per_key, empty.data, limit, capacity, uniform, marginal)
 
 
 class CapacityController:
-    """Keeps each server at its capacity in keys while the run goes on.
+    """Keeps each node's limit at its non-data memory + its data budget during a run
+    (`Calibration.limit`: by key count for a capacity in keys of one size).
 
-    The calibration counts keys with one idle connection; during a run every
-    client connection holds query and reply buffers (16 KiB or more each in
-    Redis 7, growing under load and shrunk by the server when idle) that
-    count against `maxmemory` and would crowd keys out. So `prime` raises
-    each limit by the memory the run's connections take (plus a margin of
-    `CONNECTION_MARGIN` each), and every `period` seconds the limit of a node
-    that holds more keys than its capacity, or that evicted while holding
-    fewer, is set to the memory in use plus the missing keys x bytes per key
-    (minus the excess keys). A node that holds fewer
-    keys without evicting is not full yet and is left alone (expired keys are
-    not replaced by a larger limit).
+    Every `period` seconds it reads every node's memory (one round trip) and sets
+    `maxmemory` if it moved. Growth of non-data memory still evicts at once (the
+    server acts before the controller can), which is why every connection is open
+    before `prime` and client buffers are kept steady (`RedisCache.keep_warm`); what
+    it prevents is the drift (buffers grown or shrunk, scripts loaded, replication)
+    that a fixed limit turns into fewer or more keys held.
     """
-
-    CONNECTION_MARGIN = 16 * 1024
 
     def __init__(
         self,
@@ -147,8 +272,13 @@ class CapacityController:
         self.calibrations = calibrations
         self.period = period
         self.limits = [c.maxmemory for c in calibrations]
+        self.empty_data = [c.empty_data for c in calibrations]
+        """Data memory of each empty node, measured again just before the run: a server
+        allocates some things on first use (pub/sub, scripts, a command's first reply,
+        ~25 KiB each) that it counts as dataset but are no keys."""
         self.adjustments = 0
-        self._evicted = [0] * len(addresses)
+        self.data = [0] * len(addresses)
+        """The last data memory seen per node, above the empty server's."""
         self._clients = [self._client(address) for address in addresses]
         self._retired: list[aioredis.Redis] = []
 
@@ -166,40 +296,39 @@ class CapacityController:
         """Node `index` is now served at `address` (a replica took over)."""
         self._retired.append(self._clients[index])
         self._clients[index] = self._client(address)
-        self._evicted[index] = 0
 
-    async def prime(self, connections: int) -> None:
-        """Before the run, with its `connections` per node open and the servers still
-        empty: raise each limit by the memory those connections take, plus a margin."""
+    async def prime(self, scripts: Sequence[str] = ()) -> None:
+        """Just before the run, with its connections open, its subscriptions made and
+        the nodes still empty: load the run's `scripts`, measure each empty node again
+        and set the first limits."""
         for i, client in enumerate(self._clients):
-            used = int((await client.info("memory"))["used_memory"])
-            extra = max(used - self.calibrations[i].empty_memory, 0)
-            extra += connections * self.CONNECTION_MARGIN
-            self.limits[i] = self.calibrations[i].maxmemory + extra
-            await client.config_set("maxmemory", self.limits[i])
+            try:
+                for script in scripts:
+                    await client.script_load(script)
+                if await client.dbsize() == 0:
+                    now = await read_memory_async(client)
+                    now = await read_memory_async(client)  # (the first reading allocates)
+                    self.empty_data[i] = now.data
+            except DOWN:
+                continue
+        await self.adjust()
+
+    async def _adjust_one(self, index: int) -> None:
+        client, cal = self._clients[index], self.calibrations[index]
+        try:
+            now = await read_memory_async(client)
+            self.data[index] = now.data - self.empty_data[index]
+            limit = cal.limit(now, self.empty_data[index])
+            if limit != self.limits[index]:
+                await client.config_set("maxmemory", limit)
+                self.limits[index] = limit
+                self.adjustments += 1
+        except DOWN:
+            return  # a node that is down has nothing to hold
 
     async def adjust(self) -> None:
-        """Look once at every node and correct the limits that are off."""
-        for i, client in enumerate(self._clients):
-            cal = self.calibrations[i]
-            try:
-                evicted = int((await client.info("stats"))["evicted_keys"])
-                held = int(await client.dbsize())
-                used = int((await client.info("memory"))["used_memory"])
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
-                continue  # a node that is down has nothing to hold
-            evicting = evicted != self._evicted[i]
-            self._evicted[i] = evicted
-            error = cal.capacity - held
-            if abs(error) <= max(1, cal.capacity // 500) or (error > 0 and not evicting):
-                continue
-            # the memory in use now, plus (or minus) the keys missing (or in excess)
-            self.limits[i] = used + round(error * cal.bytes_per_key)
-            try:
-                await client.config_set("maxmemory", self.limits[i])
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
-                continue
-            self.adjustments += 1
+        """Look once at every node and re-set the limits that moved."""
+        await asyncio.gather(*(self._adjust_one(i) for i in range(len(self._clients))))
 
     async def run(self) -> None:
         """Adjust forever (until cancelled)."""

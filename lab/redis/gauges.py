@@ -29,6 +29,10 @@ class ServerGauges:
         self.memory = [0] * n
         self.connections = [0] * n
         self.on_poll: Callable[[], None] | None = None
+        self.clock: Callable[[], float] | None = None
+        self.history: list[tuple[float, list[int]]] | None = None
+        """With a list here (and a `clock`), every poll appends (time, keys per node): how
+        well each node held its capacity, interval by interval (`lab.fidelity.hold`)."""
 
     def control(self, index: int) -> redis.Redis:
         address = self.deployment.addresses[index]
@@ -56,6 +60,8 @@ class ServerGauges:
                 continue
             self.evicted[i] += counter - self._seen[i] if counter >= self._seen[i] else counter
             self._seen[i] = counter
+        if self.history is not None and self.clock is not None:
+            self.history.append((self.clock(), list(self.keys)))
 
     @property
     def evictions(self) -> int:

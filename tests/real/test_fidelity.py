@@ -1,0 +1,51 @@
+"""`cachelab fidelity --quick`: the grid's cut on the simulator and real servers, its
+table, figure and REPORT.md section (real servers; the default binary only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lab.cli import main
+from lab.fidelity.report import BEGIN, END, update_report
+from lab.redis.binaries import ServerBinary
+
+
+def test_fidelity_quick_cut(tmp_path: Path, default_binary: ServerBinary) -> None:
+    report = tmp_path / "REPORT.md"
+    report.write_text("# cachelab report\n\n## some scenario\n\nkept\n")
+    assert main(["fidelity", "--quick", "--results", str(tmp_path),
+                 "--server", default_binary.flavor]) == 0  # fmt: skip
+    out = tmp_path / "fidelity"
+    rows = pd.read_csv(out / "fidelity.csv")
+    assert len(rows) == 2 and set(rows["server"]) == {default_binary.label}
+    assert (rows["errors_real"] == 0).all() and (rows["errors_sim"] == 0).all()
+    assert (rows["cache_errors_real"] == 0).all()
+    # read-only: the hit ratio depends on the request order only (within 1 point); with
+    # writes, also on how long a miss's fill is in flight, which a loaded machine stretches
+    read_only = rows["writes"] == 0
+    assert (rows[read_only]["hit_diff_points"].abs() <= 1.0).all(), rows
+    assert (rows["hit_diff_points"].abs() <= 3.0).all(), rows
+    assert ((rows["keys_real"] - rows["keys_sim"]).abs() <= 0.01 * rows["keys_sim"]).all()
+    for fmt in ("png", "svg"):
+        assert (out / "figures" / f"fidelity.{fmt}").stat().st_size > 0
+    text = report.read_text()
+    assert "kept" in text and text.count(BEGIN) == 1 and text.count(END) == 1
+    assert "fidelity/figures/fidelity.png" in text
+
+
+def test_report_section_replaced_not_repeated(tmp_path: Path) -> None:
+    report = tmp_path / "REPORT.md"
+    update_report(report, "first\n")
+    report.write_text(report.read_text() + "\n## after\n")
+    update_report(report, "second\n")
+    text = report.read_text()
+    assert "first" not in text and "second" in text and "## after" in text
+    assert text.count(BEGIN) == 1
+    assert not list(tmp_path.glob(".*tmp*"))  # nothing half-written left behind
+
+
+def test_unknown_server_is_one_line_exit_2(tmp_path: Path) -> None:
+    assert main(["fidelity", "--server", "nosuch", "--results", str(tmp_path)]) == 2
+    assert not list(tmp_path.iterdir())  # nothing written
