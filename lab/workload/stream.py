@@ -175,6 +175,10 @@ class TraceSizes(ValueSizes):
             out[missing] = self._fallback.array(np.asarray(keys)[missing])
         return out
 
+    def size_at(self, u: float) -> int:
+        """The `u` quantile of the trace's sizes (one per key that has one)."""
+        return int(np.quantile(self._known.known, u, method="inverted_cdf"))
+
     @property
     def mean(self) -> float:
         """The mean over the keys the trace gives a size."""

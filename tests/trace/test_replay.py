@@ -184,6 +184,7 @@ def test_trace_sizes_become_value_sizes(tmp_path: Path) -> None:
     sizes = value_sizes(prepared(sc, 1).keyspace, 1)
     assert [sizes(k) for k in (0, 1, 2)] == [300, 5000, 777]
     assert sizes.array(np.array([2, 1, 0])).tolist() == [777, 5000, 300]
+    assert (sizes.size_at(0.4), sizes.size_at(0.99), sizes.typical) == (300, 5000, 2650)
     same = [(i / 10, f"k{i % 3}", "get", 640) for i in range(9)]
     write_csv(tmp_path / "same.csv", ["time", "key", "op", "size"], same)
     one_size = scenario(tmp_path, {"path": "same.csv"}, requests=9)
