@@ -359,7 +359,7 @@ def _real_costs(scenario: Scenario, s: Shape) -> Iterator[Cost]:
 def estimate(scenario: Scenario, cells: Iterable[Cell]) -> Estimate:
     """Peak memory of the largest run and the time of all `cells` of `scenario`."""
     cells = list(cells)
-    per_cell = [cell_costs(scenario, cell) for cell in cells]
+    per_cell = [cell_costs(scenario.at(cell.point), cell) for cell in cells]  # a sweep's point
     memory = 0.0
     memory_driver = time_driver = "nothing"
     totals: dict[str, float] = {}
@@ -395,7 +395,10 @@ def check(
 ) -> Estimate:
     """The estimate of `cells`; ScenarioError (one line: the estimate, the bound and how
     to override it) when it is over the scenario's limits and `i_know` is not set."""
-    frozen = _frozen_clock(scenario)
+    frozen = next(
+        filter(None, map(_frozen_clock, [p.scenario for p in scenario.points()] or [scenario])),
+        None,
+    )
     if frozen is not None:  # not a cost: it may never end
         why = (
             "reads its near cache answers take no simulated time"

@@ -201,7 +201,9 @@ def progress_hooks(
 
 
 def _identity(scenario: Scenario, cell: Cell) -> dict[str, Any]:
+    point = {"point": cell.point, "params": scenario.params} if cell.point else {}
     return {
+        **point,
         "scenario": scenario.name,
         "strategy": cell.strategy,
         "strategy_index": list(scenario.strategies).index(cell.strategy),  # order in the file

@@ -40,7 +40,7 @@ from lab.redis.faults import FAULTS, RedisFaults
 from lab.redis.gauges import ServerGauges
 from lab.redis.site import POLICIES, Site, check_target, configure, open_site
 from lab.scenario import Cell, Fault, Scenario
-from lab.workload.values import run_value_size
+from lab.workload.values import run_value_size, value_sizes
 
 T = TypeVar("T")
 
@@ -283,7 +283,7 @@ class RedisBackend:
         await bus.start()
         if self.controller is not None:  # every connection of the run open before the
             gauges.poll()  # limits are set: a new one costs a Redis 7.0 server ~37 KiB
-            await cache.touch_all(scenario.keyspace.value_size)
+            await cache.touch_all(value_sizes(scenario.keyspace, self.seed).typical)
             await self.controller.prime(SCRIPTS)
         runtime.restart_clock()
         cache.measure_ops_after(time.perf_counter() + scenario.warmup)
@@ -307,7 +307,9 @@ class RedisBackend:
             runtime.spawn(self.controller.run())
             assert self.cache is not None
             assert self.scenario is not None
-            runtime.spawn(self.cache.keep_warm(self.scenario.keyspace.value_size))
+            runtime.spawn(
+                self.cache.keep_warm(value_sizes(self.scenario.keyspace, self.seed).typical)
+            )
         await workload
 
     async def _watch_driver(self, runtime: AsyncioRuntime) -> None:
