@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lab.backend import CellSkipped
 from lab.cli import main
 from lab.runner import run_cell
 from lab.scenario import Cell, Scenario, ScenarioError, parse_scenario
@@ -318,3 +319,37 @@ def test_real_backend_replays_a_small_trace(tmp_path: Path) -> None:
         # the trace's 8 KiB objects are 8 KiB values on the servers (used_memory)
         assert s["cache_memory"] > s["cache_keys"] * 8 * 1024
     assert set(live_servers()) <= before
+
+
+def test_real_backend_counts_trace_sizes_against_a_byte_budget(tmp_path: Path) -> None:
+    """Objects of 200 B to 30 kB from the trace, 1 MiB of data memory: the servers hold
+    about what the simulator holds (the same bytes per entry), and evict."""
+    from lab.redis.backend import RedisBackend
+    from tests.helpers import FAST_ORIGIN, default_binary
+
+    binary = default_binary()
+    rng = np.random.default_rng(3)
+    ids = zipf_keys(rng, 400, 0.9, 1000)
+    sizes = rng.integers(200, 30_000, 400)
+    times = np.cumsum(rng.exponential(1 / 500, 1000))
+    rows = [
+        (repr(float(t)), f"k{k}", "get", int(sizes[k])) for t, k in zip(times, ids, strict=True)
+    ]
+    write_csv(tmp_path / "t.csv", ["time", "key", "op", "size"], rows)
+    sc = scenario(
+        tmp_path,
+        {"path": "t.csv"},
+        requests=1000,
+        origin=FAST_ORIGIN,
+        topology={"capacity": "1MiB"},
+    )
+    try:
+        real = run_cell(sc, Cell(sc.name, "aside", "redis", 1), backend=RedisBackend(binary=binary))
+    except CellSkipped as why:  # a backend without byte capacities says so
+        pytest.skip(str(why))
+    sim = run(sc)
+    s = real.summary
+    assert s["errors"] == 0 and s["requests"] == sim["requests"] == 1000, real.notes
+    assert s["evictions"] > 0 and sim["evictions"] > 0
+    assert 0.7 * sim["cache_keys"] <= s["cache_keys"] <= 1.3 * sim["cache_keys"]
+    assert abs(s["hit_ratio"] - sim["hit_ratio"]) < 0.12, (s["hit_ratio"], sim["hit_ratio"])
