@@ -103,8 +103,9 @@ async def _measure(
     requests = stream.requests()
     if scenario.warmup_requests is not None and not _open_loop(scenario):
 
-        def warm() -> None:  # a closed loop's warm-up ends when request N+1 is taken
-            harness.recorder.warmup = rt.now()
+        def warm() -> None:  # a closed loop's warm-up ends when request N+1 is taken:
+            # at the start of the client taking it, the latest of the clients' starts
+            harness.recorder.warmup = max(loop._client_starts, default=rt.now())
             at_warmup.append(backend.warmup_over(parts))
 
         harness.recorder.warmup = math.inf

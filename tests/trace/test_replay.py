@@ -360,3 +360,19 @@ def test_real_backend_counts_trace_sizes_against_a_byte_budget(tmp_path: Path) -
     assert s["evictions"] > 0 and sim["evictions"] > 0
     assert 0.7 * sim["cache_keys"] <= s["cache_keys"] <= 1.3 * sim["cache_keys"]
     assert abs(s["hit_ratio"] - sim["hit_ratio"]) < 0.12, (s["hit_ratio"], sim["hit_ratio"])
+
+
+def test_real_backend_closed_loop_warmup_count(tmp_path: Path) -> None:
+    """A closed loop's warm-up request count on wall-clock time: exactly the rest."""
+    from lab.redis.backend import RedisBackend
+    from tests.helpers import FAST_ORIGIN, default_binary
+
+    binary = default_binary()
+    csv_trace(tmp_path / "t.csv", n=800)
+    trace = {"path": "t.csv", "speed": "order-only"}
+    workload = {"trace": trace, "arrivals": {"process": "closed", "clients": 1}}
+    sc = scenario(
+        tmp_path, trace, requests=800, warmup="300 requests", workload=workload, origin=FAST_ORIGIN
+    )
+    real = run_cell(sc, Cell(sc.name, "aside", "redis", 1), backend=RedisBackend(binary=binary))
+    assert real.summary["errors"] == 0 and real.summary["requests"] == 500
