@@ -11,9 +11,11 @@ state into the summary. What differs between backends lives behind
 
 from __future__ import annotations
 
+import itertools
+import math
 import platform
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,7 @@ from lab.harness import Harness, build_harness
 from lab.orphans import orphaned_versioned_keys
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, Scenario
-from lab.workload.stream import RequestStream, prepared
+from lab.workload.stream import Request, RequestStream, prepared
 
 
 @dataclass
@@ -97,8 +99,18 @@ async def _measure(
     )
     on_chunk, finish_progress = progress_hooks(scenario, rt.now, progress)
     stream = RequestStream(scenario, cell.seed, on_chunk=on_chunk)
-    drive = _workload(scenario, cell.seed, loop, stream)
     at_warmup: list[int] = []
+    requests = stream.requests()
+    if scenario.warmup_requests is not None and not _open_loop(scenario):
+
+        def warm() -> None:  # a closed loop's warm-up ends when request N+1 is taken:
+            # at the start of the client taking it, the latest of the clients' starts
+            harness.recorder.warmup = max(loop._client_starts, default=rt.now())
+            at_warmup.append(backend.warmup_over(parts))
+
+        harness.recorder.warmup = math.inf
+        requests = _warm_after(requests, scenario.warmup_requests, warm)
+    drive = _workload(scenario, cell.seed, loop, stream, requests)
 
     async def snapshot_at_warmup() -> None:
         await rt.sleep(scenario.warmup)
@@ -113,8 +125,10 @@ async def _measure(
 
     await backend.run(parts, main())
     finish_progress()
+    if math.isinf(harness.recorder.warmup):  # never reached: nothing was measured
+        harness.recorder.warmup = harness.recorder.end_time
     if scenario.duration is not None:
-        harness.recorder.end_time = max(scenario.duration, scenario.warmup)
+        harness.recorder.end_time = max(scenario.duration, harness.recorder.warmup)
     return await _result(scenario, cell, backend, parts, harness, at_warmup[0] if at_warmup else 0)
 
 
@@ -149,13 +163,31 @@ async def _result(
     )
 
 
+def _open_loop(scenario: Scenario) -> bool:
+    trace = scenario.workload.trace
+    return scenario.workload.arrivals.process == "poisson" or (trace is not None and trace.timed)
+
+
+def _warm_after(
+    requests: Iterator[Request], count: int, warm: Callable[[], None]
+) -> Iterator[Request]:
+    """The requests, calling `warm` when a client takes request `count` + 1: what
+    started before is the warm-up (`warmup: N requests` under a closed loop)."""
+    yield from itertools.islice(requests, count)
+    warm()
+    yield from requests
+
+
 def _workload(
-    scenario: Scenario, seed: int, loop: ClientLoop, stream: RequestStream
+    scenario: Scenario,
+    seed: int,
+    loop: ClientLoop,
+    stream: RequestStream,
+    requests: Iterator[Request],
 ) -> Awaitable[None]:
     """The scenario's arrivals: an open loop (Poisson) or closed loop (clients)."""
     arrivals = scenario.workload.arrivals
-    trace = scenario.workload.trace
-    if arrivals.process == "poisson" or (trace is not None and trace.timed):
+    if _open_loop(scenario):
         return loop.open_loop(stream.arrivals())
     assert arrivals.clients is not None
     think = (
@@ -163,7 +195,7 @@ def _workload(
         if arrivals.think is not None and arrivals.think.mean_value > 0
         else None
     )
-    return loop.closed_loop(stream.requests(), arrivals.clients, think)
+    return loop.closed_loop(requests, arrivals.clients, think)
 
 
 def _summary(

@@ -699,8 +699,8 @@ class Scenario(_Model):
     requests: Annotated[int, Field(ge=1)] | None = None
     warmup: Duration = 0.0
     warmup_requests: Annotated[int, Field(ge=1)] | None = None
-    """Written `warmup: 5000 requests`: the first 5000 requests warm up (open loop only;
-    the run ends the warm-up at the intended start of the next one)."""
+    """Written `warmup: 5000 requests`: the first 5000 requests warm up (the run ends the
+    warm-up at the intended start of the next one, or when a client takes it)."""
     bench: bool = True
     keyspace: Keyspace = Keyspace()
     workload: Workload = Workload()
@@ -777,12 +777,6 @@ class Scenario(_Model):
         return self
 
     def _check_warmup_count(self, count: int) -> None:
-        trace = self.workload.trace
-        if self.workload.arrivals.process == "closed" and not (trace and trace.timed):
-            raise ValueError(
-                "warmup: a request count needs open-loop arrivals (poisson, or a trace's own "
-                "times); with a closed loop give a time, for example warmup: 10s"
-            )
         if self.requests is not None and count >= self.requests:
             raise ValueError(
                 f"warmup: {count} requests is not fewer than requests ({self.requests}); "

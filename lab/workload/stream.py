@@ -175,6 +175,10 @@ class TraceSizes(ValueSizes):
             out[missing] = self._fallback.array(np.asarray(keys)[missing])
         return out
 
+    def size_at(self, u: float) -> int:
+        """The `u` quantile of the trace's sizes (one per key that has one)."""
+        return int(np.quantile(self._known.known, u, method="inverted_cdf"))
+
     @property
     def mean(self) -> float:
         """The mean over the keys the trace gives a size."""
@@ -208,12 +212,13 @@ def prepared(scenario: Scenario, seed: int) -> Scenario:
         if keyspace:
             update["keyspace"] = scenario.keyspace.model_copy(update=keyspace)
     count = scenario.warmup_requests
-    if count is not None:
-        if info is not None and count >= info.requests:
-            raise ScenarioError(
-                f"{scenario.name}: warmup: {count} requests, but the trace replays only "
-                f"{info.requests}; make it smaller"
-            )
+    if count is not None and info is not None and count >= info.requests:
+        raise ScenarioError(
+            f"{scenario.name}: warmup: {count} requests, but the trace replays only "
+            f"{info.requests}; make it smaller"
+        )
+    open_loop = scenario.workload.arrivals.process == "poisson" or (trace and trace.timed)
+    if count is not None and open_loop:  # a closed loop's ends in lab.runner, when reached
         stream = RequestStream(scenario.model_copy(update=update), seed)
         first_measured = next(itertools.islice(stream.arrivals(), count, None), None)
         update["warmup"] = first_measured[0] if first_measured is not None else math.inf

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lab.backend import CellSkipped
 from lab.cli import main
 from lab.runner import run_cell
 from lab.scenario import Cell, Scenario, ScenarioError, parse_scenario
@@ -146,6 +147,19 @@ def test_a_warmup_request_count(tmp_path: Path) -> None:
         }
     )
     assert run(poisson)["requests"] == 2500
+    trace = {"path": "t.csv", "speed": "order-only"}
+    one_client = {"trace": trace, "arrivals": {"process": "closed", "clients": 1}}
+    closed = scenario(tmp_path, trace, workload=one_client, warmup="1000 requests")
+    s, plain = run(closed), run(scenario(tmp_path, trace, workload=one_client))
+    assert s["requests"] == 3000  # one client: request 1,001 starts after the first 1,000
+    assert s["hits"] < plain["hits"] and s["measured_time"] < plain["measured_time"]
+    four = scenario(
+        tmp_path,
+        trace,
+        workload={"trace": trace, "arrivals": {"process": "closed", "clients": 4}},
+        warmup="1000 requests",
+    )
+    assert 2996 <= run(four)["requests"] <= 3000  # clients taking requests at one instant
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
@@ -184,6 +198,7 @@ def test_trace_sizes_become_value_sizes(tmp_path: Path) -> None:
     sizes = value_sizes(prepared(sc, 1).keyspace, 1)
     assert [sizes(k) for k in (0, 1, 2)] == [300, 5000, 777]
     assert sizes.array(np.array([2, 1, 0])).tolist() == [777, 5000, 300]
+    assert (sizes.size_at(0.4), sizes.size_at(0.99), sizes.typical) == (300, 5000, 2650)
     same = [(i / 10, f"k{i % 3}", "get", 640) for i in range(9)]
     write_csv(tmp_path / "same.csv", ["time", "key", "op", "size"], same)
     one_size = scenario(tmp_path, {"path": "same.csv"}, requests=9)
@@ -251,16 +266,10 @@ def test_validation_names_the_field_in_one_line(tmp_path: Path) -> None:
         ({"path": "t.csv", "speed": "fast"}, {}, "speed: expected a factor such as 10x"),
         ({"path": "t.csv"}, {"mix": {"read": 0.5}}, "workload.mix: does not apply"),
         ({"path": "t.csv"}, {"arrivals": {"rate": 10}}, "workload.arrivals: the trace's times"),
-        (
-            {"path": "t.csv", "speed": "order-only"},
-            {"arrivals": {"process": "closed", "clients": 2}},
-            "warmup: a request count needs open-loop arrivals",
-        ),
     ]
     for trace, workload, expected in cases:
-        top: dict[str, Any] = {"warmup": "10 requests"} if "warmup" in expected else {}
         with pytest.raises(ScenarioError) as caught:
-            scenario(tmp_path, trace, workload={"trace": trace, **workload}, **top)
+            scenario(tmp_path, trace, workload={"trace": trace, **workload})
         message = str(caught.value)
         assert expected in message and "\n" not in message, message
 
@@ -317,3 +326,53 @@ def test_real_backend_replays_a_small_trace(tmp_path: Path) -> None:
         # the trace's 8 KiB objects are 8 KiB values on the servers (used_memory)
         assert s["cache_memory"] > s["cache_keys"] * 8 * 1024
     assert set(live_servers()) <= before
+
+
+def test_real_backend_counts_trace_sizes_against_a_byte_budget(tmp_path: Path) -> None:
+    """Objects of 200 B to 30 kB from the trace, 1 MiB of data memory: the servers hold
+    about what the simulator holds (the same bytes per entry), and evict."""
+    from lab.redis.backend import RedisBackend
+    from tests.helpers import FAST_ORIGIN, default_binary
+
+    binary = default_binary()
+    rng = np.random.default_rng(3)
+    ids = zipf_keys(rng, 400, 0.9, 1000)
+    sizes = rng.integers(200, 30_000, 400)
+    times = np.cumsum(rng.exponential(1 / 500, 1000))
+    rows = [
+        (repr(float(t)), f"k{k}", "get", int(sizes[k])) for t, k in zip(times, ids, strict=True)
+    ]
+    write_csv(tmp_path / "t.csv", ["time", "key", "op", "size"], rows)
+    sc = scenario(
+        tmp_path,
+        {"path": "t.csv"},
+        requests=1000,
+        origin=FAST_ORIGIN,
+        topology={"capacity": "1MiB"},
+    )
+    try:
+        real = run_cell(sc, Cell(sc.name, "aside", "redis", 1), backend=RedisBackend(binary=binary))
+    except CellSkipped as why:  # a backend without byte capacities says so
+        pytest.skip(str(why))
+    sim = run(sc)
+    s = real.summary
+    assert s["errors"] == 0 and s["requests"] == sim["requests"] == 1000, real.notes
+    assert s["evictions"] > 0 and sim["evictions"] > 0
+    assert 0.7 * sim["cache_keys"] <= s["cache_keys"] <= 1.3 * sim["cache_keys"]
+    assert abs(s["hit_ratio"] - sim["hit_ratio"]) < 0.12, (s["hit_ratio"], sim["hit_ratio"])
+
+
+def test_real_backend_closed_loop_warmup_count(tmp_path: Path) -> None:
+    """A closed loop's warm-up request count on wall-clock time: exactly the rest."""
+    from lab.redis.backend import RedisBackend
+    from tests.helpers import FAST_ORIGIN, default_binary
+
+    binary = default_binary()
+    csv_trace(tmp_path / "t.csv", n=800)
+    trace = {"path": "t.csv", "speed": "order-only"}
+    workload = {"trace": trace, "arrivals": {"process": "closed", "clients": 1}}
+    sc = scenario(
+        tmp_path, trace, requests=800, warmup="300 requests", workload=workload, origin=FAST_ORIGIN
+    )
+    real = run_cell(sc, Cell(sc.name, "aside", "redis", 1), backend=RedisBackend(binary=binary))
+    assert real.summary["errors"] == 0 and real.summary["requests"] == 500
