@@ -17,6 +17,7 @@ from lab.metrics.oracle import Oracle
 from lab.metrics.recorder import Recorder
 from lab.patterns import Strategy, build_strategy
 from lab.scenario import Cell, ClientSpec, Scenario
+from lab.workload.values import run_value_size
 
 if TYPE_CHECKING:
     from lab.backend import Backend
@@ -24,8 +25,13 @@ if TYPE_CHECKING:
 
 def resilient(scenario: Scenario, cell: Cell) -> bool:
     """Whether the strategy's client handles cache failures (timeouts, fallback, retries,
-    breaker): always when the scenario injects faults, or when it asks for any of it."""
-    return bool(scenario.faults) or scenario.strategies[cell.strategy].client != ClientSpec()
+    breaker): always when the scenario injects faults, when the cache may refuse writes
+    (a full `noeviction` or `volatile-*` node), or when the strategy asks for any of it."""
+    return (
+        bool(scenario.faults)
+        or scenario.topology.refuses_writes
+        or scenario.strategies[cell.strategy].client != ClientSpec()
+    )
 
 
 @dataclass
@@ -57,7 +63,7 @@ def build_harness(scenario: Scenario, cell: Cell, parts: Parts, backend: Backend
             rt,
             cell.seed * 1000 + instance,
             metrics=recorder,
-            value_size=scenario.keyspace.value_size,
+            value_size=run_value_size(scenario.keyspace, cell.seed),
             versions=versions,
             bus=bus,
             resilient=resilient(scenario, cell),

@@ -62,6 +62,8 @@ SERVER = (10e6, 2.0)
 REAL_REQUEST_SECONDS = 200e-6
 """The real backend's load generator is one Python process: a request's wall floor."""
 REAL_VALUE_OVERHEAD = 100.0
+SIZE_DRAW = 3e-6
+"""CPU seconds to draw one key's value size from a distribution (hash + inverse CDF)."""
 """Bytes a server spends per key besides the value."""
 
 
@@ -283,6 +285,12 @@ def _scale_costs(scenario: Scenario, s: Shape) -> Iterator[Cost]:
     yield _per(f"{_count(s.keys_touched)} keys touched", s.keys_touched, KEY)
     yield _per(f"workload.instances ({_count(instances)} app instances)", instances, INSTANCE)
     yield _per(f"metrics.interval ({_count(intervals)} intervals)", intervals, INTERVAL)
+    if not isinstance(scenario.keyspace.value_size, int):
+        yield Cost(
+            "keyspace.value_size (a distribution: drawn per origin call)",
+            0.0,
+            s.requests * SIZE_DRAW,
+        )
     workers = scenario.origin.concurrency
     yield Cost(f"origin.concurrency ({_count(workers)} workers)", workers * ORIGIN_WORKER)
     if scenario.faults:
@@ -324,11 +332,13 @@ def _real_costs(scenario: Scenario, s: Shape) -> Iterator[Cost]:
     """Servers the lab starts, the values they hold, and the wall time of a real run."""
     topo = scenario.topology
     servers = topo.nodes * (1 + topo.replicas)
-    held = min(
-        float(scenario.keyspace.keys), s.requests, float(topo.capacity or math.inf) * topo.nodes
-    )
     value_size = scenario.keyspace.value_size
-    per_value = (value_size if isinstance(value_size, int) else 1024) + REAL_VALUE_OVERHEAD
+    mean_size = float(value_size) if isinstance(value_size, int) else value_size.mean_size
+    per_value = mean_size + REAL_VALUE_OVERHEAD
+    per_node = float(topo.capacity_keys or math.inf)
+    if topo.capacity_bytes is not None:  # a byte budget holds budget / bytes per entry
+        per_node = topo.capacity_bytes / per_value
+    held = min(float(scenario.keyspace.keys), s.requests, per_node * topo.nodes)
     yield Cost(
         f"topology.nodes ({servers} servers)",
         servers * SERVER[0],

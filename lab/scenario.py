@@ -22,14 +22,26 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from lab import backends, bounded_yaml
-from lab.core.units import Duration, Fraction, KeyCount, PositiveDuration, Rate, Size
+from lab.core.units import (
+    Duration,
+    Fraction,
+    KeyCount,
+    PositiveDuration,
+    Rate,
+    Size,
+    is_size_text,
+    parse_key_count,
+    parse_size,
+)
 from lab.names import check_name, one_line, short_repr
 from lab.patterns import StrategySpec as StrategySpec
 from lab.patterns.resilience import ClientSpec as ClientSpec
@@ -92,6 +104,24 @@ _DIST_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _check_params(spec: Any, what: str) -> None:
+    """A distribution's parameters: those of its kind given, no others, and in order."""
+    needed = _DIST_PARAMS[spec.distribution]
+    for name in needed:
+        if getattr(spec, name) is None:
+            raise ValueError(f"a {spec.distribution} {what} needs {' and '.join(needed)}")
+    for name in {"value", "mean", "median", "p99", "low", "high"} - set(needed):
+        if getattr(spec, name) is not None:
+            raise ValueError(
+                f"{name!r} does not apply to a {spec.distribution} {what} "
+                f"(it takes {', '.join(needed)})"
+            )
+    if spec.median is not None and spec.p99 is not None and spec.p99 <= spec.median:
+        raise ValueError("lognormal p99 must be larger than its median")
+    if spec.low is not None and spec.high is not None and spec.high < spec.low:
+        raise ValueError("uniform high must be >= low")
+
+
 class Distribution(_Model):
     """A latency distribution. Constants exist for exact tests; real runs want spread."""
 
@@ -105,24 +135,7 @@ class Distribution(_Model):
 
     @model_validator(mode="after")
     def _params_match_kind(self) -> Distribution:
-        needed = _DIST_PARAMS[self.distribution]
-        for name in needed:
-            if getattr(self, name) is None:
-                raise ValueError(f"a {self.distribution} distribution needs {' and '.join(needed)}")
-        for name in {"value", "mean", "median", "p99", "low", "high"} - set(needed):
-            if getattr(self, name) is not None:
-                raise ValueError(
-                    f"{name!r} does not apply to a {self.distribution} distribution "
-                    f"(it takes {', '.join(needed)})"
-                )
-        if self.distribution == "lognormal":
-            assert self.median is not None and self.p99 is not None
-            if self.p99 <= self.median:
-                raise ValueError("lognormal p99 must be larger than its median")
-        if self.distribution == "uniform":
-            assert self.low is not None and self.high is not None
-            if self.high < self.low:
-                raise ValueError("uniform high must be >= low")
+        _check_params(self, "distribution")
         return self
 
     @property
@@ -168,9 +181,65 @@ def _think_time(value: object) -> object:
 # --- workload --------------------------------------------------------------------------------
 
 
+class ValueSizeSpec(_Model):
+    """Value sizes that differ per key: each key's size is drawn once from this
+    distribution (fixed for a seed, the same on every backend; `lab/workload/values.py`),
+    rounded to whole bytes and kept within `min`..`max`."""
+
+    distribution: Literal["constant", "exponential", "lognormal", "uniform"]
+    value: Size | None = None
+    mean: Size | None = None
+    median: Size | None = None
+    p99: Size | None = None
+    low: Size | None = None
+    high: Size | None = None
+    min: Size = 1
+    max: Size = 512 * 1024**2
+
+    @model_validator(mode="after")
+    def _params_match_kind(self) -> ValueSizeSpec:
+        _check_params(self, "value size")
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max} B) must be >= min ({self.min} B)")
+        if self.max > MAX_VALUE_SIZE:
+            raise ValueError("max: at most 512MiB per value (the most Redis stores in one value)")
+        return self
+
+    @property
+    def mean_size(self) -> float:
+        """The mean size in bytes before clamping (for estimates)."""
+        if self.distribution == "constant":
+            return float(self.value or 0)
+        if self.distribution == "exponential":
+            return float(self.mean or 0)
+        if self.distribution == "uniform":
+            return (float(self.low or 0) + float(self.high or 0)) / 2
+        assert self.median is not None and self.p99 is not None
+        sigma = lognormal_sigma(self.median, self.p99)
+        return min(float(self.max), self.median * math.exp(sigma * sigma / 2))
+
+
+def _value_size(value: object) -> object:
+    """A size (`1KiB`, 1024) or a distribution of sizes (a mapping)."""
+    return value if isinstance(value, dict | ValueSizeSpec) else parse_size(value)
+
+
+def _size_or_distribution(value: object) -> str:
+    return "distribution" if isinstance(value, dict | ValueSizeSpec) else "bytes"
+
+
+ValueSize = Annotated[
+    Annotated[Annotated[int, Field(gt=0)], Tag("bytes")]
+    | Annotated[ValueSizeSpec, Tag("distribution")],
+    Discriminator(_size_or_distribution),
+    BeforeValidator(_value_size),
+]
+"""`keyspace.value_size`: bytes for every value, or a `ValueSizeSpec` drawn per key."""
+
+
 class Keyspace(_Model):
     keys: KeyCount = 10_000
-    value_size: Size = 1024
+    value_size: ValueSize = 1024
 
 
 class Mix(_Model):
@@ -280,16 +349,83 @@ class BusSpec(_Model):
     loss: Fraction = 0.0
 
 
+class ByteBudget(_Model):
+    """A capacity in bytes of data memory, as Redis counts it (`lab/sim/memory.py`)."""
+
+    bytes: Size
+
+
+def _capacity(value: object) -> object:
+    """`2000`, `'2000 keys'` (keys) or `64MiB` (bytes of data memory)."""
+    if value is None or isinstance(value, dict | ByteBudget):
+        return value
+    if is_size_text(value):
+        return {"bytes": parse_size(value)}
+    try:
+        return parse_key_count(value)
+    except ValueError:
+        raise ValueError(
+            f"expected a key count such as 10000 or '10000 keys', or bytes of data memory "
+            f"such as 64MiB, got {short_repr(value)}"
+        ) from None
+
+
+def _keys_or_bytes(value: object) -> str:
+    return "bytes" if isinstance(value, dict | ByteBudget) else "keys"
+
+
+Capacity = Annotated[
+    Annotated[Annotated[int, Field(gt=0)], Tag("keys")] | Annotated[ByteBudget, Tag("bytes")],
+    Discriminator(_keys_or_bytes),
+    BeforeValidator(_capacity),
+]
+"""`topology.capacity` per node: a key count, or a `ByteBudget` of data memory."""
+
+Eviction = Literal[
+    "lru",
+    "fifo",
+    "random",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+    "noeviction",
+]
+"""`lru` is exact LRU (for theory checks); the hyphenated names are Redis's policies,
+modelled as Redis implements them (`lab/sim/eviction.py`)."""
+
+
 class Topology(_Model):
     nodes: Annotated[int, Field(ge=1, le=1024)] = 1
     sharding: Literal["ketama", "slots", "modulo"] = "ketama"
-    capacity: KeyCount | None = None
-    eviction: Literal["lru", "fifo", "random"] = "lru"
+    capacity: Capacity | None = None
+    eviction: Eviction = "lru"
     network: Network = Network()
     service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
     bus: BusSpec = BusSpec()
     replicas: Annotated[int, Field(ge=0, le=1)] = 0
     replication_lag: Distribution = Distribution(distribution="lognormal", median=0.001, p99=0.02)
+
+    @property
+    def refuses_writes(self) -> bool:
+        """A full node may refuse writes (OOM): `noeviction`, or a `volatile-*` policy
+        with no key that has a TTL left to evict."""
+        return self.capacity is not None and (
+            self.eviction == "noeviction" or self.eviction.startswith("volatile-")
+        )
+
+    @property
+    def capacity_keys(self) -> int | None:
+        """The capacity per node in keys (None: in bytes, or no capacity)."""
+        return self.capacity if isinstance(self.capacity, int) else None
+
+    @property
+    def capacity_bytes(self) -> int | None:
+        """The capacity per node in bytes of data memory (None: in keys, or no capacity)."""
+        return self.capacity.bytes if isinstance(self.capacity, ByteBudget) else None
 
 
 class OriginSpec(_Model):
@@ -691,14 +827,19 @@ class Cell:
 # --- loading ---------------------------------------------------------------------------------
 
 
+_UNION_TAGS = {"value_size": ("bytes", "distribution"), "capacity": ("keys", "bytes")}
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     """`strategies.my-name.read`; a name that is not plain (the user's own: it may be
     long or hold anything) is quoted and cut."""
-    parts = []
+    parts: list[str] = []
     for part in loc:
         text = str(part)
         if text.startswith("function-") or text == "[key]":
             continue
+        if parts and text in _UNION_TAGS.get(parts[-1], ()):
+            continue  # which form of a field (keys or bytes) is not part of its name
         plain = re.fullmatch(r"\w[\w.-]{0,39}", text) is not None
         parts.append(text if plain else short_repr(text))
     return ".".join(parts) or "(top level)"

@@ -2,7 +2,7 @@
 
 from lab.core.protocols import Bus, Cache, Metrics, NoMetrics, Origin
 from lab.core.runtime import Queue, Runtime
-from lab.core.values import Key, Read, Source, Versioned
+from lab.core.values import Key, Read, SizeOf, Source, Versioned, size_of
 
 __all__ = [
     "Bus",
@@ -14,6 +14,8 @@ __all__ = [
     "Queue",
     "Read",
     "Runtime",
+    "SizeOf",
     "Source",
     "Versioned",
+    "size_of",
 ]

@@ -18,5 +18,6 @@ class OriginUnavailable(BackendError):
 
 
 class CacheRefused(CacheUnavailable):
-    """The cache node refused to store (out of memory with nothing it may evict, as Redis
-    answers OOM): a fill the strategy absorbs, counted as a cache error."""
+    """The cache refused a write for lack of memory (Redis's OOM reply under `noeviction`,
+    or a `volatile-*` policy with nothing left to evict). A strategy with a fallback
+    absorbs it: the fill is skipped and counted in `cache_errors`."""

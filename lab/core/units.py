@@ -98,10 +98,18 @@ def parse_key_count(value: object) -> int:
         size = _SIZE_RE.match(value)
         if size and size.group(2).lower() in _SIZE_UNITS:
             raise ValueError(
-                f"capacity in bytes ({value!r}) is not supported yet; give a key count "
-                "such as '10000 keys' (keys are what sim and real can match exactly)"
+                f"expected a key count such as 10000 or '10000 keys', got the size {value!r} "
+                "(a size in bytes is for topology.capacity only)"
             )
     raise ValueError(f"expected a key count such as 10000 or '10000 keys', got {value!r}")
+
+
+def is_size_text(value: object) -> bool:
+    """Whether `value` is a size with a unit (`64MiB`, `512B`) rather than a key count."""
+    if not isinstance(value, str):
+        return False
+    m = _SIZE_RE.match(value)
+    return m is not None and m.group(2).lower() in _SIZE_UNITS
 
 
 def format_duration(seconds: float) -> str:

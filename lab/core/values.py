@@ -7,6 +7,7 @@ comparing payloads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 Key = int | str
@@ -16,6 +17,17 @@ Key = int | str
 def key_name(key: Key) -> str:
     """The string a key is stored and hashed under on every backend."""
     return f"key:{key}" if isinstance(key, int) else key
+
+
+SizeOf = Callable[[Key], int]
+"""A key's value size in bytes (`lab/workload/values.py`: fixed per key for a seed)."""
+
+
+def size_of(value_size: int | SizeOf) -> SizeOf:
+    """`value_size` as a function of the key (a constant size for every key)."""
+    if callable(value_size):
+        return value_size
+    return lambda key: value_size
 
 
 Source = Literal["cache", "origin", "coalesced", "near", "stale"]

@@ -5,6 +5,7 @@ Every real backend uses these; `make_origin` picks one from the scenario.
 
 from __future__ import annotations
 
+from lab.core import SizeOf
 from lab.origins.base import RealOrigin, latency_from_env
 from lab.origins.postgres import PostgresOrigin
 from lab.origins.sqlite import SqliteOrigin
@@ -22,7 +23,7 @@ __all__ = [
 def make_origin(
     spec: OriginSpec,
     *,
-    value_size: int,
+    value_size: int | SizeOf,
     seed: int = 0,
     emulate_latency: bool = True,
 ) -> SqliteOrigin | PostgresOrigin:

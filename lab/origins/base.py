@@ -25,7 +25,7 @@ import asyncio
 import os
 from typing import Protocol, TypeVar
 
-from lab.core import Key, Versioned
+from lab.core import Key, SizeOf, Versioned
 from lab.core.errors import OriginUnavailable
 from lab.sampling import Sampler, rng_for, sampler
 from lab.scenario import OriginSpec
@@ -104,7 +104,7 @@ class EmulatedOrigin:
     sees the data as of the start of its service, a write commits at its end, at most
     `concurrency` in service) and the origin faults. Subclasses run the queries."""
 
-    value_size: int
+    value_size: int | SizeOf
     _emu: Emulation | None
     _names: Names
 
@@ -120,11 +120,16 @@ class EmulatedOrigin:
         name = self._names.name(key)
         emu.check()
         if not emu.enabled:
-            return Versioned(await self._read_version(name), self.value_size)
+            return Versioned(await self._read_version(name), self._size(key))
         async with emu.slots:
             version = await self._read_version(name)  # data as of the start of service
             await asyncio.sleep(emu.read_latency() * emu.factor)
-        return Versioned(version, self.value_size)
+        return Versioned(version, self._size(key))
+
+    def _size(self, key: Key) -> int:
+        """The key's value size (fixed per key for the run's seed)."""
+        value_size = self.value_size
+        return value_size(key) if callable(value_size) else value_size
 
     async def write(self, key: Key, value: Versioned | None = None) -> Versioned:
         """Commit the next version, or (write-behind) store `value` unless the origin
@@ -139,7 +144,7 @@ class EmulatedOrigin:
                 version = await self._commit(name, value)  # commits at the end of service
         else:
             version = await self._commit(name, value)
-        return held(version, value, self.value_size)
+        return held(version, value, self._size(key))
 
     def slow(self, factor: float) -> None:
         """origin_slow: multiply the emulated latency by `factor`."""
@@ -154,6 +159,11 @@ class EmulatedOrigin:
     def recover(self) -> None:
         assert self._emu is not None, "open() the origin first"
         self._emu.factor, self._emu.down = 1.0, False
+
+
+def blob_size(value_size: int | SizeOf) -> int:
+    """The bytes a row holds in the database (a typical size when sizes differ per key)."""
+    return value_size if isinstance(value_size, int) else int(getattr(value_size, "typical", 0))
 
 
 def held(version: int, value: Versioned | None, value_size: int) -> Versioned:

@@ -8,9 +8,9 @@ import os
 import secrets
 from typing import Any
 
-from lab.core import Key, Versioned
+from lab.core import Key, SizeOf, Versioned
 from lab.core.errors import OriginUnavailable
-from lab.origins.base import EmulatedOrigin, Emulation, Names
+from lab.origins.base import EmulatedOrigin, Emulation, Names, blob_size
 from lab.scenario import OriginSpec
 
 
@@ -27,7 +27,7 @@ class PostgresOrigin(EmulatedOrigin):
         spec: OriginSpec,
         url: str,
         *,
-        value_size: int,
+        value_size: int | SizeOf,
         seed: int = 0,
         emulate_latency: bool = True,
         connect_timeout: float = 5.0,
@@ -44,7 +44,7 @@ class PostgresOrigin(EmulatedOrigin):
         self._all_connections: list[Any] = []
         self._emu: Emulation | None = None
         self._names = Names()
-        self._blob = b"\0" * value_size
+        self._blob = b"\0" * blob_size(value_size)
         self._created = False
 
     async def open(self) -> None:

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lab.core import Key, Versioned
+from lab.core import Key, SizeOf, Versioned
 from lab.core.errors import OriginUnavailable
-from lab.origins.base import EmulatedOrigin, Emulation, Names
+from lab.origins.base import EmulatedOrigin, Emulation, Names, blob_size
 from lab.scenario import OriginSpec
 
 T = TypeVar("T")
@@ -39,7 +39,7 @@ class SqliteOrigin(EmulatedOrigin):
         self,
         spec: OriginSpec,
         *,
-        value_size: int,
+        value_size: int | SizeOf,
         seed: int = 0,
         emulate_latency: bool = True,
         path: str | Path | None = None,
@@ -59,7 +59,7 @@ class SqliteOrigin(EmulatedOrigin):
         self._pool: ThreadPoolExecutor | None = None
         self._emu: Emulation | None = None
         self._names = Names()
-        self._blob = b"\0" * value_size
+        self._blob = b"\0" * blob_size(value_size)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -15,7 +15,19 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from lab.core import Bus, Cache, Key, Metrics, NoMetrics, Origin, Read, Runtime, Versioned
+from lab.core import (
+    Bus,
+    Cache,
+    Key,
+    Metrics,
+    NoMetrics,
+    Origin,
+    Read,
+    Runtime,
+    SizeOf,
+    Versioned,
+    size_of,
+)
 from lab.core.capabilities import Capability
 from lab.core.settings import Settings
 from lab.core.units import PositiveDuration
@@ -88,7 +100,8 @@ class Wiring:
     """Seeds the parts' own random draws (one value per app instance)."""
     raw_cache: Cache | None = None
     metrics: Metrics = field(default_factory=NoMetrics)
-    value_size: int = 1024
+    value_size: int | SizeOf = 1024
+    """A key's value size: a constant or `lab.workload.values.ValueSizes`."""
     versions: VersionClock = field(default_factory=VersionClock)
     """Shared by all app instances of a run: write-behind's versions."""
     bus: Bus | None = None
@@ -116,7 +129,7 @@ class Part:
         self.fill_nx = spec.fill == "add"  # fill a miss with SET NX (memcached's add)
         self.random = random.Random(wiring.seed)  # parts that draw (XFetch) stay deterministic
         self.metrics = wiring.metrics
-        self.value_size = wiring.value_size
+        self.size_of = size_of(wiring.value_size)
         self.versions = wiring.versions
 
     @classmethod

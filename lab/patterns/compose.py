@@ -13,7 +13,18 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
-from lab.core import Bus, Cache, Key, Metrics, NoMetrics, Origin, Read, Runtime, Versioned
+from lab.core import (
+    Bus,
+    Cache,
+    Key,
+    Metrics,
+    NoMetrics,
+    Origin,
+    Read,
+    Runtime,
+    SizeOf,
+    Versioned,
+)
 from lab.core.versions import VersionClock
 from lab.patterns.base import Capabilities, Layer, NextRead, NextWrite, Part, Wiring
 from lab.patterns.registry import StrategyRules
@@ -83,7 +94,7 @@ def build_strategy(
     seed: int = 0,
     *,
     metrics: Metrics | None = None,
-    value_size: int = 1024,
+    value_size: int | SizeOf = 1024,
     versions: VersionClock | None = None,
     bus: Bus | None = None,
     resilient: bool = False,

@@ -60,7 +60,7 @@ class WriteBehind(WritePath):
         self._in_flight = 0
 
     async def write(self, key: Key) -> Versioned:
-        value = Versioned(self.versions.next(key), self.value_size)
+        value = Versioned(self.versions.next(key), self.size_of(key))
         version = value.version
         ttl = self.next_ttl()
         try:

@@ -20,8 +20,10 @@ from lab.scenario import Cell, Fault, Scenario
 from lab.sim.bus import SimBus
 from lab.sim.cluster import SimCluster, SimNode
 from lab.sim.faults import FAULTS, SimFaults, schedule_faults
+from lab.sim.memory import RedisMemory, SizeTally
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
+from lab.workload.values import run_value_size, value_sizes
 
 T = TypeVar("T")
 
@@ -45,6 +47,7 @@ class SimBackend:
         self.env = simpy.Environment()
         self.seed = 0
         self.value_size = 0
+        self.memory: RedisMemory | None = None
         self.cluster: SimCluster | None = None
         self.origin: SimOrigin | None = None
         self.bus: SimBus | None = None
@@ -65,11 +68,12 @@ class SimBackend:
 
     def _parts(self, scenario: Scenario, cell: Cell) -> Parts:
         env, seed, topo = self.env, cell.seed, scenario.topology
-        self.seed, self.value_size = seed, scenario.keyspace.value_size
+        self.seed, self.value_size = seed, value_sizes(scenario.keyspace, seed).typical
+        self.memory = memory_model(scenario)
         cluster = self.cluster = SimCluster(
             env,
             nodes=topo.nodes,
-            capacity=topo.capacity,
+            capacity=topo.capacity_keys,
             eviction=topo.eviction,
             sharding=topo.sharding,
             keys=scenario.keyspace.keys,
@@ -79,11 +83,13 @@ class SimBackend:
             timeout=scenario.strategies[cell.strategy].client.timeout,
             replicas=topo.replicas,
             replication_lag=sampler(topo.replication_lag, rng_for(seed, "node.replication")),
+            budget=topo.capacity_bytes,
+            memory=self.memory,
         )
         spec = scenario.origin
         origin = self.origin = SimOrigin(
             env,
-            value_size=scenario.keyspace.value_size,
+            value_size=run_value_size(scenario.keyspace, seed),
             read_latency=sampler(spec.read_latency, rng_for(seed, "origin.read")),
             write_latency=sampler(spec.write_latency, rng_for(seed, "origin.write")),
             concurrency=spec.concurrency,
@@ -102,12 +108,18 @@ class SimBackend:
         cluster = self._cluster
         cluster.op_times.fold()
         keys = cluster.size
-        # the simulator stores no bytes: memory is the values' payload (keys x value_size)
         return {
             "evictions": cluster.evictions,
             "cache_keys": keys,
-            "cache_memory": keys * self.value_size,
+            "cache_memory": self._memory_held(keys),
         }
+
+    def _memory_held(self, keys: int) -> int:
+        """Data memory as the model counts it; without one (every value one size, the
+        capacity in keys) the values' payload, keys x value_size."""
+        if self.memory is None:
+            return keys * self.value_size
+        return self._cluster.used_bytes
 
     @property
     def _cluster(self) -> SimCluster:
@@ -127,6 +139,8 @@ class SimBackend:
     def warmup_over(self, parts: Parts) -> int:
         cluster = self._cluster
         cluster.op_times.reset()  # operations so far belong to the warm-up
+        for node in cluster.nodes:
+            node.store.evicted = SizeTally()
         return cluster.evictions
 
     async def final_state(self, parts: Parts) -> FinalState:
@@ -135,10 +149,12 @@ class SimBackend:
         keys = cluster.size
         fields: dict[str, Any] = dict(cluster.op_times.summary())
         fields["simulated_time"] = float(self.env.now)
+        if self.memory is not None:
+            fields.update(memory_fields(self.memory, cluster))
         return FinalState(
             evictions=cluster.evictions,
             cache_keys=keys,
-            cache_memory=keys * self.value_size,
+            cache_memory=self._memory_held(keys),
             origin_versions=origin.versions(),
             fields=fields,
         )
@@ -146,6 +162,34 @@ class SimBackend:
     async def inventory(self, parts: Parts) -> list[NodeKeys]:
         now = float(self.env.now)
         return [_node_keys(node, now) for node in self._cluster.nodes]
+
+
+def memory_fields(model: RedisMemory, cluster: SimCluster) -> dict[str, Any]:
+    """How memory was counted, and which values were evicted (after the warm-up) and
+    held (at the end), by value size."""
+    evicted = SizeTally()
+    held_bytes = held = 0
+    for node in cluster.nodes:
+        evicted.merge(node.store.evicted)
+        for value in node.store.values():
+            held_bytes += value.size
+            held += 1
+    evictions = sum(evicted.counts)
+    return {
+        "memory_accounting": model.name,
+        "evictions_by_size": evicted.as_dict(),
+        "evicted_value_size_mean": evicted.bytes / evictions if evictions else None,
+        "held_value_size_mean": held_bytes / held if held else None,
+    }
+
+
+def memory_model(scenario: Scenario) -> RedisMemory | None:
+    """How the simulator counts bytes: Redis 7.0's formula when the capacity is in bytes
+    or values differ in size (then `cache_memory` means something); None otherwise."""
+    topo = scenario.topology
+    if topo.capacity_bytes is None and isinstance(scenario.keyspace.value_size, int):
+        return None
+    return RedisMemory(cluster=topo.sharding == "slots")
 
 
 def _node_keys(node: SimNode, now: float) -> NodeKeys:

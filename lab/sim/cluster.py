@@ -23,12 +23,15 @@ import simpy
 from simpy.events import Event
 
 from lab.core import Key, Versioned
-from lab.core.errors import CacheUnavailable
+from lab.core.errors import CacheRefused, CacheUnavailable
 from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
 from lab.sharding import UNKNOWN, Sharding, key_name, lazy_owner_table
 from lab.sim.bridge import Wait, wake_after
-from lab.sim.store import Eviction, Store, make_store
+from lab.sim.eviction import RedisStore, make_store
+from lab.sim.expiry import HZ
+from lab.sim.memory import RedisMemory
+from lab.sim.store import Eviction, Store
 
 NAME_MEMO = 1 << 20
 """Most key names whose owner a cluster remembers (lock, lease and versioned keys)."""
@@ -156,17 +159,20 @@ class SimCluster:
         timeout: float = 0.1,
         replicas: int = 0,
         replication_lag: Sampler | None = None,
+        budget: int | None = None,
+        memory: RedisMemory | None = None,
     ) -> None:
         self.env = env
         self.timeout = timeout
         self._replication_lag: Sampler = replication_lag or (lambda: 0.001)
-        self.nodes = [
-            SimNode(i, make_store(capacity, eviction, seed + i), service) for i in range(nodes)
-        ]
         self._capacity, self._eviction, self._seed = capacity, eviction, seed
+        self._budget, self._memory = budget, memory
+        self.nodes = [SimNode(i, self._store(seed + i), service) for i in range(nodes)]
         if replicas:
             for node in self.nodes:
-                node.replica = make_store(capacity, eviction, seed + 1000 + node.index)
+                node.replica = self._store(seed + 1000 + node.index)
+        if isinstance(self.nodes[0].store, RedisStore):  # Redis's cron: active expiry
+            wake_after(env, 1.0 / HZ).callbacks.append(self._cron)
         self._rtt = rtt
         self.op_times = OpLatencies()
         """Every operation's time; the runner resets it at the end of the warm-up."""
@@ -212,7 +218,7 @@ class SimCluster:
 
         def later(_: Event) -> None:
             if node.generation == generation and node.replica is replica:
-                apply(replica)
+                _applied(apply, replica)  # a write a full replica refuses is dropped
 
         wake_after(self.env, self._replication_lag()).callbacks.append(later)
 
@@ -247,13 +253,15 @@ class SimCluster:
         if blocked is not None:
             yield blocked[0]
             raise CacheUnavailable(blocked[1])
-        result = apply(node.store)  # it reached the server: it takes effect
+        result, refused = _applied(apply, node.store)  # it reached the server: it takes effect
         delay = node.delay(now, self._rtt())
         if delay > self.timeout:
             yield float(self.timeout)
             raise CacheUnavailable(f"node {node.index}: timed out after {self.timeout}s")
         self._op_add(delay)
         yield delay
+        if refused is not None:
+            raise refused
         return result
 
     def _op(
@@ -266,10 +274,12 @@ class SimCluster:
         if node.faulty:
             result = yield from self._faulty(node, now, mutate)
         else:
-            result = mutate(node.store)
+            result, refused = _applied(mutate, node.store)
             took = node.delay(now, self._rtt())
             self._op_add(took)
             yield took
+            if refused is not None:
+                raise refused
         if node.replica is not None and replicate is not None:
             self._replicate(node, now, replicate)
         return result
@@ -284,11 +294,17 @@ class SimCluster:
         if not node.faulty and node.replica is None:  # the common case, without closures
             store = node.store
             done = not (nx and store.contains(key, now))
+            refused = None
             if done:
-                store.set(key, value, ttl, now)
+                try:
+                    store.set(key, value, ttl, now)
+                except CacheRefused as exc:  # the reply comes back after a round trip
+                    refused = exc
             took = node.delay(now, self._rtt())
             self._op_add(took)
             yield took
+            if refused is not None:
+                raise refused
             return done
 
         def mutate(store: Store) -> bool:
@@ -363,9 +379,23 @@ class SimCluster:
         counted: int = yield from self._op(key, mutate, mutate)
         return counted
 
+    def _cron(self, _: Event) -> None:
+        """`serverCron` on every primary (`hz` times a second, for as long as the run)."""
+        now = self.env._now
+        for node in self.nodes:
+            store = node.store
+            if isinstance(store, RedisStore):
+                store.cron(now)
+        wake_after(self.env, 1.0 / HZ).callbacks.append(self._cron)
+
+    def _store(self, seed: int) -> Store:
+        return make_store(
+            self._capacity, self._eviction, seed, budget=self._budget, memory=self._memory
+        )
+
     def fresh_store(self, node: SimNode) -> Store:
         """An empty store like the node's (a cold restart)."""
-        return make_store(self._capacity, self._eviction, self._seed + 7919 * (node.generation + 1))
+        return self._store(self._seed + 7919 * (node.generation + 1))
 
     @property
     def evictions(self) -> int:
@@ -374,3 +404,17 @@ class SimCluster:
     @property
     def size(self) -> int:
         return sum(len(n.store) for n in self.nodes)
+
+    @property
+    def used_bytes(self) -> int:
+        """Data memory the primaries hold (0 without a memory model)."""
+        return sum(n.store.used_bytes for n in self.nodes)
+
+
+def _applied(apply: Callable[[Store], Any], store: Store) -> tuple[Any, CacheRefused | None]:
+    """Run a command on a store; a refused write is returned, to be raised after its
+    round trip (Redis answers OOM like any reply)."""
+    try:
+        return apply(store), None
+    except CacheRefused as exc:
+        return None, exc

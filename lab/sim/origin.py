@@ -28,7 +28,7 @@ from typing import Any
 
 import simpy
 
-from lab.core import Key, Versioned
+from lab.core import Key, SizeOf, Versioned, size_of
 from lab.core.errors import OriginUnavailable
 from lab.sampling import Sampler
 from lab.sim.bridge import Wait
@@ -49,7 +49,7 @@ class SimOrigin:
         self,
         env: simpy.Environment,
         *,
-        value_size: int,
+        value_size: int | SizeOf,
         read_latency: Sampler,
         write_latency: Sampler,
         concurrency: int,
@@ -57,6 +57,7 @@ class SimOrigin:
     ) -> None:
         self.env = env
         self.value_size = value_size
+        self._size = size_of(value_size)
         self._read_latency = read_latency
         self._write_latency = write_latency
         self._rtt = rtt
@@ -65,7 +66,8 @@ class SimOrigin:
         self.down = False  # origin_down refuses requests
         # per key: [(commit time, value), ...], oldest first, pruned as time passes
         self._rows: dict[Key, list[tuple[float, Versioned]]] = {}
-        self._initial = Versioned(0, value_size)
+        # one shared initial row when every value has the same size
+        self._initial = Versioned(0, value_size) if isinstance(value_size, int) else None
 
     def slow(self, factor: float) -> None:
         self._slow = factor
@@ -90,11 +92,15 @@ class SimOrigin:
     def _as_of(self, key: Key, t: float) -> Versioned:
         history = self._rows.get(key)
         if history is None:
-            return self._initial
+            return self._initial_row(key)
         for commit, value in reversed(history):
             if commit <= t:
                 return value
-        return self._initial  # before the first commit (once trimmed, the first is at -inf)
+        return self._initial_row(key)  # before the first commit (once trimmed: at -inf)
+
+    def _initial_row(self, key: Key) -> Versioned:
+        initial = self._initial
+        return initial if initial is not None else Versioned(0, self._size(key))
 
     @coroutine
     def read(self, key: Key) -> Generator[Wait, Any, Versioned]:
@@ -120,10 +126,10 @@ class SimOrigin:
         history = self._rows.get(key)
         if history is None:
             history = self._rows[key] = []
-        latest_commit, latest = history[-1] if history else (0.0, self._initial)
+        latest_commit, latest = history[-1] if history else (0.0, self._initial_row(key))
         commit = end if end > latest_commit else latest_commit  # the row lock
         if value is None:
-            row = Versioned(latest.version + 1, self.value_size)
+            row = Versioned(latest.version + 1, self._size(key))
         elif value.version > latest.version:
             row = Versioned(value.version, value.size)
         else:

@@ -30,6 +30,7 @@ from lab.trace.oracle import write_oracle_general
 from lab.trace.source import detect_format, is_zstd
 from lab.trace.spec import Format, TraceError
 from lab.workload.stream import RequestStream
+from lab.workload.values import ValueSizes, value_sizes
 
 CHUNK = 1 << 16
 
@@ -102,7 +103,7 @@ def synthesize(
         )
     seed = scenario.seeds[0] if seed is None else seed
     done = Synthesized(out, fmt)
-    size = scenario.keyspace.value_size
+    size = value_sizes(scenario.keyspace, seed)
     blocks = _counted(_blocks(scenario, seed, requests), done)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
@@ -129,7 +130,7 @@ def _counted(blocks: Iterator[Block], done: Synthesized) -> Iterator[Block]:
         yield block
 
 
-def _write_csv(tmp: Path, blocks: Iterator[Block], size: int, compress: bool) -> None:
+def _write_csv(tmp: Path, blocks: Iterator[Block], size: ValueSizes, compress: bool) -> None:
     with tmp.open("wb") as raw:
         if compress:
             import zstandard
@@ -143,7 +144,7 @@ def _write_csv(tmp: Path, blocks: Iterator[Block], size: int, compress: bool) ->
             if not header_written:
                 text.write(csv_header(time is not None, has_size=True))
                 header_written = True
-            write_csv_rows(text, time, keys, writes, np.full(keys.size, size, dtype=np.int64))
+            write_csv_rows(text, time, keys, writes, size.array(keys))
         if not header_written:
             text.write(csv_header(True, has_size=True))
         text.flush()
@@ -152,7 +153,7 @@ def _write_csv(tmp: Path, blocks: Iterator[Block], size: int, compress: bool) ->
         text.detach()
 
 
-def _write_oracle(tmp: Path, blocks: Iterator[Block], size: int, compress: bool) -> None:
+def _write_oracle(tmp: Path, blocks: Iterator[Block], size: ValueSizes, compress: bool) -> None:
     plain = tmp.with_name(tmp.name + ".plain") if compress else tmp
     try:
         write_oracle_general(
@@ -161,7 +162,7 @@ def _write_oracle(tmp: Path, blocks: Iterator[Block], size: int, compress: bool)
                 (
                     time if time is not None else np.zeros(keys.size),
                     keys.astype(np.uint64),
-                    np.full(keys.size, size, dtype=np.int64),
+                    size.array(keys),
                 )
                 for time, keys, _ in blocks
             ),

@@ -10,7 +10,7 @@ from lab.runner import run_cell
 from lab.scenario import Cell
 from lab.sharding import lazy_owner_table
 from lab.sim.cluster import SimNode
-from lab.sim.store import make_store
+from lab.sim.eviction import make_store
 from lab.workload.stream import RequestStream
 from tests.helpers import timed_scenario
 

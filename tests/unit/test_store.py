@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lab.core import Versioned
-from lab.sim.store import RandomStore, Store, make_store
+from lab.sim.eviction import make_store
+from lab.sim.store import RandomStore, Store
 
 
 def v(version: int) -> Versioned:
