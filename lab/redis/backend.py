@@ -38,7 +38,15 @@ from lab.redis.capacity import CapacityController
 from lab.redis.deployment import Target
 from lab.redis.faults import FAULTS, RedisFaults
 from lab.redis.gauges import ServerGauges
-from lab.redis.site import POLICIES, REDIS_POLICIES, Site, check_target, configure, open_site
+from lab.redis.site import (
+    POLICIES,
+    REDIS_POLICIES,
+    Site,
+    check_target,
+    configure,
+    open_site,
+    samples_for,
+)
 from lab.scenario import Cell, Fault, Scenario
 from lab.workload.values import run_value_size, value_sizes
 
@@ -266,7 +274,8 @@ class RedisBackend:
         address = site.deployment.addresses[index]
         if controller is not None:
             controller.retarget(index, address)
-        configure(address, site.deployment, site.policy, limit)
+        assert self.scenario is not None
+        configure(address, site.deployment, site.policy, limit, samples_for(self.scenario))
 
     # -- the run -----------------------------------------------------------------
 
@@ -281,6 +290,7 @@ class RedisBackend:
         await bus.start()
         if self.controller is not None:  # every connection of the run open before the
             gauges.poll()  # limits are set: a new one costs a Redis 7.0 server ~37 KiB
+            await self.controller.adjust()  # room for the connections now open
             await cache.touch_all(_reply_size(scenario, self.seed))
             await self.controller.prime(SCRIPTS)
         runtime.restart_clock()

@@ -47,6 +47,14 @@ POLICIES = {"lru": "allkeys-lru", "random": "allkeys-random"} | {p: p for p in R
 `lru` and `random` become Redis's sampled `allkeys-lru` and `allkeys-random`; `fifo` has
 no Redis equivalent."""
 MAXMEMORY_SAMPLES = 10
+"""For the theory's exact `lru`: as close to exact as Redis's sampled LRU gets cheaply."""
+REDIS_SAMPLES = 5
+"""For Redis's own policy names: Redis's default, the one the simulator models."""
+
+
+def samples_for(scenario: Scenario) -> int:
+    """maxmemory-samples for the scenario's eviction."""
+    return REDIS_SAMPLES if scenario.topology.eviction in REDIS_POLICIES else MAXMEMORY_SAMPLES
 
 
 @dataclass
@@ -171,13 +179,13 @@ def _calibrate(site: Site, scenario: Scenario, cell: Cell, controls: list[redis.
             capacity=keys,
             budget=budget,
             policy=policy,
-            samples=MAXMEMORY_SAMPLES,
+            samples=samples_for(scenario),
             ttl=scenario.strategies[cell.strategy].ttl,
             uniform=sizes.constant is not None,
         )
         site.calibrations.append(calibration)
         for address in deployment.replica_addresses(i):
-            configure(address, deployment, policy, calibration.maxmemory)
+            configure(address, deployment, policy, calibration.maxmemory, samples_for(scenario))
     budgets = [c.budget for c in site.calibrations]
     what = f"{keys} keys" if keys is not None else f"{budget} bytes"
     site.notes.append(
@@ -220,14 +228,20 @@ def _node_keys(deployment: Deployment, scenario: Scenario, count: int) -> list[l
     return ids
 
 
-def configure(address: Address, deployment: Deployment, policy: str, maxmemory: int) -> None:
+def configure(
+    address: Address,
+    deployment: Deployment,
+    policy: str,
+    maxmemory: int,
+    samples: int = MAXMEMORY_SAMPLES,
+) -> None:
     """The eviction settings of a primary on another server (a replica, for after a
     failover, or a restarted node: CONFIG SET does not survive a restart)."""
     client = redis.Redis(
         host=address[0], port=address[1], socket_timeout=5.0, **deployment.connection
     )
     try:
-        configure_eviction(client, policy, MAXMEMORY_SAMPLES)
+        configure_eviction(client, policy, samples)
         client.config_set("maxmemory", maxmemory)
     finally:
         client.close()
