@@ -19,15 +19,18 @@ def test_fidelity_quick_cut(tmp_path: Path, default_binary: ServerBinary) -> Non
                  "--server", default_binary.flavor]) == 0  # fmt: skip
     out = tmp_path / "fidelity"
     rows = pd.read_csv(out / "fidelity.csv")
-    assert len(rows) == 2 and set(rows["server"]) == {default_binary.label}
+    assert len(rows) == 3 and set(rows["server"]) == {default_binary.label}
     assert (rows["errors_real"] == 0).all() and (rows["errors_sim"] == 0).all()
     assert (rows["cache_errors_real"] == 0).all()
     # read-only: the hit ratio depends on the request order only (within 1 point); with
-    # writes, also on how long a miss's fill is in flight, which a loaded machine stretches
+    # writes, also on how long a miss's fill is in flight (every read of an invalidated
+    # hot key misses until it lands), which a loaded machine stretches: 1-5 points lower
     read_only = rows["writes"] == 0
     assert (rows[read_only]["hit_diff_points"].abs() <= 1.0).all(), rows
-    assert (rows["hit_diff_points"].abs() <= 3.0).all(), rows
-    assert ((rows["keys_real"] - rows["keys_sim"]).abs() <= 0.01 * rows["keys_sim"]).all()
+    assert (rows["hit_diff_points"].abs() <= 6.0).all(), rows
+    in_keys = rows["capacity"].str.endswith("keys")  # in bytes: each backend's own bytes
+    held = rows[in_keys]
+    assert ((held["keys_real"] - held["keys_sim"]).abs() <= 0.01 * held["keys_sim"]).all()
     for fmt in ("png", "svg"):
         assert (out / "figures" / f"fidelity.{fmt}").stat().st_size > 0
     text = report.read_text()
