@@ -93,6 +93,7 @@ class Row:
             "errors_sim": sim["errors"],
             "errors_real": real["errors"],
             "cache_errors_real": real.get("cache_errors", 0),
+            "driver_lag_p99_real": real.get("driver_lag_p99"),
         }
 
 

@@ -132,8 +132,9 @@ class Calibration:
     """The limit set at the end of the calibration (its connections then)."""
     capacity: int | None = None
     """The capacity in keys it was measured for (None: a capacity in bytes)."""
-    uniform: bool = False
-    """Every key takes `bytes_per_key` (one value size): the key count measures the data."""
+    by_count: bool = False
+    """Hold `capacity` keys by counting them (a capacity in keys, as the simulator holds
+    it: the most keys a node may hold, whatever their sizes), not bytes."""
     marginal_per_key: float = 0.0
     """Bytes one key frees when deleted from a full node (less than `bytes_per_key`: the
     dictionary's buckets stay; on Valkey 8+ much less). The controller's step."""
@@ -141,12 +142,12 @@ class Calibration:
     def limit(self, now: Memory, empty_data: int | None = None) -> int:
         """maxmemory that lets this node hold its capacity, given `now`.
 
-        With a capacity in keys of one size: the memory counted now plus the missing keys
+        By count (a capacity in keys): the memory counted now plus the missing keys
         (minus the excess), so whatever else the server allocates as dataset on first use
         (pub/sub, scripts, a connection's first commands: ~25 KiB each) never costs keys.
         Otherwise: non-data memory now + the empty server's data (`empty_data`, measured
         again just before the run) + the budget."""
-        if self.uniform and self.capacity is not None:
+        if self.by_count and self.capacity is not None:
             # a step of GAIN x the marginal bytes of a key: a node short of (or over) its
             # capacity moves towards it without overshooting it
             missing = self.capacity - now.keys
@@ -214,7 +215,7 @@ def calibrate(
     policy: str = "allkeys-lru",
     samples: int = 10,
     ttl: float | None = None,
-    uniform: bool = False,
+    by_count: bool = False,
 ) -> Calibration:
     """Measure the data memory of `names` (the node's own keys, in the order the run is
     likely to fill them) with their values, then set the limit.
@@ -245,7 +246,7 @@ def calibrate(
     assert budget is not None
     limit = read_memory(client).counted_nondata + empty.data + budget
     client.config_set("maxmemory", limit)
-    return Calibration(budget, per_key, empty.data, limit, capacity, uniform, marginal)
+    return Calibration(budget, per_key, empty.data, limit, capacity, by_count, marginal)
 
 
 class CapacityController:

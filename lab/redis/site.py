@@ -181,7 +181,7 @@ def _calibrate(site: Site, scenario: Scenario, cell: Cell, controls: list[redis.
             policy=policy,
             samples=samples_for(scenario),
             ttl=scenario.strategies[cell.strategy].ttl,
-            uniform=sizes.constant is not None,
+            by_count=keys is not None,
         )
         site.calibrations.append(calibration)
         for address in deployment.replica_addresses(i):

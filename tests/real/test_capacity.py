@@ -39,7 +39,7 @@ def test_budget_is_what_the_run_keys_take(server: RedisServer, size: int) -> Non
             lambda _name: value,
             capacity=500,
             ttl=60.0,
-            uniform=True,
+            by_count=True,
         )
         assert cal.budget == pytest.approx(500 * cal.bytes_per_key)
         assert cal.marginal_per_key > 0
