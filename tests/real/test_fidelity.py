@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from lab.cli import main
 from lab.fidelity.report import BEGIN, END, update_report
@@ -49,6 +50,12 @@ def test_report_section_replaced_not_repeated(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))  # nothing half-written left behind
 
 
-def test_unknown_server_is_one_line_exit_2(tmp_path: Path) -> None:
-    assert main(["fidelity", "--server", "nosuch", "--results", str(tmp_path)]) == 2
+def test_unknown_server_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["fidelity", "--server", "nosuch", "--results", str(tmp_path)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--server" in err
     assert not list(tmp_path.iterdir())  # nothing written
