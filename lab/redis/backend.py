@@ -214,7 +214,10 @@ class RedisBackend:
         stack.push_async_callback(bus.close)
         if site.calibrations:
             controller = CapacityController(
-                list(deployment.addresses), site.calibrations, connection=deployment.connection
+                list(deployment.addresses),
+                site.calibrations,
+                connection=deployment.connection,
+                connections=pool_size,
             )
             self.controller = controller
             stack.push_async_callback(controller.close)

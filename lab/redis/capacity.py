@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,10 @@ SAMPLE_KEYS = 50_000
 """Keys written at most to measure a budget (more: scaled from the sample)."""
 BATCH_BYTES = 1 << 20
 """Bytes of values per pipeline while measuring."""
+RETARGET_GRACE = 2.0
+"""Seconds after a failover during which the limit leaves room for new connections."""
+CONNECTION_BYTES = 40 * 1024
+"""What a new connection takes on Redis 7.0 at once (query and reply buffers, ~37 KiB)."""
 GAIN = 0.8
 """Fraction of the missing keys' marginal bytes the controller adds per step."""
 CLIENTS_UNLIMITED = 1 << 40
@@ -268,8 +273,12 @@ class CapacityController:
         *,
         period: float = 0.05,
         connection: dict[str, Any] | None = None,
+        connections: int = 64,
     ) -> None:
         self.connection = dict(connection or {})
+        self.connections = connections
+        """The run's connections per node (for the room after a failover)."""
+        self._grace_until = [0.0] * len(addresses)
         self.calibrations = calibrations
         self.period = period
         self.limits = [c.maxmemory for c in calibrations]
@@ -294,9 +303,13 @@ class CapacityController:
         )
 
     def retarget(self, index: int, address: tuple[str, int]) -> None:
-        """Node `index` is now served at `address` (a replica took over)."""
+        """Node `index` is now served at `address` (a replica took over). The run's
+        connections move there one by one, each taking ~37 KiB at once on Redis 7.0:
+        for `RETARGET_GRACE` seconds the limit leaves room for all of them, so a small
+        cache is not evicted whole and then refusing fills while they arrive."""
         self._retired.append(self._clients[index])
         self._clients[index] = self._client(address)
+        self._grace_until[index] = time.monotonic() + RETARGET_GRACE
 
     async def prime(self, scripts: Sequence[str] = ()) -> None:
         """Just before the run, with its connections open, its subscriptions made and
@@ -320,6 +333,8 @@ class CapacityController:
             now = await read_memory_async(client)
             self.data[index] = now.data - self.empty_data[index]
             limit = cal.limit(now, self.empty_data[index])
+            if time.monotonic() < self._grace_until[index]:
+                limit += self.connections * CONNECTION_BYTES
             if limit != self.limits[index]:
                 await client.config_set("maxmemory", limit)
                 self.limits[index] = limit
