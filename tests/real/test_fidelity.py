@@ -26,11 +26,14 @@ def test_fidelity_quick_cut(tmp_path: Path, default_binary: ServerBinary) -> Non
     # read-only: the hit ratio depends on the request order only (within 1 point); with
     # writes, also on how long a miss's fill is in flight (every read of an invalidated
     # hot key misses until it lands), which a loaded machine stretches: 1-5 points lower
+    # (in bytes, each server holds what its own entries take: Redis 7.0 ~8% fewer keys
+    # of 100 B than the simulator's count of Redis 7.0's bytes, so within 3 points)
     read_only = rows["writes"] == 0
-    assert (rows[read_only]["hit_diff_points"].abs() <= 1.0).all(), rows
+    in_keys = rows["capacity"].str.endswith("keys")
+    assert (rows[read_only & in_keys]["hit_diff_points"].abs() <= 1.0).all(), rows
+    assert (rows[read_only]["hit_diff_points"].abs() <= 3.0).all(), rows
     assert (rows["hit_diff_points"].abs() <= 6.0).all(), rows
-    in_keys = rows["capacity"].str.endswith("keys")  # in bytes: each backend's own bytes
-    held = rows[in_keys]
+    held = rows[in_keys]  # in bytes: each backend's own bytes
     assert ((held["keys_real"] - held["keys_sim"]).abs() <= 0.01 * held["keys_sim"]).all()
     for fmt in ("png", "svg"):
         assert (out / "figures" / f"fidelity.{fmt}").stat().st_size > 0
