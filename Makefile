@@ -20,6 +20,7 @@ test: setup
 
 bench: setup
 	$(BIN)/cachelab bench $(if $(QUICK),--quick)
+	$(BIN)/python bench/redis_vs_memcached.py $(if $(QUICK),--quick)
 
 perf: setup
 	$(BIN)/python bench/sim_throughput.py $(if $(QUICK),--quick)
@@ -29,6 +30,7 @@ profile: setup
 
 perf-real: setup
 	$(BIN)/python bench/real_throughput.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/memcached_throughput.py $(if $(QUICK),--quick)
 
 .PHONY: fidelity
 fidelity: setup
@@ -37,6 +39,10 @@ fidelity: setup
 .PHONY: capacity-grid
 capacity-grid: setup
 	$(BIN)/python bench/capacity_grid.py $(if $(QUICK),--quick)
+
+.PHONY: perf-sweep
+perf-sweep: setup
+	$(BIN)/python bench/sweep_speed.py $(if $(QUICK),--skip-bench --rounds 1)
 
 .PHONY: perf-trace
 perf-trace: setup

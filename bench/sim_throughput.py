@@ -12,7 +12,10 @@ zipf 0.99, 95% reads, exact LRU, lognormal RTT and origin latency):
   justifies pinning SimPy (tests/unit/test_simpy_internals.py);
 - peak traced memory (tracemalloc) of the lab's run at 1M and 4M requests with
   2,000 keys, and the peak resident memory of a 10M-request run with 100,000
-  keys (a child process).
+  keys (a child process);
+- trace replay (bench/trace_replay.py): the same run replayed from its `trace
+  synth` csv against the synthetic stream, and peak memory on a trace 10x the
+  chunk size.
 
 Targets (issue 15): ratio >= 0.85 (aim 1.0), >= 250,000 requests/s on one core
 of a quiet machine, peak at 4M <= 1.1x peak at 1M, 10M requests under 300 MiB.
@@ -296,6 +299,9 @@ def main() -> None:
         memory(250_000, 1_000_000, None)
     else:
         memory(1_000_000, 4_000_000, 10_000_000)
+    import trace_replay  # bench/trace_replay.py: the same scenario replayed from a trace
+
+    trace_replay.report(SCENARIO, n, min(args.repeat, 3), args.quick)
 
 
 if __name__ == "__main__":

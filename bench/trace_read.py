@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 import zstandard
 
-from lab.trace.keymap import DenseKeys
-from lab.trace.oracle import RECORD
-from lab.trace.readers import CHUNK, open_trace
-from lab.trace.spec import TraceSpec
 from lab.trace.stats import trace_stats
+from lab.tracefile.keymap import DenseKeys
+from lab.tracefile.oracle import RECORD
+from lab.tracefile.readers import CHUNK, open_trace
+from lab.tracefile.spec import TraceSpec
 
 KEYS = 200_000
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "sim": "lab.sim.backend:SimBackend",
     "redis": "lab.redis.backend:RedisBackend",
+    "memcached": "lab.memcached.backend:MemcachedBackend",
 }
 """Backend name -> "module:Class"."""
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -58,7 +59,7 @@ def _plan(
         )
         cells = scenario.cells(backend_names, strategies, seeds)
         check(scenario, cells, str(path), i_know=i_know)
-        plan.extend((scenario, cell) for cell in cells)
+        plan.extend((scenario.at(cell.point), cell) for cell in cells)  # a sweep's point
     return plan
 
 
@@ -97,50 +98,37 @@ def _run(
     progress: bool | None,
     quiet: bool,
     options: dict[str, dict[str, Any]] | None = None,
+    choice: Any = None,
 ) -> int:
-    """Run every cell; `options` are each backend's constructor arguments, by name."""
-    from tqdm import tqdm
-
-    from lab.backend import CellSkipped
+    """Run every cell (lab.execute: reused, here, on worker processes or Dask); `options`
+    are each backend's constructor arguments, by name."""
+    from lab.execute.executors import ExecutorError
+    from lab.execute.session import Choice, execute
     from lab.report.table import report
-    from lab.results import load_all, write_run
-    from lab.runner import run_cell
+    from lab.results import load_all
 
     _writable_results(results, {scenario.name for scenario, _ in plan})
-    written = []
-    skipped = []
-    # disable=None: a bar on a terminal, none in logs; --progress / --no-progress override
-    disable = None if progress is None else not progress
-    bar_format = "{l_bar}{bar}| [{elapsed}<{remaining}]"
-    total = len(plan)
-    with tqdm(total=total, disable=disable, file=sys.stderr, bar_format=bar_format) as bar:
-        for done, (scenario, cell) in enumerate(plan):
-            run = f"{scenario.name} {cell.strategy} {cell.backend} s{cell.seed}"
-            bar.set_description(f"{run} (run {done + 1} of {total})")
-
-            def on_progress(fraction: float, base: int = done) -> None:
-                bar.n = base + fraction
-                bar.refresh()
-
-            backend = backends.create(cell.backend, **(options or {}).get(cell.backend, {}))
-            try:
-                result = run_cell(scenario, cell, on_progress, backend)
-            except CellSkipped as why:
-                skipped.append(f"{scenario.name} {cell.run_id}: skipped: {why}")
-                continue
-            written.append(write_run(results, scenario, result))
-            bar.n = done + 1
-            bar.refresh()
-    for line in skipped:
-        print(line, file=sys.stderr)
-    if written and not quiet:
+    try:
+        tally = execute(plan, results, choice or Choice(), options, progress)
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
+    for line in [*tally.skipped, *tally.failed]:
+        print(one_line(line), file=sys.stderr)
+    kept = [*tally.written, *tally.reused]
+    if kept and not quiet:
         names = {s.name for s, _ in plan}
         frame = load_all(*(results / n for n in sorted(names)))
-        frame = frame[frame["path"].isin({str(p) for p in written})]
-        print(report(frame))
-    if written:
-        print(f"{_plural(len(written), 'run', 'runs')} written under {results}/", file=sys.stderr)
-    return 1 if plan and not written else 0  # every run skipped: nothing was measured
+        print(report(frame[frame["path"].isin({str(p) for p in kept})]))
+    if kept:
+        reused = f", {len(tally.reused)} reused (same config hash; --force re-runs)"
+        print(
+            f"{_plural(len(tally.written), 'run', 'runs')} written"
+            f"{reused if tally.reused else ''} under {results}/",
+            file=sys.stderr,
+        )
+    if tally.failed:
+        return 1  # reported above; the other cells are kept
+    return 1 if plan and not kept else 0  # every run skipped: nothing was measured
 
 
 def _target(args: argparse.Namespace) -> Any:
@@ -179,7 +167,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.progress,
         args.quiet,
         {"redis": {"target": target}} if target is not None else None,
+        _choice(args),
     )
+
+
+def _choice(args: argparse.Namespace) -> Any:
+    """--jobs / --real-jobs / --dask / --force as the executors' Choice."""
+    from lab.execute.session import Choice, default_jobs
+
+    jobs = args.jobs if args.jobs is not None else default_jobs()
+    if args.dask is not None and not args.dask.strip():
+        raise UsageError("--dask: give a scheduler address (tcp://host:8786) or local")
+    return Choice(jobs, args.real_jobs, args.dask, args.force)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -193,12 +192,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.quick:
         scenarios = [(p, s.scaled(0.2)) for p, s in scenarios]
     plan = _plan(scenarios, None, None, None, args.i_know)
-    _run(plan, args.results, args.progress, quiet=True)
+    started = time.perf_counter()
+    _run(plan, args.results, args.progress, quiet=True, choice=_choice(args))
+    ran = time.perf_counter() - started
     frame = load_all(*(args.results / s.name for _, s in scenarios))
     written = write_report(frame, args.results, figures=args.figures)
     print(report(frame))
     figures = f" with {len(written.figures)} figure file(s)" if written.figures else ""
     print(f"report written to {written.report}{figures}", file=sys.stderr)
+    print(
+        f"bench: {len(plan)} runs in {ran:.1f} s wall time ({_choice(args).describe()}), "
+        f"{time.perf_counter() - started:.1f} s with the report",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -215,8 +221,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path, scenario, cells, found in checked:
         strategies = _plural(len(scenario.strategies), "strategy", "strategies")
         runs = _plural(len(cells), "run", "runs")
-        print(f"{path}: ok ({scenario.name}: {strategies}, {runs}; {found.describe()})")
+        print(
+            f"{path}: ok ({scenario.name}: {strategies},{_sweep_text(scenario)} {runs}; "
+            f"{found.describe()})"
+        )
     return 0
+
+
+def _sweep_text(scenario: Scenario, before: str = " ", after: str = ",") -> str:
+    """How many cells a sweep expands to ('' without one)."""
+    points = len(scenario.points())
+    return f"{before}a sweep of {_plural(points, 'cell', 'cells')}{after}" if points else ""
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -228,7 +243,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             scenario = load_scenario(path)
             lines = scenario.description.strip().splitlines()  # may be only spaces
             first = lines[0] if lines else ""
-            print(f"  {path}  {one_line(first)}")
+            print(f"  {path}  {one_line(first)}{_sweep_text(scenario, '  [', ']')}")
         except ScenarioError as exc:
             print(f"  {path}  INVALID: {one_line(str(exc))}")
     print(f"\n{catalog()}")
@@ -250,6 +265,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     frame = load_all(*args.results)
     if frame.empty:
         raise UsageError(f"no runs found under {', '.join(map(str, args.results))}")
+    if args.target is not None:
+        from lab.report.target import TargetError, target_report
+
+        try:
+            print(target_report(frame, args.target), end="")
+        except TargetError as exc:
+            raise UsageError(str(exc)) from None
+        return 0
     text = report(frame)
     if args.out:
         args.out.write_text(text)
@@ -269,6 +292,42 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"cachelab: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _executor_flags(p: argparse.ArgumentParser) -> None:
+    """--jobs, --real-jobs, --dask, --force (run and bench)."""
+
+    def count(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"expected a number of workers >= 1, got {text!r}")
+        return int(text)
+
+    p.add_argument(
+        "--jobs",
+        type=count,
+        metavar="N",
+        help="run simulator cells on N local worker processes "
+        "(default: every core; CACHELAB_JOBS sets another default)",
+    )
+    p.add_argument(
+        "--real-jobs",
+        type=count,
+        default=1,
+        metavar="N",
+        help="real-server cells side by side (default 1: they share the CPUs with "
+        "their servers, and would measure each other)",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run simulator cells on the dask.distributed scheduler at ADDRESS "
+        "(tcp://host:8786), or on a LocalCluster of --jobs workers with `local`",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run cells whose results are there with the same config hash (default: reuse them)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and fail over those servers (refused otherwise)",
     )
     progress_flags(run)
+    _executor_flags(run)
     run.set_defaults(func=cmd_run)
 
     bench = sub.add_parser("bench", help="run the benchmark scenarios and write REPORT.md")
@@ -341,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tables only (default: figures under RESULTS/<scenario>/figures/)",
     )
     progress_flags(bench)
+    _executor_flags(bench)
     i_know(bench)
     bench.set_defaults(func=cmd_bench)
 
@@ -368,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="with --output-dir: tables only",
     )
+    rep.add_argument(
+        "--target",
+        metavar="BOUNDS",
+        help="only the cells whose means meet every bound, cheapest origin load first, "
+        "for example 'hit_ratio>=0.9,stale_read_ratio<=0.01' (or say that none does)",
+    )
     rep.set_defaults(func=cmd_report)
 
     from lab.trace.command import add_trace_parser  # trace stats / trace synth
@@ -384,10 +451,23 @@ def _warn(message: Warning | str, *_: Any, **__: Any) -> None:
     print(f"cachelab: warning: {one_line(str(message))}", file=sys.stderr)
 
 
+def _sweep_stale() -> None:
+    """Folders a SIGKILLed earlier run left in the temp dir (its servers', its
+    origin's) go before this run makes its own."""
+    from lab.processes import sweep_stale_dirs
+
+    with contextlib.suppress(Exception):
+        sweep_stale_dirs()
+
+
 def main(argv: list[str] | None = None) -> int:
+    from lab.processes.signals import sigterm_as_interrupt
+
     args = build_parser().parse_args(argv)
+    if args.func in (cmd_run, cmd_bench):
+        _sweep_stale()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), sigterm_as_interrupt():
             warnings.showwarning = _warn
             return int(args.func(args))
     except (ScenarioError, UsageError) as exc:
@@ -396,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`cachelab list | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports SIGPIPE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGINT or SIGTERM (`sigterm_as_interrupt`)
         print(
             "cachelab: interrupted; finished runs are kept, the current one is discarded",
             file=sys.stderr,

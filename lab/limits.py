@@ -21,6 +21,7 @@ from typing import Any
 from lab.scenario import Cell, Distribution, Scenario, ScenarioError, lognormal_sigma
 from lab.sharding import MEMO_KEYS
 from lab.workload.keys import EXACT_KEYS
+from lab.workload.stream import trace_info
 
 # --- what things cost (bytes at the peak of a run, CPU seconds) --------------------------------
 
@@ -358,7 +359,7 @@ def _real_costs(scenario: Scenario, s: Shape) -> Iterator[Cost]:
 def estimate(scenario: Scenario, cells: Iterable[Cell]) -> Estimate:
     """Peak memory of the largest run and the time of all `cells` of `scenario`."""
     cells = list(cells)
-    per_cell = [cell_costs(scenario, cell) for cell in cells]
+    per_cell = [cell_costs(scenario.at(cell.point), cell) for cell in cells]  # a sweep's point
     memory = 0.0
     memory_driver = time_driver = "nothing"
     totals: dict[str, float] = {}
@@ -394,7 +395,10 @@ def check(
 ) -> Estimate:
     """The estimate of `cells`; ScenarioError (one line: the estimate, the bound and how
     to override it) when it is over the scenario's limits and `i_know` is not set."""
-    frozen = _frozen_clock(scenario)
+    frozen = next(
+        filter(None, map(_frozen_clock, [p.scenario for p in scenario.points()] or [scenario])),
+        None,
+    )
     if frozen is not None:  # not a cost: it may never end
         why = (
             "reads its near cache answers take no simulated time"
@@ -406,6 +410,7 @@ def check(
             f"(strategy {frozen!r}), may never let the clock reach `duration`; give think "
             "time or a request count"
         )
+    trace_info(scenario, source)  # a replayed trace is read once here: bad lines stop it all
     found = estimate(scenario, cells)
     limits = scenario.limits
     over_memory = not found.memory <= limits.memory  # inf and nan are over

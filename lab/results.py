@@ -1,6 +1,7 @@
 """Results on disk, and loading them back as one tidy DataFrame.
 
-Layout: `results/<scenario>/<strategy>.<backend>.s<seed>/` holding
+Layout: `results/<scenario>/<strategy>.<backend>.s<seed>/` (in a sweep,
+`results/<scenario>/<cell>/<strategy>.<backend>.s<seed>/`) holding
 `scenario.yaml` (the scenario as run, with its config hash), `summary.json`,
 `timeseries.csv`, `distributions.csv` (latency and staleness-age histograms)
 and `staleness_curve.csv` (P(fresh | time since the key's last write)). A run
@@ -28,7 +29,7 @@ import yaml
 
 from lab.names import check_name
 from lab.runner import RunResult
-from lab.scenario import Scenario
+from lab.scenario import Cell, Scenario
 
 IDENTITY = ["scenario", "strategy", "backend", "seed"]
 
@@ -72,12 +73,14 @@ def _alive(pid: int) -> bool:
 
 
 def _write_files(folder: Path, scenario: Scenario, result: RunResult) -> None:
+    point = {"point": result.cell.point, "params": scenario.params} if result.cell.point else {}
     as_run = {
         "config_hash": scenario.config_hash(),
         "seed": result.cell.seed,
         "strategy": result.cell.strategy,
         "backend": result.cell.backend,
-        "scenario": scenario.model_dump(mode="json", exclude={"limits"}),
+        **point,
+        "scenario": scenario.as_run(),
     }
     (folder / "scenario.yaml").write_text(yaml.safe_dump(as_run, sort_keys=False))
     summary = _clean({**result.summary, "notes": result.notes})
@@ -113,7 +116,7 @@ def _move_into_place(tmp: Path, final: Path) -> None:
 def write_run(root: str | Path, scenario: Scenario, result: RunResult) -> Path:
     """Write one run's folder atomically; replaces an earlier run of the same cell. Safe
     with other processes writing the same results folder at the same time."""
-    final = run_dir(root, scenario.name, result.cell.run_id)
+    final = run_dir(root, scenario.name, result.cell.folder)
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_abandoned(final.parent)
     tmp = final.parent / f".tmp-{result.cell.run_id}-{_unique_suffix()}"
@@ -125,6 +128,29 @@ def write_run(root: str | Path, scenario: Scenario, result: RunResult) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def finished_run(root: str | Path, scenario: Scenario, cell: Cell) -> Path | None:
+    """The folder of a finished run of `cell` made from the same configuration (config
+    hash, lab version) as `scenario` now, or None: a run there may be reused."""
+    import lab
+
+    folder = run_dir(root, scenario.name, cell.folder)
+    if not (folder / "summary.json").is_file():
+        return None
+    data = _read_summary(folder / "summary.json")
+    same = data is not None and all(
+        data.get(k) == v
+        for k, v in (
+            ("config_hash", scenario.config_hash()),
+            ("lab_version", lab.__version__),
+            ("strategy", cell.strategy),
+            ("backend", cell.backend),
+            ("seed", cell.seed),
+            ("point", cell.point or None),
+        )
+    )
+    return folder if same else None
 
 
 class CorruptResult(UserWarning):
@@ -187,7 +213,22 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
         if problem is not None:
             warnings.warn(f"{path}: {problem}; skipped", CorruptResult, stacklevel=3)
             return None
-    return data
+    return data if _point_ok(path, data) else None
+
+
+def _point_ok(path: Path, data: dict[str, Any]) -> bool:
+    """A sweep point's name becomes a folder too: checked like the others."""
+    point = data.get("point")
+    if point is None:
+        return True
+    try:
+        if not isinstance(point, str):
+            raise ValueError("not a string")
+        check_name(point)
+    except ValueError as exc:
+        warnings.warn(f"{path}: point: {exc}; skipped", CorruptResult, stacklevel=4)
+        return False
+    return True
 
 
 def _label_sources(rows: list[dict[str, Any]]) -> None:
@@ -200,12 +241,13 @@ def _label_sources(rows: list[dict[str, Any]]) -> None:
     hashes: dict[Any, set[Any]] = {}
     sources: dict[Any, set[str]] = {}
     for row in rows:
-        key = (row["scenario"], row["strategy"], row["backend"], row["seed"])
+        key = (row["scenario"], row.get("point"), row["strategy"], row["backend"], row["seed"])
         roots.setdefault(key, set()).add(row["source"])
-        hashes.setdefault(row["scenario"], set()).add(row.get("config_hash"))
+        # a sweep's cells differ in configuration by design: compare each cell's own
+        hashes.setdefault((row["scenario"], row.get("point")), set()).add(row.get("config_hash"))
         sources.setdefault(row["scenario"], set()).add(row["source"])
     clashing = {key[0] for key, found in roots.items() if len(found) > 1}
-    clashing |= {n for n, found in hashes.items() if len(found) > 1 and len(sources[n]) > 1}
+    clashing |= {n for (n, _), found in hashes.items() if len(found) > 1 and len(sources[n]) > 1}
     for row in rows:
         if row["scenario"] in clashing:
             row["strategy"] = f"{row['strategy']} [{row['source']}]"

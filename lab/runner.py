@@ -29,7 +29,7 @@ from lab.harness import Harness, build_harness
 from lab.orphans import orphaned_versioned_keys
 from lab.sampling import rng_for, sampler
 from lab.scenario import Cell, Scenario
-from lab.workload.stream import RequestStream
+from lab.workload.stream import RequestStream, prepared
 
 
 @dataclass
@@ -64,11 +64,13 @@ def run_cell(
     if refusal:
         raise CellSkipped(refusal)
     wall_start = time.perf_counter()
+    as_run = prepared(scenario, cell.seed)  # a trace's keyspace; a warm-up request count
 
     async def body(parts: Parts) -> RunResult:
-        return await _measure(scenario, cell, backend, parts, progress)
+        return await _measure(as_run, cell, backend, parts, progress)
 
-    result = backend.execute(scenario, cell, body)
+    result = backend.execute(as_run, cell, body)
+    result.summary["config_hash"] = scenario.config_hash()  # the scenario as written
     result.summary["wall_time"] = time.perf_counter() - wall_start
     return result
 
@@ -152,9 +154,9 @@ def _workload(
 ) -> Awaitable[None]:
     """The scenario's arrivals: an open loop (Poisson) or closed loop (clients)."""
     arrivals = scenario.workload.arrivals
-    if arrivals.process == "poisson":
-        assert arrivals.rate is not None
-        return loop.open_loop(stream.timed(arrivals.rate))
+    trace = scenario.workload.trace
+    if arrivals.process == "poisson" or (trace is not None and trace.timed):
+        return loop.open_loop(stream.arrivals())
     assert arrivals.clients is not None
     think = (
         sampler(arrivals.think, rng_for(seed, "workload.think"))
@@ -199,13 +201,15 @@ def progress_hooks(
 
 
 def _identity(scenario: Scenario, cell: Cell) -> dict[str, Any]:
+    point = {"point": cell.point, "params": scenario.params} if cell.point else {}
     return {
+        **point,
         "scenario": scenario.name,
         "strategy": cell.strategy,
         "strategy_index": list(scenario.strategies).index(cell.strategy),  # order in the file
         "backend": cell.backend,
         "seed": cell.seed,
-        "config_hash": scenario.config_hash(),
+        "config_hash": None,  # run_cell's: the scenario as written, not as prepared for the run
         "lab_version": lab.__version__,
         "versions": {
             "python": platform.python_version(),

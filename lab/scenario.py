@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -45,6 +46,9 @@ from lab.core.units import (
 from lab.names import check_name, one_line, short_repr
 from lab.patterns import StrategySpec as StrategySpec
 from lab.patterns.resilience import ClientSpec as ClientSpec
+from lab.sweep.points import Point, Refused, SweepError, expand, value_at
+from lab.sweep.spec import Sweep
+from lab.tracefile.replay_spec import TraceReplay
 
 BackendName = Annotated[str, AfterValidator(backends.check)]
 """A name from the backend registry (`lab/backends.py`)."""
@@ -326,6 +330,9 @@ class Workload(_Model):
     keys: KeyChooser = KeyChooser()
     arrivals: Arrivals = Arrivals(rate=1000.0)
     instances: Annotated[int, Field(ge=1)] = 1
+    trace: TraceReplay | None = None
+    """A recorded trace as the request stream (docs/traces.md): its ops and keys replace
+    mix and keys; at a speed its times replace arrivals."""
 
     @model_validator(mode="before")
     @classmethod
@@ -333,6 +340,29 @@ class Workload(_Model):
         from lab.workload.ycsb import expand
 
         return expand(data) if isinstance(data, dict) else data
+
+    def trace_conflict(self) -> str | None:
+        """What a trace replay leaves no room for, as `field: problem` (None if nothing)."""
+        if self.trace is None:
+            return None
+        for name in ("mix", "keys"):
+            if name in self.model_fields_set:
+                return (
+                    f"workload.{name}: does not apply to a trace replay (the trace's keys and "
+                    "ops are the requests); remove it (or the preset)"
+                )
+        if self.trace.timed and "arrivals" in self.model_fields_set:
+            return (
+                f"workload.arrivals: the trace's times drive the arrivals at speed "
+                f"{self.trace.speed}; remove arrivals, or replay with speed: order-only under them"
+            )
+        return None
+
+    @property
+    def rate(self) -> float | None:
+        """The Poisson arrival rate, None when the arrivals are not Poisson at a rate
+        (a closed loop, or a trace replayed at its own times)."""
+        return None if self.trace is not None and self.trace.timed else self.arrivals.rate
 
 
 # --- topology and origin ---------------------------------------------------------------------
@@ -347,6 +377,30 @@ class BusSpec(_Model):
 
     delay: Distribution = Distribution(distribution="lognormal", median=0.0005, p99=0.005)
     loss: Fraction = 0.0
+
+
+class MemcachedSpec(_Model):
+    """Each memcached node's settings (its command line; docs/memcached.md)."""
+
+    memory: Size = 64 << 20
+    """`-m`: the slab memory of one node, in whole MiB."""
+    threads: Annotated[int, Field(ge=1, le=64)] = 4
+    growth_factor: Annotated[float, Field(gt=1.0, le=4.0)] = 1.25
+    """`-f`: each slab class's chunk size is the previous one's times this."""
+    min_chunk: Annotated[int, Field(ge=8, le=4096)] = 48
+    """`-n`: the smallest item's key + value + flags space, in bytes."""
+    slab_automove: bool = False
+    """memcached's default is on; off, pages stay with the class that took them first."""
+    bus: Literal["none", "redis"] = "none"
+    """Pub/sub for near caches: memcached has none (a bus strategy is skipped), or a
+    Redis server the lab starts beside the memcached nodes carries it."""
+
+    @field_validator("memory")
+    @classmethod
+    def _whole_mib(cls, value: int) -> int:
+        if value % (1 << 20):
+            raise ValueError("must be a whole number of MiB (memcached -m), e.g. 64MiB")
+        return value
 
 
 class ByteBudget(_Model):
@@ -393,9 +447,12 @@ Eviction = Literal[
     "volatile-random",
     "volatile-ttl",
     "noeviction",
+    "memcached-slru",
 ]
 """`lru` is exact LRU (for theory checks); the hyphenated names are Redis's policies,
-modelled as Redis implements them (`lab/sim/eviction.py`)."""
+modelled as Redis implements them (`lab/sim/eviction.py`); `memcached-slru` is
+memcached's slab allocator and segmented LRU (`lab/slabs.py`), sized by
+`topology.memcached.memory`."""
 
 
 class Topology(_Model):
@@ -403,6 +460,8 @@ class Topology(_Model):
     sharding: Literal["ketama", "slots", "modulo"] = "ketama"
     capacity: Capacity | None = None
     eviction: Eviction = "lru"
+    memcached: MemcachedSpec | None = None
+    """The memcached backend's node settings (default: MemcachedSpec())."""
     network: Network = Network()
     service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
     bus: BusSpec = BusSpec()
@@ -613,6 +672,7 @@ def _unique(what: str) -> Callable[[list[Any]], list[Any]]:
     return check
 
 
+_WARMUP_COUNT = re.compile(r"^\s*(\d[\d_]*)\s*requests?\s*$")
 MAX_SEED = 2**63 - 1
 MAX_KEYS = 2**53
 """Key ids stay exact as float64 (the closed-form samplers compute with them)."""
@@ -638,6 +698,9 @@ class Scenario(_Model):
     duration: PositiveDuration | None = None
     requests: Annotated[int, Field(ge=1)] | None = None
     warmup: Duration = 0.0
+    warmup_requests: Annotated[int, Field(ge=1)] | None = None
+    """Written `warmup: 5000 requests`: the first 5000 requests warm up (open loop only;
+    the run ends the warm-up at the intended start of the next one)."""
     bench: bool = True
     keyspace: Keyspace = Keyspace()
     workload: Workload = Workload()
@@ -650,11 +713,27 @@ class Scenario(_Model):
     metrics: Metrics = Metrics()
     limits: Limits = Limits()
     """Not part of the experiment: left out of config_hash()."""
+    sweep: Sweep | None = None
+    """Fields to vary (lab/sweep): each combination of values is a point, run as a
+    scenario of its own; `points()` holds them once the file is loaded."""
+    _points: list[Point[Scenario]] = PrivateAttr(default_factory=list)
+    _params: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("backends")
     @classmethod
     def _backends_once(cls, value: list[str]) -> list[str]:
         return _unique("backend")(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warmup_count(cls, data: Any) -> Any:
+        """`warmup: 5000 requests` is a request count, kept in warmup_requests."""
+        if isinstance(data, dict) and isinstance(data.get("warmup"), str):
+            found = _WARMUP_COUNT.match(data["warmup"])
+            if found:
+                count = int(found[1].replace("_", ""))
+                data = {**data, "warmup": 0.0, "warmup_requests": count}
+        return data
 
     @model_validator(mode="after")
     def _length(self) -> Scenario:
@@ -662,6 +741,11 @@ class Scenario(_Model):
             raise ValueError("give exactly one of duration (for example 60s) or requests")
         if self.duration is not None and self.warmup >= self.duration:
             raise ValueError("warmup must be shorter than duration")
+        conflict = self.workload.trace_conflict()
+        if conflict:
+            raise ValueError(conflict)
+        if self.warmup_requests is not None:
+            self._check_warmup_count(self.warmup_requests)
         self._check_requests_expected()
         for i, fault in enumerate(self.faults):
             node = getattr(fault, "node", None)
@@ -692,10 +776,23 @@ class Scenario(_Model):
             )
         return self
 
+    def _check_warmup_count(self, count: int) -> None:
+        trace = self.workload.trace
+        if self.workload.arrivals.process == "closed" and not (trace and trace.timed):
+            raise ValueError(
+                "warmup: a request count needs open-loop arrivals (poisson, or a trace's own "
+                "times); with a closed loop give a time, for example warmup: 10s"
+            )
+        if self.requests is not None and count >= self.requests:
+            raise ValueError(
+                f"warmup: {count} requests is not fewer than requests ({self.requests}); "
+                "make it smaller"
+            )
+
     def _check_requests_expected(self) -> None:
         """A Poisson run that would most likely measure no request at all is a mistake
         (its table is a row of dashes): say how long it has to be."""
-        rate = self.workload.arrivals.rate
+        rate = self.workload.rate
         if rate is None:
             return
         if self.duration is not None:
@@ -717,7 +814,7 @@ class Scenario(_Model):
         None when it depends on the strategy (a closed loop with a request count)."""
         if self.duration is not None:
             return self.duration
-        rate = self.workload.arrivals.rate
+        rate = self.workload.rate
         if self.requests is not None and rate is not None:
             return self.requests / rate
         return None
@@ -727,7 +824,7 @@ class Scenario(_Model):
         a request count end at a gamma-distributed time; mean + 6 sd)."""
         if self.duration is not None:
             return self.duration
-        rate = self.workload.arrivals.rate
+        rate = self.workload.rate
         if self.requests is not None and rate is not None:
             return (self.requests + _Z_EXTREME * math.sqrt(self.requests) + 1) / rate
         return None
@@ -739,8 +836,36 @@ class Scenario(_Model):
 
     def config_hash(self) -> str:
         """A short stable hash of everything that determines a run's result."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"limits"}), sort_keys=True)
+        data = self.as_run()
+        # fields added later count only when given, so older scenarios keep their hashes
+        if data["warmup_requests"] is None:
+            del data["warmup_requests"]
+        if data["workload"]["trace"] is None:
+            del data["workload"]["trace"]
+        if data["topology"]["memcached"] is None:
+            del data["topology"]["memcached"]
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def as_run(self) -> dict[str, Any]:
+        """The scenario's experiment as plain data: no limits (nor an empty sweep)."""
+        leave_out = {"limits"} if self.sweep is not None else {"limits", "sweep"}
+        return self.model_dump(mode="json", exclude=leave_out)
+
+    def points(self) -> list[Point[Scenario]]:
+        """The sweep's points, each a scenario without a sweep (empty without one)."""
+        return list(self._points)
+
+    def at(self, point: str) -> Scenario:
+        """The scenario a cell of `point` runs (this one when there is no sweep)."""
+        if not point:
+            return self
+        return next(p.scenario for p in self._points if p.name == point)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """A point's swept values by path, as validated (seconds, keys, fractions)."""
+        return dict(self._params)
 
     def scaled(self, factor: float) -> Scenario:
         """The same scenario run shorter (QUICK mode): length, warm-up and fault times
@@ -748,6 +873,7 @@ class Scenario(_Model):
         update: dict[str, Any] = {
             "seeds": self.seeds[:1],
             "warmup": self.warmup * factor,
+            "warmup_requests": self.warmup_requests and max(1, int(self.warmup_requests * factor)),
             "faults": [
                 f.model_copy(update={"at": f.at * factor, "duration": f.duration * factor})
                 for f in self.faults
@@ -757,7 +883,9 @@ class Scenario(_Model):
             update["duration"] = self.duration * factor
         if self.requests is not None:
             update["requests"] = max(1, int(self.requests * factor))
-        return self.model_copy(update=update)
+        scaled = self.model_copy(update=update)
+        scaled._points = [Point(p.name, p.values, p.scenario.scaled(factor)) for p in self._points]
+        return scaled
 
     def cells(
         self,
@@ -765,12 +893,13 @@ class Scenario(_Model):
         strategies: list[str] | None = None,
         seeds: list[int] | None = None,
     ) -> list[Cell]:
-        """Expand the matrix strategy x backend x seed (optionally narrowed)."""
+        """Expand the matrix point x backend x strategy x seed (optionally narrowed)."""
         out = []
-        for backend in backends or self.backends:
-            for strategy in strategies or list(self.strategies):
-                for seed in seeds or self.seeds:
-                    out.append(Cell(self.name, strategy, backend, seed))
+        for point in [p.name for p in self._points] or [""]:
+            for backend in backends or self.backends:
+                for strategy in strategies or list(self.strategies):
+                    for seed in seeds or self.seeds:
+                        out.append(Cell(self.name, strategy, backend, seed, point))
         return out
 
 
@@ -812,16 +941,23 @@ def check_overrides(
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """One run: scenario x strategy x backend x seed."""
+    """One run: scenario (at a sweep's point) x strategy x backend x seed."""
 
     scenario: str
     strategy: str
     backend: str
     seed: int
+    point: str = ""
+    """The sweep point's name (`ttl=1s,capacity=500`); empty without a sweep."""
 
     @property
     def run_id(self) -> str:
         return f"{self.strategy}.{self.backend}.s{self.seed}"
+
+    @property
+    def folder(self) -> str:
+        """Where the run goes under `results/<scenario>/`: `<point>/<run_id>` in a sweep."""
+        return f"{self.point}/{self.run_id}" if self.point else self.run_id
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -878,17 +1014,42 @@ def _describe(error: Any) -> str:
     return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {short_repr(got)}"
 
 
-def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
-    """Validate already-parsed YAML data; raise ScenarioError with a one-line message."""
+def parse_scenario(data: object, source: str = "<scenario>", base: Path | None = None) -> Scenario:
+    """Validate already-parsed YAML data; raise ScenarioError with a one-line message.
+    `base` is the folder relative paths in it (a trace file) start from (default: here)."""
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: expected a mapping of scenario fields at the top level")
     try:
-        return Scenario.model_validate(data)
+        scenario = _validated(data, base)
+        if scenario.sweep is not None:
+            points = expand(data, scenario.sweep, lambda point: _validated(point, base))
+            scenario._points = _with_params(points)
+    except Refused as why:
+        raise ScenarioError(f"{source}: {why}") from None
+    except SweepError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
+    return scenario
+
+
+def _with_params(points: list[Point[Scenario]]) -> list[Point[Scenario]]:
+    """Each point's swept values as its scenario holds them (a TTL in seconds), for the
+    results and the figures that plot against them."""
+    for point in points:
+        dumped = point.scenario.model_dump(mode="json")
+        point.scenario._params = {path: value_at(dumped, path) for path, _ in point.values}
+    return points
+
+
+def _validated(data: dict[str, Any], base: Path | None = None) -> Scenario:
+    """The model, or Refused naming the first field at fault (and how many more)."""
+    try:
+        return Scenario.model_validate(data, context={"base": base})
     except (TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
         # a validator that met a type it did not expect: still one line, never a traceback
-        raise ScenarioError(
-            f"{source}: a field has a value of an unexpected kind ({type(exc).__name__}: {exc}); "
-            "check the values against docs/scenarios.md"
+        raise Refused(
+            "",
+            f"a field has a value of an unexpected kind ({type(exc).__name__}: {exc}); "
+            "check the values against docs/scenarios.md",
         ) from None
     except ValidationError as exc:
         errors = exc.errors()
@@ -899,7 +1060,7 @@ def parse_scenario(data: object, source: str = "<scenario>") -> Scenario:
             where += ".kind"
         if not first["loc"] and re.match(r"^[\w.]+: ", problem):
             where, _, problem = problem.partition(": ")  # the message names the field
-        raise ScenarioError(f"{source}: {where}: {problem}{more}") from None
+        raise Refused(where, problem + more) from None
 
 
 def _fraction_or(error: Any) -> str:
@@ -926,4 +1087,4 @@ def load_scenario(path: str | Path) -> Scenario:
     except bounded_yaml.YamlRefused as exc:
         where = f":{exc.line + 1}" if exc.line is not None else ""
         raise ScenarioError(f"{path}{where}: {exc.problem}") from None
-    return parse_scenario(data, str(path))
+    return parse_scenario(data, str(path), path.parent)

@@ -24,6 +24,8 @@ from lab.processes.server import ChildServer
 from lab.scenario import Fault, NodeCrash, NodePause
 
 Action = Callable[[], Awaitable[None]]
+SERVES_AGAIN = "serves again"
+"""The note when a node a fault took down answers again (restarted, or failed over)."""
 C = TypeVar("C")
 
 
@@ -35,12 +37,16 @@ class ScheduledFaults:
     log: list[tuple[float, str]] = field(default_factory=list, kw_only=True)
     """(time, what happened), for the run's notes."""
 
-    def threaded(self, what: str, fn: Callable[[], None]) -> Action:
-        """An action that blocks (fork, control commands): run in a worker thread."""
+    def threaded(self, what: str, fn: Callable[[], None], done: str | None = None) -> Action:
+        """An action that blocks (fork, control commands): run in a worker thread; `done`
+        is logged when it has finished (a restart takes wall time: the node is back
+        then, not at the fault's end)."""
 
         async def action() -> None:
             self.log.append((self.rt.now(), what))
             await asyncio.to_thread(fn)
+            if done is not None:
+                self.log.append((self.rt.now(), done))
 
         return action
 
@@ -101,7 +107,7 @@ class ProcessFaults(Protocol):
         """Node `index` came back (a restart): re-apply what does not survive one."""
         ...
 
-    def threaded(self, what: str, fn: Callable[[], None]) -> Action: ...
+    def threaded(self, what: str, fn: Callable[[], None], done: str | None = None) -> Action: ...
 
 
 def crash(ctx: ProcessFaults, fault: NodeCrash, index: int) -> tuple[Action, Action]:
@@ -114,7 +120,7 @@ def crash(ctx: ProcessFaults, fault: NodeCrash, index: int) -> tuple[Action, Act
 
     return (
         ctx.threaded(f"crash node {node}", lambda: servers.server(node).kill()),
-        ctx.threaded(f"restart node {node}", restart),
+        ctx.threaded(f"restart node {node}", restart, f"node {node} {SERVES_AGAIN}"),
     )
 
 

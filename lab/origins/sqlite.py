@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
-import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,9 +15,14 @@ from typing import Any, TypeVar
 from lab.core import Key, SizeOf, Versioned
 from lab.core.errors import OriginUnavailable
 from lab.origins.base import EmulatedOrigin, Emulation, Names, blob_size
+from lab.processes import make_owned_dir
 from lab.scenario import OriginSpec
 
 T = TypeVar("T")
+
+
+def _remove_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class SqliteOrigin(EmulatedOrigin):
@@ -51,7 +57,7 @@ class SqliteOrigin(EmulatedOrigin):
         self.seed = seed
         self.emulate_latency = emulate_latency
         self._given_path = Path(path) if path is not None else None
-        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self._tmpdir: weakref.finalize[[str], SqliteOrigin] | None = None  # removes the dir
         self.path: Path | None = None
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -85,8 +91,11 @@ class SqliteOrigin(EmulatedOrigin):
 
     async def open(self) -> None:
         if self._given_path is None:
-            self._tmpdir = tempfile.TemporaryDirectory(prefix="cachelab-origin-")
-            self.path = Path(self._tmpdir.name) / "origin.sqlite"
+            # a lab-owned dir: removed by close(), at exit (SIGINT, SIGTERM too),
+            # or after a SIGKILL by the next run's sweep
+            directory = make_owned_dir("cachelab-origin-")
+            self._tmpdir = weakref.finalize(self, _remove_dir, str(directory))
+            self.path = directory / "origin.sqlite"
         else:
             self.path = self._given_path
         if self.threads > 0:
@@ -165,5 +174,5 @@ class SqliteOrigin(EmulatedOrigin):
                 conn.close()
             self._connections.clear()
         if self._tmpdir is not None:
-            self._tmpdir.cleanup()
+            self._tmpdir()
             self._tmpdir = None

@@ -25,9 +25,10 @@ Orphan protection, in layers:
    ``die_with_parent=True`` arms it in the calling thread itself.  A stop
    always resumes a paused (SIGSTOPped) server, also one paused while the
    stop was already under way.  When the parent is SIGKILLed its
-   temporary directories (``cachelab-<kind>-*`` in the temp dir) are left
-   behind; each records its owner in ``owner.json`` and the next lab process
-   removes dirs whose owner and server are both dead (`workdir.sweep_stale_dirs`).
+   temporary directories (``cachelab-<kind>-*`` in the temp dir, the SQLite
+   origin's ``cachelab-origin-*`` too) are left behind; each records its owner
+   in ``owner.json`` and the next lab process removes dirs whose owner and
+   server are both dead (`workdir.sweep_stale_dirs`).
 """
 
 from lab.processes.errors import ServerNotFound
@@ -35,7 +36,7 @@ from lab.processes.ports import HOST, free_port
 from lab.processes.procfs import process_alive
 from lab.processes.registry import leaked_processes, live_servers, stop_all
 from lab.processes.server import ChildServer, ServerError, ServerGroup, ServerStartError
-from lab.processes.workdir import sweep_stale_dirs
+from lab.processes.workdir import make_owned_dir, sweep_stale_dirs
 
 __all__ = [
     "HOST",
@@ -47,6 +48,7 @@ __all__ = [
     "free_port",
     "leaked_processes",
     "live_servers",
+    "make_owned_dir",
     "process_alive",
     "stop_all",
     "sweep_stale_dirs",

@@ -1,11 +1,13 @@
-"""SIGTERM/SIGINT stop every server first, then do what they did before."""
+"""SIGTERM/SIGINT stop every server first, then do what they did before; a command
+may also have SIGTERM end it the way Ctrl-C does (`sigterm_as_interrupt`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -46,3 +48,32 @@ def install_signal_handlers() -> None:
                 continue  # ignored on purpose / installed outside Python: respect it
             signal.signal(signum, _make_handler(previous))
         _installed = True
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises ``KeyboardInterrupt`` as SIGINT does, so a
+    terminated command unwinds the same way: its ``finally`` blocks and exit
+    handlers stop servers and remove temp dirs, and it says why it stopped.
+
+    Main thread only; an ignored SIGTERM stays ignored. The previous handler comes
+    back afterwards unless the server handlers (`install_signal_handlers`) have
+    wrapped this one meanwhile: they then chain to it, which is still an interrupt.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN or previous is None:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _interrupt:
+            signal.signal(signal.SIGTERM, previous)

@@ -113,7 +113,9 @@ def _failover(ctx: RedisFaults, fault: Failover, index: int) -> tuple[Action, Ac
         return _client_pause(ctx, fault, "fail (paused)", "failed over", then=promote)
     return (
         ctx.threaded(f"primary of node {node} dies", lambda: deployment.server(node).kill()),
-        ctx.threaded(f"replica of node {node} takes over", promote),
+        ctx.threaded(
+            f"replica of node {node} takes over", promote, f"node {node} {process.SERVES_AGAIN}"
+        ),
     )
 
 

@@ -37,6 +37,11 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from lab.report import stamp
+from lab.report.stats import mean_ci
+from lab.report.sweep_figure import sweep_figures, sweep_title
+from lab.report.sweeps import is_sweep
+
 # tab10 without its grey (grey is kept for the warm-up shading)
 PALETTE = [
     "#1f77b4",
@@ -148,7 +153,7 @@ def _seeds_note(runs: pd.DataFrame, spread: str = "whiskers") -> str:
     if high <= 1:
         return "1 seed"
     n = f"{low}" if low == high else f"{low}-{high}"
-    return f"mean over {n} seeds; {spread}: min-max"
+    return f"mean over {n} seeds; {spread}: 95% confidence interval (Student t)"
 
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
@@ -220,17 +225,21 @@ class _Stat:
     low: float
     high: float
     seeds: int
+    most: float = math.nan
 
 
 def _stat(runs: pd.DataFrame, column: str, transform: Callable[[float], float] = float) -> _Stat:
-    """Mean, min and max of a summary metric over seeds (NaN when undefined everywhere)."""
+    """Mean of a summary metric over seeds and its 95% confidence interval (Student t;
+    `high` is the largest value seen, for "is there any"; NaN when undefined everywhere)."""
     if column not in runs.columns:
         return _Stat(math.nan, math.nan, math.nan, 0)
     values = np.array([transform(_number(v)) for v in runs[column]], dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return _Stat(math.nan, math.nan, math.nan, 0)
-    return _Stat(float(values.mean()), float(values.min()), float(values.max()), int(values.size))
+    ci = mean_ci(values)
+    floor = 0.0 if values.min() >= 0 else -math.inf  # counts and ratios are not negative
+    return _Stat(ci.mean, max(ci.low, floor), ci.high, ci.n, float(values.max()))
 
 
 def _errorbar(
@@ -375,7 +384,7 @@ def _time_series_figure(
             if mine.empty:
                 continue
             frame = pd.DataFrame({"t": (mine["t"] + mine["t_end"]) / 2, "v": value(mine)})
-            by_t = frame.groupby("t")["v"].agg(["mean", "min", "max"]).sort_index()
+            by_t = _bands(frame)
             x = by_t.index.to_numpy(dtype=float)
             lines = ax.plot(
                 x,
@@ -388,7 +397,7 @@ def _time_series_figure(
             )
             _tag(lines, strategy)
             if mine["seed"].nunique() > 1:
-                band = ax.fill_between(x, by_t["min"], by_t["max"], color=color, alpha=0.18)
+                band = ax.fill_between(x, by_t["low"], by_t["high"], color=color, alpha=0.18)
                 _tag([band], strategy)
         ax.set_title(_backend_title(backend), fontsize="medium")
         ax.set_xlabel(_time_label(backend))
@@ -414,6 +423,19 @@ def _time_series_figure(
     )
     _legend(fig, colors, list(extra.values()), lines=True)
     return fig
+
+
+def _bands(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per time `t`: the mean of `v` over seeds and its 95% CI (low, high)."""
+    rows = {t: mean_ci(part["v"]) for t, part in frame.groupby("t")}
+    return pd.DataFrame(
+        {
+            "mean": [ci.mean for ci in rows.values()],
+            "low": [ci.low for ci in rows.values()],
+            "high": [ci.high for ci in rows.values()],
+        },
+        index=list(rows),
+    ).sort_index()
 
 
 def hit_ratio_figure(
@@ -830,7 +852,7 @@ def comparison_figure(scenario: str, runs: pd.DataFrame, colors: dict[str, str])
     runs = _per_second(runs)
     backends = backends_of(runs)
     names = list(colors)
-    writes = _stat(runs, "writes").high > 0
+    writes = _stat(runs, "writes").most > 0
     metrics = [
         m
         for m in KEY_METRICS
@@ -918,13 +940,15 @@ def scenario_figures(
     the figures that need one are left out when it is missing."""
     scenario = str(runs["scenario"].iloc[0])
     colors = strategy_colors(str(s) for s in runs["strategy"])
+    if is_sweep(runs):  # the other figures would average over the sweep's cells
+        return sweep_figures(scenario, runs, colors)
     out: dict[str, Figure] = {"comparison": comparison_figure(scenario, runs, colors)}
     if ts is not None and not ts.empty and {"t", "t_end", "reads", "hits"} <= set(ts.columns):
         ts = _trim(ts)
         out["hit_ratio"] = hit_ratio_figure(scenario, runs, ts, colors)
     out["latency"] = latency_figure(scenario, runs, colors)
     out["latency_tail"] = latency_tail_figure(scenario, runs, colors, dist)
-    if _stat(runs, "writes").high > 0:  # no writes, no staleness
+    if _stat(runs, "writes").most > 0:  # no writes, no staleness
         out["staleness"] = staleness_figure(scenario, runs, colors)
         if curves is not None and not curves.empty and "since_lo" in curves.columns:
             out["freshness"] = freshness_figure(scenario, runs, curves, colors)
@@ -959,10 +983,16 @@ def _write_scenario(runs: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -
 
     scenario = str(runs["scenario"].iloc[0])
     paths = [str(p) for p in runs["path"]] if "path" in runs.columns else []
+    folder = figures_dir(out_dir, scenario)
+    key = stamp.inputs_key(paths, formats)
+    drawn = stamp.unchanged(folder, key, formats) if paths else None
+    if drawn is not None:  # the same inputs: the figures there are these
+        return [
+            FigureFile(scenario, n, t, {f: folder / f"{n}.{f}" for f in formats}) for n, t in drawn
+        ]
     ts = load_timeseries(*paths) if paths else None
     dist = load_distributions(*paths) if paths else None
     curves = load_staleness_curves(*paths) if paths else None
-    folder = figures_dir(out_dir, scenario)
     figures = scenario_figures(runs, ts, dist, curves)
     files: list[FigureFile] = []
     for name, fig in figures.items():
@@ -972,10 +1002,12 @@ def _write_scenario(runs: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -
             # the first save laid the figure out; keep that layout for the other formats
             # (the same positions, and constrained layout is most of the drawing time)
             fig.set_layout_engine("none")
-        files.append(FigureFile(scenario, name, TITLES.get(name, name), by_format))
+        files.append(FigureFile(scenario, name, TITLES.get(name) or sweep_title(name), by_format))
     for name in set(TITLES) - set(figures):
         for fmt in FORMATS:
             (folder / f"{name}.{fmt}").unlink(missing_ok=True)
+    if paths:
+        stamp.record(folder, key, [(f.name, f.title) for f in files])
     return files
 
 

@@ -9,6 +9,8 @@ from typing import NamedTuple
 import pandas as pd
 
 from lab.core.units import format_duration
+from lab.report.stats import mean_ci
+from lab.report.sweeps import groups, is_sweep
 
 
 class FigureLink(NamedTuple):
@@ -19,19 +21,31 @@ class FigureLink(NamedTuple):
     svg: str
 
 
-def _pct(x: float) -> str:
-    return "-" if x != x else f"{100 * x:.2f}%"
+def _pct(x: float, half: float = math.nan) -> str:
+    if x != x:
+        return "-"
+    if not half > 0:  # one seed (NaN), or seeds that agree exactly
+        return f"{100 * x:.2f}%"
+    digits = 1 if 100 * half >= 0.05 else 2
+    return f"{100 * x:.{digits}f}% ± {100 * half:.{digits}f}"
 
 
-def _int(x: float) -> str:
-    return "-" if x != x else f"{x:,.0f}"
+def _int(x: float, half: float = math.nan) -> str:
+    if x != x:
+        return "-"
+    return f"{x:,.0f} ± {half:,.0f}" if half > 0 else f"{x:,.0f}"
 
 
-def _dur(x: float) -> str:
-    return format_duration(x)
+def _dur(x: float, half: float = math.nan) -> str:
+    if not half > 0 or x != x:
+        return format_duration(x)
+    return f"{format_duration(x)} ± {format_duration(half)}"
 
 
-COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
+Format = Callable[[float, float], str]
+"""A mean and its 95% CI half-width (NaN with one seed) as table text."""
+
+COLUMNS: list[tuple[str, str, Format]] = [
     ("hit_ratio", "hit ratio", _pct),
     ("stale_read_ratio", "stale reads", _pct),
     ("staleness_age_p99", "stale age p99", _dur),
@@ -47,22 +61,22 @@ COLUMNS: list[tuple[str, str, Callable[[float], str]]] = [
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """One table for one scenario's runs: a row per strategy and backend."""
+    """One table for one scenario's runs: a row per strategy and backend (and sweep
+    cell, first, when the runs are a sweep's): the mean over seeds, and with two
+    seeds or more its 95% confidence interval (Student t), `84.3% ± 0.4`."""
     present = [c for c in COLUMNS if c[0] in frame.columns]
-    numeric = frame[[c[0] for c in present]].apply(pd.to_numeric, errors="coerce")
-    grouped = pd.concat([frame[["strategy", "backend", "seed"]], numeric], axis=1)
-    order = list(dict.fromkeys(frame["strategy"]))
-    means = grouped.groupby(["strategy", "backend"], sort=False).mean(numeric_only=True)
-    seeds = grouped.groupby(["strategy", "backend"], sort=False)["seed"].nunique()
-    header = ["strategy", "backend", "seeds", *(c[1] for c in present)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (strategy, backend), row in sorted(
-        means.iterrows(), key=lambda item: (order.index(item[0][0]), item[0][1])
-    ):
-        cells = [_cell(strategy), _cell(backend), str(seeds[(strategy, backend)])]
+    swept = is_sweep(frame)
+    keys = ["point", "strategy", "backend"] if swept else ["strategy", "backend"]
+    header = [*(["cell"] if swept else []), "strategy", "backend", "seeds"]
+    lines = [
+        "| " + " | ".join([*header, *(c[1] for c in present)]) + " |",
+        "|" + "---|" * (len(header) + len(present)),
+    ]
+    for key, runs in groups(frame, keys):
+        cells = [*map(_cell, key), str(runs["seed"].nunique())]
         for name, _, fmt in present:
-            value = row[name]
-            cells.append(fmt(float(value)) if not _missing(value) else "-")
+            stat = mean_ci(pd.to_numeric(runs[name], errors="coerce"))
+            cells.append(fmt(stat.mean, stat.half) if stat.n else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -92,7 +106,8 @@ def report(frame: pd.DataFrame, figures: Mapping[str, Sequence[FigureLink]] | No
                 "",
             ]
     parts.append(
-        "Means over seeds. Latencies from the intended start; stale = a newer version was "
+        "Means over seeds (± the half-width of the 95% confidence interval, Student t, with "
+        "two seeds or more). Latencies from the intended start; stale = a newer version was "
         "acknowledged before the read began. See docs/architecture.md."
     )
     return "\n".join(parts) + "\n"

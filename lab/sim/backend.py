@@ -75,6 +75,7 @@ class SimBackend:
             nodes=topo.nodes,
             capacity=topo.capacity_keys,
             eviction=topo.eviction,
+            memcached=topo.memcached,
             sharding=topo.sharding,
             keys=scenario.keyspace.keys,
             rtt=sampler(topo.network.rtt, rng_for(seed, "network.rtt")),
@@ -116,8 +117,9 @@ class SimBackend:
 
     def _memory_held(self, keys: int) -> int:
         """Data memory as the model counts it; without one (every value one size, the
-        capacity in keys) the values' payload, keys x value_size."""
-        if self.memory is None:
+        capacity in keys) the values' payload, keys x value_size; memcached-slru counts
+        item bytes as memcached does."""
+        if self.memory is None and not self._cluster.memcached:
             return keys * self.value_size
         return self._cluster.used_bytes
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from types import coroutine
-from typing import Any
+from typing import Any, cast
 
 import simpy
 from simpy.events import Event
@@ -26,11 +26,13 @@ from lab.core import Key, Versioned
 from lab.core.errors import CacheRefused, CacheUnavailable
 from lab.metrics.ops import OpLatencies
 from lab.sampling import Sampler
+from lab.scenario import MemcachedSpec
 from lab.sharding import UNKNOWN, Sharding, key_name, lazy_owner_table
 from lab.sim.bridge import Wait, wake_after
 from lab.sim.eviction import RedisStore, make_store
 from lab.sim.expiry import HZ
 from lab.sim.memory import RedisMemory
+from lab.sim.slab_store import SlabStore
 from lab.sim.store import Eviction, Store
 
 NAME_MEMO = 1 << 20
@@ -151,6 +153,7 @@ class SimCluster:
         nodes: int,
         capacity: int | None,
         eviction: Eviction,
+        memcached: MemcachedSpec | None = None,
         sharding: Sharding,
         keys: int = 0,
         rtt: Sampler,
@@ -167,6 +170,7 @@ class SimCluster:
         self._replication_lag: Sampler = replication_lag or (lambda: 0.001)
         self._capacity, self._eviction, self._seed = capacity, eviction, seed
         self._budget, self._memory = budget, memory
+        self._memcached = memcached
         self.nodes = [SimNode(i, self._store(seed + i), service) for i in range(nodes)]
         if replicas:
             for node in self.nodes:
@@ -388,7 +392,14 @@ class SimCluster:
                 store.cron(now)
         wake_after(self.env, 1.0 / HZ).callbacks.append(self._cron)
 
+    @property
+    def memcached(self) -> bool:
+        """Nodes are memcached (`eviction: memcached-slru`)."""
+        return self._eviction == "memcached-slru"
+
     def _store(self, seed: int) -> Store:
+        if self._eviction == "memcached-slru":  # memcached's memory: lab/sim/slab_store.py
+            return cast(Store, SlabStore(self._memcached, seed))
         return make_store(
             self._capacity, self._eviction, seed, budget=self._budget, memory=self._memory
         )

@@ -1,2 +1,2 @@
-"""Recorded traces: readers (oracleGeneral, csv, txt, each optionally .zst), the key
-mapping, trace statistics and the scenario-to-trace synthesizer. See docs/traces.md."""
+"""Trace statistics and the scenario-to-trace synthesizer (the readers and the key
+mapping are in `lab.tracefile`). See docs/traces.md."""

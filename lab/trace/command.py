@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab.trace.spec import FORMATS, TraceError
+from lab.tracefile.spec import FORMATS, TraceError
 
 DEFAULT_STATS_DIR = Path("results") / "traces"
 
@@ -90,7 +90,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     """The TraceSpec the stats options describe (one-line errors for bad options)."""
     from pydantic import ValidationError
 
-    from lab.trace.spec import TraceSpec
+    from lab.tracefile.spec import TraceSpec
 
     columns: dict[str, str | int] = {
         field: int(value) if value.isdigit() else value
@@ -120,8 +120,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 
 def _stats(args: argparse.Namespace) -> int:
     from lab.trace.report import stats_table, write_stats
-    from lab.trace.source import plain_name
     from lab.trace.stats import trace_stats
+    from lab.tracefile.source import plain_name
 
     if not 0.0 < args.sample_rate <= 1.0:
         raise TraceError(f"--sample-rate: must be in (0, 1], got {args.sample_rate}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lab.trace.keymap import _mix
+from lab.tracefile.keymap import _mix
 
 COLD = -1
 """The distance of a key's first request (no previous request: a compulsory miss)."""

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from lab.trace.keymap import DenseKeys
 from lab.trace.popularity import ZipfFit, fit_zipf
-from lab.trace.readers import CHUNK, open_trace
 from lab.trace.reuse import StackDistances, log2_buckets, shards_sample
-from lab.trace.source import detect_format
-from lab.trace.spec import TraceError, TraceSpec
+from lab.tracefile.keymap import DenseKeys
+from lab.tracefile.readers import CHUNK, open_trace
+from lab.tracefile.source import detect_format
+from lab.tracefile.spec import TraceError, TraceSpec
 
 
 def _grown(array: np.ndarray, size: int) -> np.ndarray:

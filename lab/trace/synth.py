@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from lab.scenario import Scenario
-from lab.trace.csvtrace import csv_header, write_csv_rows
-from lab.trace.oracle import write_oracle_general
-from lab.trace.source import detect_format, is_zstd
-from lab.trace.spec import Format, TraceError
+from lab.tracefile.csvtrace import csv_header, write_csv_rows
+from lab.tracefile.oracle import write_oracle_general
+from lab.tracefile.source import detect_format, is_zstd
+from lab.tracefile.spec import Format, TraceError
 from lab.workload.stream import RequestStream
 from lab.workload.values import ValueSizes, value_sizes
 

@@ -109,6 +109,8 @@ def _inverse_cdf(spec: ValueSizeSpec) -> Callable[[float], float]:
 
 def value_sizes(keyspace: Keyspace, seed: int) -> ValueSizes:
     """The run's value sizes (`keyspace.value_size` for the run's seed)."""
+    if isinstance(keyspace.value_size, ValueSizes):  # a replayed trace's (workload/stream.py)
+        return keyspace.value_size
     return ValueSizes(keyspace.value_size, seed)
 
 

@@ -16,6 +16,11 @@ import simpy
 
 from lab.aio import AsyncioRuntime
 from lab.core import Cache, Runtime
+from lab.memcached.binaries import memcached_available
+from lab.memcached.cache import MemcachedCache
+from lab.memcached.control import Control
+from lab.memcached.server import MemcachedServer, Options
+from lab.memcached.server import start_memcached as start_memcached_server
 from lab.processes import HOST
 from lab.redis.binaries import available_binaries
 from lab.redis.cache import RedisCache
@@ -27,6 +32,11 @@ from tests import helpers
 Body = Callable[[Cache, Runtime], Coroutine[Any, Any, None]]
 
 BINARIES = available_binaries()
+MEMCACHED = memcached_available()
+EXPIRED_AFTER = 0.12
+"""Seconds after which a 50 ms TTL is surely over (Redis: ms resolution)."""
+TINY_TTL_GONE_AFTER = 0.05
+"""Seconds after which a 0.1 ms TTL is surely over."""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -38,6 +48,8 @@ class SimUnderTest:
     """One simulated node; `run` drives the body on SimPy in virtual time."""
 
     name = "sim"
+    expired_after = EXPIRED_AFTER
+    tiny_ttl_gone_after = TINY_TTL_GONE_AFTER
 
     def __init__(self) -> None:
         self.env = simpy.Environment()
@@ -70,6 +82,9 @@ class SimUnderTest:
 class RedisUnderTest:
     """A real server; `run` drives the body on asyncio against a fresh RedisCache."""
 
+    expired_after = EXPIRED_AFTER
+    tiny_ttl_gone_after = TINY_TTL_GONE_AFTER
+
     def __init__(self, server: RedisServer, timeout: float = 0.5) -> None:
         self.server = server
         self.timeout = timeout
@@ -92,6 +107,50 @@ class RedisUnderTest:
         self.server.pause()
 
 
+class MemcachedUnderTest:
+    """A real memcached; `run` drives the body on asyncio against a MemcachedCache."""
+
+    expired_after = 2.1
+    """memcached's TTLs are whole seconds (rounded up) on a clock ticking once a second."""
+    tiny_ttl_gone_after = 2.1
+    """A 0.1 ms TTL becomes 1 s there: gone by the second tick."""
+
+    def __init__(self, server: MemcachedServer, timeout: float = 0.5) -> None:
+        self.server = server
+        self.timeout = timeout
+        self.name = server.binary.label
+
+    def run(self, body: Body) -> None:
+        async def main() -> None:
+            cache = MemcachedCache([self.server.address], timeout=self.timeout)
+            try:
+                await cache.connect(1, check=False)
+                await AsyncioRuntime().run_async(body(cache, AsyncioRuntime()))
+            finally:
+                await cache.close()
+
+        asyncio.run(main())
+
+    def crash(self) -> None:
+        self.server.kill()
+
+    def pause(self) -> None:
+        self.server.pause()
+
+
+@pytest.fixture(scope="module")
+def _memcached() -> Iterator[MemcachedServer | None]:
+    """One memcached for the module (flushed before each test), if there is a binary."""
+    if MEMCACHED is None:
+        yield None
+        return
+    server = start_memcached_server(Options(memory_mib=16, threads=2), binary=MEMCACHED)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def _servers() -> Iterator[dict[str, RedisServer]]:
     """One server per binary for the whole module (flushed before each test)."""
@@ -103,12 +162,17 @@ def _servers() -> Iterator[dict[str, RedisServer]]:
             server.stop()
 
 
-@pytest.fixture(params=["sim", *(b.label for b in BINARIES)])
+@pytest.fixture(params=["sim", *(b.label for b in BINARIES), "memcached"])
 def cache_backend(
-    request: pytest.FixtureRequest, _servers: dict[str, RedisServer]
-) -> Iterator[SimUnderTest | RedisUnderTest]:
+    request: pytest.FixtureRequest,
+    _servers: dict[str, RedisServer],
+    _memcached: MemcachedServer | None,
+) -> Iterator[SimUnderTest | RedisUnderTest | MemcachedUnderTest]:
     if request.param == "sim":
         yield SimUnderTest()
+        return
+    if request.param == "memcached":
+        yield from _memcached_backend(_memcached)
         return
     server = _servers[request.param]
     if not server.alive:
@@ -122,6 +186,23 @@ def cache_backend(
     backend = RedisUnderTest(server)
     try:
         yield backend
+    finally:
+        if server.paused:
+            server.resume()
+        if not server.alive:
+            server.restart()
+
+
+def _memcached_backend(server: MemcachedServer | None) -> Iterator[MemcachedUnderTest]:
+    if server is None:
+        pytest.skip("no memcached binary: apt-get install memcached")
+    if not server.alive:
+        server.restart()
+    else:
+        with Control(server.address) as control:
+            control.flush()
+    try:
+        yield MemcachedUnderTest(server)
     finally:
         if server.paused:
             server.resume()

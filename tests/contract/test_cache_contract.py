@@ -12,9 +12,9 @@ import pytest
 
 from lab.core import Cache, Runtime, Versioned
 from lab.core.errors import CacheUnavailable
-from tests.contract.conftest import RedisUnderTest, SimUnderTest
+from tests.contract.conftest import MemcachedUnderTest, RedisUnderTest, SimUnderTest
 
-Backend = SimUnderTest | RedisUnderTest
+Backend = SimUnderTest | RedisUnderTest | MemcachedUnderTest
 
 V1 = Versioned(1, 1024)
 V2 = Versioned(2, 1024)
@@ -80,7 +80,7 @@ def test_ttl_expires_the_key(cache_backend: Backend) -> None:
         await cache.set(1, V1, ttl=0.05)
         await cache.set(2, V2)  # no TTL: never expires
         assert await cache.get(1) == V1
-        await rt.sleep(0.12)
+        await rt.sleep(cache_backend.expired_after)
         assert await cache.get(1) is None
         assert await cache.get(2) == V2
 
@@ -91,7 +91,7 @@ def test_set_without_ttl_clears_a_previous_ttl(cache_backend: Backend) -> None:
     async def body(cache: Cache, rt: Runtime) -> None:
         await cache.set(1, V1, ttl=0.05)
         await cache.set(1, V2)
-        await rt.sleep(0.12)
+        await rt.sleep(cache_backend.expired_after)
         assert await cache.get(1) == V2
 
     cache_backend.run(body)
@@ -102,7 +102,7 @@ def test_tiny_ttl_is_still_a_ttl(cache_backend: Backend) -> None:
 
     async def body(cache: Cache, rt: Runtime) -> None:
         assert await cache.set(1, V1, ttl=0.0001) is True
-        await rt.sleep(0.05)
+        await rt.sleep(cache_backend.tiny_ttl_gone_after)
         assert await cache.get(1) is None
 
     cache_backend.run(body)
@@ -124,7 +124,7 @@ def test_nx_succeeds_once_the_key_expired(cache_backend: Backend) -> None:
     async def body(cache: Cache, rt: Runtime) -> None:
         assert await cache.set("lock", V1, ttl=0.05, nx=True) is True
         assert await cache.set("lock", V2, ttl=0.05, nx=True) is False
-        await rt.sleep(0.12)
+        await rt.sleep(cache_backend.expired_after)
         assert await cache.set("lock", V2, ttl=0.05, nx=True) is True
         assert await cache.get("lock") == V2
 
@@ -207,7 +207,7 @@ def test_set_if_equal_fills_only_for_the_token_holder(cache_backend: Backend) ->
         assert await cache.set_if_equal(1, V1, 0.05, check, token) is True
         assert await cache.get(1) == V1
         assert await cache.get(check) is None  # the lease is used up
-        await rt.sleep(0.12)
+        await rt.sleep(cache_backend.expired_after)
         assert await cache.get(1) is None  # with its TTL
 
     cache_backend.run(body)

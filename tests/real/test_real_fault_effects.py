@@ -47,6 +47,31 @@ def test_after_a_crash_that_nodes_keys_miss_and_the_others_stay(
         deployment.stop()
 
 
+def test_after_a_restart_pooled_connections_to_the_node_fail_nothing(
+    default_binary: ServerBinary,
+) -> None:
+    """The crash closed every pooled connection to the node; once it is back (restarted
+    from a worker thread, as the node_crash fault does), none of them is handed out
+    dead: not one command fails, however many connections the pool held."""
+    deployment = start_local(1, 0, cluster=False, binary=default_binary)
+
+    async def main() -> None:
+        cache = RedisCache(deployment.addresses, keys=100, timeout=2.0)
+        try:
+            await cache.connect(16)  # 16 idle connections in the pool
+            await asyncio.gather(*(cache.set(k, Versioned(1, 32)) for k in range(16)))
+            await asyncio.to_thread(deployment.server(0).restart)
+            got = await asyncio.gather(*(cache.get(k) for k in range(64)))
+            assert got == [None] * 64  # cold, and no CacheUnavailable
+        finally:
+            await cache.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        deployment.stop()
+
+
 def _write_behind_crash(strategy: dict[str, object]) -> dict[str, object]:
     scenario = make_scenario(
         requests=None,

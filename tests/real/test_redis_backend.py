@@ -76,6 +76,13 @@ def test_sharded_cache_places_keys_where_the_sim_router_says(
 
 
 def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBinary) -> None:
+    """Every summary field the simulator gives, from a timed open-loop run on real servers.
+
+    No capacity limit: eviction under maxmemory is the capacity tests' subject (and
+    test_lru_hit_ratio_matches_within_one_point's), not this one's. Real latencies are
+    only checked for their order: on a busy machine the load generator's own queueing
+    is in them (tests/real must pass beside CPU hogs).
+    """
     scenario = make_scenario(
         requests=None,
         duration=1.5,
@@ -87,7 +94,7 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBina
             "arrivals": {"process": "poisson", "rate": 800},
             "instances": 2,
         },
-        topology={"nodes": 2, "capacity": 100},
+        topology={"nodes": 2},
         origin=FAST_ORIGIN,
     )
     before = server_pids()
@@ -101,9 +108,9 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBina
     assert 0.8 * 800 < s["throughput"] < 1.2 * 800  # open loop: the rate, not the speed
     assert s["requests"] == pytest.approx(sim.summary["requests"], rel=0.02)  # same stream
     assert s["errors"] == 0 and s["lost_writes"] == 0
-    assert s["evictions"] > 0.5 * sim.summary["evictions"]
-    assert s["capacity_keys_end"] is not None and s["cache_keys"] <= 2 * 100 + 10
-    assert s["read_latency_p50"] < 0.01
+    assert s["evictions"] == sim.summary["evictions"] == 0
+    assert s["cache_keys"] == pytest.approx(sim.summary["cache_keys"], rel=0.05)  # same fills
+    assert 0 < s["read_latency_p50"] <= s["read_latency_p99"]
     assert s["backend"] == "redis" and s["versions"]["server"] == default_binary.label
     assert s["versions"]["origin"].startswith("sqlite-")
     assert 1.5 <= s["wall_time"] < 15
@@ -116,7 +123,8 @@ def test_open_loop_timed_run_has_the_sim_summary_keys(default_binary: ServerBina
     assert s["connections_max"] >= 2  # each node: the run's pool (and the lab's own clients)
     for summary in (s, sim.summary):
         assert summary["cache_ops"] > summary["requests"]  # a miss is a GET and a SET
-        assert 0 < summary["cache_op_p50"] <= summary["cache_op_p99"] < 0.05
+        assert 0 < summary["cache_op_p50"] <= summary["cache_op_p99"]
+    assert sim.summary["cache_op_p99"] < 0.05  # the model: no queueing of its own
     assert sim.summary["cache_memory"] == sim.summary["cache_keys"] * 256
 
 
@@ -235,25 +243,33 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
     assert s["capacity_keys_end"][0] <= 200 + 5  # restarted node got its limit back
 
 
+# Rows of a timeseries count requests by their intended start. On a busy machine the
+# load generator issues some of them late (its event loop lag: tens of ms beside two
+# CPU hogs), so a request meant for the end of a fault window may go out after the
+# heal. The windows below are checked with LAG_MARGIN to spare at their ends, and
+# injected delays are made larger than that noise, instead of assuming an idle CPU.
+LAG_MARGIN = 0.2
+
+
 def test_network_faults_through_the_proxy_make_cache_errors(
     default_binary: ServerBinary,
 ) -> None:
     scenario = make_scenario(
         requests=None,
-        duration=1.2,
-        metrics={"interval": 0.4},
+        duration=1.8,
+        metrics={"interval": 0.2},
         keyspace={"keys": 300, "value_size": 256},
         workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 400}},
         topology={"nodes": 2},
         origin=FAST_ORIGIN,
         strategies={"ca": {"read": "cache-aside", "write": "invalidate", "ttl": 60}},
         faults=[
-            {"kind": "partition", "node": 0, "mode": "refuse", "at": 0.4, "duration": 0.4},
+            {"kind": "partition", "node": 0, "mode": "refuse", "at": 0.4, "duration": 0.6},
             {
                 "kind": "latency",
                 "node": 1,
                 "at": 0.4,
-                "duration": 0.4,
+                "duration": 0.6,
                 "add": {"distribution": "constant", "value": 1.0},  # > the 0.1 s timeout
             },
         ],
@@ -262,8 +278,8 @@ def test_network_faults_through_the_proxy_make_cache_errors(
         scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
     )
     ts = result.timeseries
-    during = ts[(ts["t"] >= 0.4) & (ts["t"] < 0.8)]
-    after = ts[ts["t"] >= 0.8]
+    during = ts[(ts["t"] >= 0.4) & (ts["t"] < 1.0 - LAG_MARGIN)]
+    after = ts[ts["t"] >= 1.0 + LAG_MARGIN]
     assert during["cache_errors"].sum() > 50 and during["hits"].sum() == 0
     # only stragglers (in flight when it healed) fail after the window
     assert after["cache_errors"].sum() < during["cache_errors"].sum() / 2
@@ -272,11 +288,14 @@ def test_network_faults_through_the_proxy_make_cache_errors(
 
 
 def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) -> None:
-    """A 40 ms latency fault below the timeout slows the node's reads by about 40 ms
-    (real bytes held back by the fault proxy); a hang partition times reads out."""
+    """A 150 ms latency fault below the 0.5 s timeout slows the node's reads by at least
+    150 ms and fails none (real bytes held back by the fault proxy); a hang partition
+    times reads out. Latencies are bounded from below by the delay and compared with
+    each other, never with a fixed "fast" figure a busy CPU would break."""
+    delay, timeout = 0.15, 0.5
     scenario = make_scenario(
         requests=None,
-        duration=2.0,
+        duration=2.4,
         metrics={"interval": 0.4},
         keyspace={"keys": 200, "value_size": 128},
         workload={"mix": {"read": 1.0}, "arrivals": {"process": "poisson", "rate": 300}},
@@ -287,7 +306,7 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) 
                 "read": "cache-aside",
                 "write": "invalidate",
                 "ttl": 60,
-                "client": {"timeout": 0.2},
+                "client": {"timeout": timeout},
             }
         },
         faults=[
@@ -296,7 +315,7 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) 
                 "node": 0,
                 "at": 0.4,
                 "duration": 0.4,
-                "add": {"distribution": "constant", "value": 0.04},
+                "add": {"distribution": "constant", "value": delay},
             },
             {"kind": "partition", "node": 0, "mode": "hang", "at": 1.0, "duration": 0.3},
         ],
@@ -306,10 +325,11 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) 
         scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
     )
     ts = result.timeseries.reset_index(drop=True)  # row i: [0.4 i, 0.4 (i + 1))
-    assert ts.loc[0, "read_p99"] < 0.02
     slow = ts.loc[1]
-    # a hit pays the delay once, a miss twice (GET, then SET)
-    assert 0.04 <= slow["read_p99"] < 0.15 and slow["cache_errors"] == 0
-    assert ts.loc[3, "cache_errors"] > 10  # the hang: reads time out after 0.2 s
-    assert ts.loc[4, "cache_errors"] == 0 and ts.loc[4, "hits"] > 0  # healed
+    # every read pays the delay at least once (a miss twice: GET, then SET), none times out
+    assert delay <= slow["read_p99"] and slow["cache_errors"] == 0
+    assert ts.loc[0, "read_p99"] < slow["read_p99"]  # before it: faster (same machine load)
+    assert ts.loc[3, "cache_errors"] > 10  # the hang (1.0-1.3 s): reads time out
+    healed = ts.loc[4:]  # from 1.6 s: 0.3 s after the heal
+    assert healed["cache_errors"].sum() == 0 and healed["hits"].sum() > 0
     assert server_pids() <= before

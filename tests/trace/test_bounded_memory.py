@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from lab.trace import reuse
-from lab.trace.spec import TraceSpec
 from lab.trace.stats import trace_stats
+from lab.tracefile.spec import TraceSpec
 from tests.trace.refs import write_csv, write_oracle, zstd_copy
 
 CHUNK = 2048

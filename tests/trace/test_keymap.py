@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lab.trace.chunk import Chunk
-from lab.trace.keymap import DenseKeys, IdentityKeys
-from lab.trace.spec import TraceError
+from lab.tracefile.chunk import Chunk
+from lab.tracefile.keymap import DenseKeys, IdentityKeys
+from lab.tracefile.spec import TraceError
 
 
 def chunk(keys: np.ndarray, start_line: int = 1) -> Chunk:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.trace.readers import open_trace
-from lab.trace.spec import TraceSpec
 from lab.trace.stats import trace_stats
+from lab.tracefile.readers import open_trace
+from lab.tracefile.spec import TraceSpec
 from tests.trace.refs import lru_misses_by_bytes, zstd_copy
 
 NAME = "cloudPhysicsIO.oracleGeneral.bin"

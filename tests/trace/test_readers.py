@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lab.trace.chunk import NO_SIZE
-from lab.trace.keymap import DenseKeys
-from lab.trace.readers import open_trace
-from lab.trace.source import detect_format
-from lab.trace.spec import TraceError, TraceSpec
+from lab.tracefile.chunk import NO_SIZE
+from lab.tracefile.keymap import DenseKeys
+from lab.tracefile.readers import open_trace
+from lab.tracefile.source import detect_format
+from lab.tracefile.spec import TraceError, TraceSpec
 from tests.trace.refs import RECORD, next_access, write_csv, write_oracle, zstd_copy
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from lab.trace import reuse
 from lab.trace.reuse import COLD, StackDistances
-from lab.trace.spec import TraceError, TraceSpec
 from lab.trace.stats import trace_stats
+from lab.tracefile.spec import TraceError, TraceSpec
 from tests.trace.refs import (
     lru_misses_by_bytes,
     lru_misses_by_count,

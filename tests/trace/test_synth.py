@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lab.trace.keymap import IdentityKeys
-from lab.trace.readers import open_trace
-from lab.trace.spec import TraceError, TraceSpec
 from lab.trace.synth import synthesize
+from lab.tracefile.keymap import IdentityKeys
+from lab.tracefile.readers import open_trace
+from lab.tracefile.spec import TraceError, TraceSpec
 from lab.workload.stream import RequestStream
 from tests.helpers import make_scenario
 from tests.trace.refs import RECORD, next_access

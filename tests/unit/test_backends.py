@@ -36,11 +36,14 @@ def _yaml(tmp_path: Path, **fields: Any) -> Path:
 def test_the_registry_names_the_command_line_choices(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert backends.names() == ["sim", "redis"]
+    assert backends.names() == ["sim", "redis", "memcached"]
     with pytest.raises(SystemExit) as exited:
         cli.main(["run", str(_yaml(tmp_path)), "--backend", "nope"])
     assert exited.value.code == 2
-    assert "invalid choice: 'nope' (choose from 'sim', 'redis')" in capsys.readouterr().err
+    assert (
+        "invalid choice: 'nope' (choose from 'sim', 'redis', 'memcached')"
+        in capsys.readouterr().err
+    )
 
 
 def test_an_unknown_backend_is_one_line_naming_the_field(
@@ -49,7 +52,7 @@ def test_an_unknown_backend_is_one_line_naming_the_field(
     path = _yaml(tmp_path, backends=["sim", "memcachd"])
     assert cli.main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("backends.1: unknown backend 'memcachd'; known: sim, redis"), err
+    assert err.endswith("backends.1: unknown backend 'memcachd'; known: sim, redis, memcached"), err
     assert "\n" not in err
 
 
@@ -59,7 +62,7 @@ def test_every_registered_backend_loads_and_describes_itself() -> None:
         assert backend.name == name
         assert backend.capabilities and isinstance(backend.capabilities, frozenset)
         assert backend.describe().strip()
-    with pytest.raises(backends.UnknownBackend, match="known: sim, redis"):
+    with pytest.raises(backends.UnknownBackend, match="known: sim, redis, memcached"):
         backends.load("nope")
 
 

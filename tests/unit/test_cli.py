@@ -122,7 +122,10 @@ def test_rerun_replaces_a_run_atomically(tmp_path: Path) -> None:
     args = ("run", "s.yaml", "--results", "out", "--quiet", "--strategy", "aside", "--seed", "1")
     assert cachelab(*args, cwd=tmp_path).returncode == 0
     first = (tmp_path / "out/cli-small/aside.sim.s1/summary.json").read_text()
-    assert cachelab(*args, cwd=tmp_path).returncode == 0
+    reused = cachelab(*args, cwd=tmp_path)  # the same configuration: kept as it is
+    assert reused.returncode == 0 and "0 runs written, 1 reused" in reused.stderr
+    assert (tmp_path / "out/cli-small/aside.sim.s1/summary.json").read_text() == first
+    assert cachelab(*args, "--force", cwd=tmp_path).returncode == 0
     second = (tmp_path / "out/cli-small/aside.sim.s1/summary.json").read_text()
     strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "wall_time"}  # noqa: E731
     assert strip(first) == strip(second)
@@ -132,14 +135,18 @@ def test_rerun_replaces_a_run_atomically(tmp_path: Path) -> None:
 
 def test_progress_bar_when_asked(tmp_path: Path) -> None:
     write(tmp_path, SMALL)
-    done = cachelab(
-        "run", "s.yaml", "--results", "out", "--quiet", "--progress", "--seed", "1", cwd=tmp_path
-    )
+    args = ["run", "s.yaml", "--results", "out", "--quiet", "--progress", "--seed", "1"]
+    done = cachelab(*args, "--jobs", "1", cwd=tmp_path)
     assert done.returncode == 0
     frames = [f for f in done.stderr.replace("\r", "\n").splitlines() if " of 2)" in f]
     assert frames[-1].startswith("cli-small ttl sim s1 (run 2 of 2): 100%")
     assert any("(run 1 of 2):" in f and "  0%" not in f for f in frames)  # it moved
     assert not any("/2 runs" in f or "0.0/" in f for f in frames)
+    # on worker processes: one bar over the runs, moving as each finishes
+    done = cachelab(*args, "--jobs", "2", "--force", cwd=tmp_path)
+    assert done.returncode == 0
+    frames = done.stderr.replace("\r", "\n").splitlines()
+    assert any(f.startswith("2 of 2 runs done on 2 local worker processes: 100%") for f in frames)
 
 
 def test_results_that_cannot_hold_runs_are_refused_before_running(tmp_path: Path) -> None:

@@ -16,10 +16,11 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.__main__"),
     grimp.Layer("lab.cli"),
     grimp.Layer("lab.fidelity"),  # sim vs real grids, capacity held on real servers
-    grimp.Layer("lab.trace"),  # trace files: readers, statistics and their figure, synthesis
-    grimp.Layer("lab.report"),
+    grimp.Layer("lab.trace"),  # trace statistics and their figure, synthesis
+    grimp.Layer("lab.report", "lab.versus", "lab.execute"),  # reports; the Redis-vs-Memcached table
     grimp.Layer("lab.results"),
     grimp.Layer("lab.runner", "lab.limits"),  # one run; what runs would cost
+    grimp.Layer("lab.memcached"),  # a backend; may run a Redis bus beside memcached
     grimp.Layer("lab.sim", "lab.redis"),  # the backends
     grimp.Layer("lab.harness"),
     grimp.Layer("lab.client", "lab.orphans"),
@@ -30,8 +31,10 @@ LAYERS: list[grimp.Layer] = [
     grimp.Layer("lab.metrics", "lab.workload"),
     grimp.Layer("lab.sampling"),
     grimp.Layer("lab.scenario"),  # its strategy model is built from the parts' registry
-    grimp.Layer("lab.patterns"),  # strategy parts: only lab.core below them
-    grimp.Layer("lab.backends", "lab.sharding", "lab.names", "lab.bounded_yaml"),  # leaf helpers
+    grimp.Layer("lab.patterns", "lab.tracefile", "lab.sweep"),  # parts; trace files; sweeps
+    grimp.Layer(
+        "lab.backends", "lab.sharding", "lab.names", "lab.bounded_yaml", "lab.exptime", "lab.slabs"
+    ),  # leaf helpers
     grimp.Layer("lab.core"),
 ]
 """High to low."""

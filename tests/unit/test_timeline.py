@@ -28,6 +28,10 @@ class Logged:
     def __init__(self, inner: Any, rt: SimRuntime, log: list[tuple[float, str, Key, Any]]):
         self.inner, self.rt, self.log = inner, rt, log
 
+    def __getattr__(self, name: str) -> Any:
+        # operations the timeline does not log (delete_if_equal, incr, ...) go straight through
+        return getattr(self.inner, name)
+
     def _done(self, op: str, key: Key, result: Any) -> Any:
         shown = f"v{result.version}" if isinstance(result, Versioned) else result
         self.log.append((round(self.rt.now() * 1000, 6), op, key, shown))

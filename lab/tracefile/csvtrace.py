@@ -4,7 +4,7 @@ Read with pandas' C parser in chunks of rows, every mapped column as text, then
 converted here so that a bad value is reported with its line: times with
 Python's correctly rounded float parsing (so `cachelab trace synth` output
 comes back bit for bit), sizes as integers, operations through the op table
-of `lab.trace.spec` (an unknown operation is an error naming the line).
+of `lab.tracefile.spec` (an unknown operation is an error naming the line).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from lab.trace.chunk import NO_SIZE, Chunk
-from lab.trace.source import check_text
-from lab.trace.spec import TIME_DIVISORS, Column, TraceError, TraceSpec
+from lab.tracefile.chunk import NO_SIZE, Chunk
+from lab.tracefile.source import check_text
+from lab.tracefile.spec import TIME_DIVISORS, Column, TraceError, TraceSpec
 
 FIELDS = ("time", "key", "op", "size")
 _TOKENIZE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")

@@ -30,8 +30,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from lab.trace.chunk import Chunk
-from lab.trace.spec import TraceError
+from lab.tracefile.chunk import Chunk
+from lab.tracefile.spec import TraceError
 
 _EMPTY = -1
 

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import BinaryIO
 
-from lab.trace.spec import FORMATS, Format, TraceError
+from lab.tracefile.spec import FORMATS, Format, TraceError
 
 ZSTD_SUFFIXES = (".zst", ".zstd")
 SNIFF_BYTES = 4096

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.trace.chunk import NO_SIZE, Chunk
-from lab.trace.source import check_text, open_binary
-from lab.trace.spec import TraceError
+from lab.tracefile.chunk import NO_SIZE, Chunk
+from lab.tracefile.source import check_text, open_binary
+from lab.tracefile.spec import TraceError
 
 
 class TxtReader:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.trace.chunk import Chunk
-from lab.trace.keymap import DenseKeys
-from lab.trace.source import is_zstd, looks_like_text, open_binary, read_fully, sniff
-from lab.trace.spec import TraceError
+from lab.tracefile.chunk import Chunk
+from lab.tracefile.keymap import DenseKeys
+from lab.tracefile.source import is_zstd, looks_like_text, open_binary, read_fully, sniff
+from lab.tracefile.spec import TraceError
 
 RECORD = np.dtype([("time", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
 NO_NEXT = -1

@@ -1,7 +1,8 @@
 """What to read from a trace file: its format, the csv column mapping, how keys are mapped.
 
-One frozen model for the command line and (next) for a scenario's `workload.trace`,
-so both accept the same fields and reject the same mistakes.
+One frozen model for the command line and, extended by `TraceReplay`
+(`lab.tracefile.replay_spec`), for a scenario's `workload.trace`, so both accept
+the same fields and reject the same mistakes.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ class Chunk:
     """Requests `start`.. of the trace (0-based, after skipped records).
 
     `key` is uint64 for numeric ids (oracleGeneral) or an object array of str for
-    text keys (csv, txt); `lab.trace.keymap` turns either into lab key ids.
+    text keys (csv, txt); `lab.tracefile.keymap` turns either into lab key ids.
     `time` is float64 seconds (NaN when the format has none), `size` int64 bytes
     (NO_SIZE when unknown), `write` bool. `origin` holds, per request, the 1-based
     line or record number in the file, for error messages that point at it.

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from lab.trace.chunk import Chunk
-from lab.trace.csvtrace import CsvReader
-from lab.trace.oracle import OracleGeneralReader
-from lab.trace.source import detect_format
-from lab.trace.spec import Format, TraceSpec
-from lab.trace.txt import TxtReader
+from lab.tracefile.chunk import Chunk
+from lab.tracefile.csvtrace import CsvReader
+from lab.tracefile.oracle import OracleGeneralReader
+from lab.tracefile.source import detect_format
+from lab.tracefile.spec import Format, TraceSpec
+from lab.tracefile.txt import TxtReader
 
 CHUNK = 1 << 16
 """Requests per chunk: 64 Ki requests of fixed-size arrays, about 3 MB."""
