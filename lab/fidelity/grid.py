@@ -21,6 +21,16 @@ from lab.runner import CellSkipped, run_cell
 from lab.scenario import Cell, Scenario, parse_scenario
 
 KEYS = 10_000
+KEYS_PER_NODE = 1000
+VALUE_SIZES: dict[str, Any] = {
+    "100B": "100B",
+    "1KiB": "1KiB",
+    "16KiB": "16KiB",
+    "mix": {"distribution": "lognormal", "median": "1KiB", "p99": "64KiB"},
+}
+"""The value-size axis: three sizes and a lognormal mix (median 1 KiB, p99 64 KiB)."""
+BYTES: dict[str, str] = {"100B": "224KiB", "1KiB": "1400KiB", "16KiB": "20MiB", "mix": "6MiB"}
+"""A capacity in bytes per node for each value size: about 1,000 keys' worth."""
 RATE = 1500.0
 DURATION = 12.0
 WARMUP = 4.0
@@ -36,15 +46,19 @@ class FidelityCell:
     instances: int
     read: float
     """Share of reads (1.0: read-only; 0.9: 10% writes)."""
-    capacity: str = "1000 keys"
-    """Per node, as the scenario writes it."""
-    eviction: str = "lru"
+    capacity: str = "keys"
+    """`keys` (1,000 keys per node) or `bytes` (`BYTES[value_size]` of data per node)."""
+    eviction: str = "allkeys-lru"
 
     @property
     def name(self) -> str:
         mix = "ro" if self.read >= 1.0 else f"w{round((1 - self.read) * 100)}"
-        cap = self.capacity.replace(" ", "")
+        cap = self.capacity_text.replace(" ", "")
         return f"{self.value_size}-n{self.nodes}-i{self.instances}-{mix}-{cap}-{self.eviction}"
+
+    @property
+    def capacity_text(self) -> str:
+        return f"{KEYS_PER_NODE} keys" if self.capacity == "keys" else BYTES[self.value_size]
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,7 @@ class Row:
             "nodes": c.nodes,
             "instances": c.instances,
             "writes": round(1 - c.read, 3),
-            "capacity": c.capacity,
+            "capacity": c.capacity_text,
             "eviction": c.eviction,
             "hit_sim": sim["hit_ratio"],
             "hit_real": real["hit_ratio"],
@@ -79,6 +93,7 @@ class Row:
             "errors_sim": sim["errors"],
             "errors_real": real["errors"],
             "cache_errors_real": real.get("cache_errors", 0),
+            "driver_lag_p99_real": real.get("driver_lag_p99"),
         }
 
 
@@ -92,14 +107,18 @@ def scenario_for(cell: FidelityCell, *, duration: float = DURATION) -> Scenario:
         "name": "fidelity",
         "duration": f"{duration}s",
         "warmup": f"{min(WARMUP, duration / 3):.2f}s",
-        "keyspace": {"keys": KEYS, "value_size": cell.value_size},
+        "keyspace": {"keys": KEYS, "value_size": VALUE_SIZES[cell.value_size]},
         "workload": {
             "mix": {"read": cell.read, "write": round(1 - cell.read, 6)},
             "keys": {"distribution": "zipf", "s": 0.99},
             "arrivals": {"process": "poisson", "rate": RATE},
             "instances": cell.instances,
         },
-        "topology": {"nodes": cell.nodes, "capacity": cell.capacity, "eviction": cell.eviction},
+        "topology": {
+            "nodes": cell.nodes,
+            "capacity": cell.capacity_text,
+            "eviction": cell.eviction,
+        },
         "origin": {"concurrency": 32},
         "strategies": {STRATEGY: {"read": "cache-aside", "write": "invalidate", "ttl": "5m"}},
     }
@@ -125,12 +144,14 @@ def run_pair(
 
 
 AXES: dict[str, Sequence[Any]] = {
-    "value_size": ["100B", "1KiB", "16KiB"],
+    "value_size": list(VALUE_SIZES),
     "nodes": [1, 3],
     "instances": [1, 4],
     "read": [1.0, 0.9],
+    "capacity": ["keys", "bytes"],
+    "eviction": ["allkeys-lru", "allkeys-lfu"],
 }
-"""The grid's axes as they exist today (capacity in keys, exact LRU in the simulator)."""
+"""The grid of issue 10 (128 cells per server binary)."""
 
 
 def full_grid(axes: dict[str, Sequence[Any]] = AXES) -> list[FidelityCell]:
@@ -145,5 +166,6 @@ def _product(axes: dict[str, Sequence[Any]]) -> list[tuple[Any, ...]]:
 QUICK = [
     FidelityCell("100B", 1, 1, 1.0),
     FidelityCell("1KiB", 3, 4, 0.9),
+    FidelityCell("mix", 1, 1, 1.0, "bytes", "allkeys-lfu"),
 ]
 """The cut the test suite runs."""

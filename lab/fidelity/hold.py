@@ -49,6 +49,8 @@ class HoldResult:
     hit_ratio: float | None
     lowest: int
     highest: int
+    within_1pct: float = 1.0
+    """Share of (node, poll) key counts within 1% of the capacity."""
 
     @property
     def held(self) -> bool:
@@ -58,7 +60,8 @@ class HoldResult:
         verdict = "ok" if self.held else "FAIL"
         return (
             f"{self.server:14} {self.cell.label:38} worst {self.worst * 100:5.2f}% "
-            f"keys {self.lowest}-{self.highest} polls {self.polls:3d} errors {self.errors} "
+            f"keys {self.lowest}-{self.highest} polls {self.polls:3d} "
+            f"within 1% {self.within_1pct * 100:5.1f}% errors {self.errors} "
             f"cache_errors {self.cache_errors} hit {self.hit_ratio or 0:.4f} {verdict}"
         )
 
@@ -107,6 +110,7 @@ def run_hold(cell: HoldCell, binary: ServerBinary, seed: int = 1) -> HoldResult:
         s["hit_ratio"],
         min(counts, default=0),
         max(counts, default=0),
+        sum(abs(k - cell.capacity) <= 0.01 * cell.capacity for k in counts) / max(len(counts), 1),
     )
 
 

@@ -123,8 +123,12 @@ class RefusedFills:
         self._metrics = metrics
         self.get = cache.get
         self.delete = cache.delete
-        self.delete_if_equal = cache.delete_if_equal
-        self.incr = cache.incr
+
+    def delete_if_equal(self, key: Key, expected: Versioned) -> Awaitable[bool]:
+        return self._cache.delete_if_equal(key, expected)
+
+    def incr(self, key: Key, amount: int = 1) -> Awaitable[int]:
+        return self._cache.incr(key, amount)
 
     async def set(
         self, key: Key, value: Versioned, ttl: float | None = None, nx: bool = False

@@ -38,7 +38,15 @@ from lab.redis.capacity import CapacityController
 from lab.redis.deployment import Target
 from lab.redis.faults import FAULTS, RedisFaults
 from lab.redis.gauges import ServerGauges
-from lab.redis.site import POLICIES, Site, check_target, configure, open_site
+from lab.redis.site import (
+    POLICIES,
+    REDIS_POLICIES,
+    Site,
+    check_target,
+    configure,
+    open_site,
+    samples_for,
+)
 from lab.scenario import Cell, Fault, Scenario
 from lab.workload.values import run_value_size, value_sizes
 
@@ -130,12 +138,10 @@ class RedisBackend:
                 if target is None
                 else "replicas need a Redis Cluster: use --redis-cluster"
             )
-        if topo.capacity_bytes is not None:
-            return "a capacity in bytes is not set on real servers yet: give it in keys"
         if topo.capacity is not None and topo.eviction not in POLICIES:
             return (
                 f"eviction {topo.eviction!r} has no Redis equivalent "
-                f"(Redis offers {', '.join(sorted(POLICIES))} for a capacity)"
+                f"(Redis offers {', '.join(REDIS_POLICIES)} for a capacity)"
             )
         if target is not None and not target.allow_destructive:
             refused = _refused_on_others(scenario)
@@ -208,7 +214,10 @@ class RedisBackend:
         stack.push_async_callback(bus.close)
         if site.calibrations:
             controller = CapacityController(
-                list(deployment.addresses), site.calibrations, connection=deployment.connection
+                list(deployment.addresses),
+                site.calibrations,
+                connection=deployment.connection,
+                connections=pool_size,
             )
             self.controller = controller
             stack.push_async_callback(controller.close)
@@ -268,7 +277,8 @@ class RedisBackend:
         address = site.deployment.addresses[index]
         if controller is not None:
             controller.retarget(index, address)
-        configure(address, site.deployment, site.policy, limit)
+        assert self.scenario is not None
+        configure(address, site.deployment, site.policy, limit, samples_for(self.scenario))
 
     # -- the run -----------------------------------------------------------------
 
@@ -283,7 +293,8 @@ class RedisBackend:
         await bus.start()
         if self.controller is not None:  # every connection of the run open before the
             gauges.poll()  # limits are set: a new one costs a Redis 7.0 server ~37 KiB
-            await cache.touch_all(value_sizes(scenario.keyspace, self.seed).typical)
+            await self.controller.adjust()  # room for the connections now open
+            await cache.touch_all(_reply_size(scenario, self.seed))
             await self.controller.prime(SCRIPTS)
         runtime.restart_clock()
         cache.measure_ops_after(time.perf_counter() + scenario.warmup)
@@ -307,9 +318,7 @@ class RedisBackend:
             runtime.spawn(self.controller.run())
             assert self.cache is not None
             assert self.scenario is not None
-            runtime.spawn(
-                self.cache.keep_warm(value_sizes(self.scenario.keyspace, self.seed).typical)
-            )
+            runtime.spawn(self.cache.keep_warm(_reply_size(self.scenario, self.seed)))
         await workload
 
     async def _watch_driver(self, runtime: AsyncioRuntime) -> None:
@@ -418,6 +427,13 @@ def _node_keys(control: redis.Redis) -> NodeKeys:
         return [None if raw is None else decode(_raw(raw)) for raw in pipe.execute()]
 
     return NodeKeys([_raw(n).decode() for n in control.scan_iter(count=1000)], read)
+
+
+def _reply_size(scenario: Scenario, seed: int) -> int:
+    """The value size a warm connection's reply buffer is kept for: the size, or the 99th
+    percentile of a distribution of sizes."""
+    sizes = value_sizes(scenario.keyspace, seed)
+    return sizes.constant if sizes.constant is not None else sizes.size_at(0.99)
 
 
 def _raw(value: bytes | str) -> bytes:

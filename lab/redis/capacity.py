@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,10 @@ SAMPLE_KEYS = 50_000
 """Keys written at most to measure a budget (more: scaled from the sample)."""
 BATCH_BYTES = 1 << 20
 """Bytes of values per pipeline while measuring."""
+RETARGET_GRACE = 2.0
+"""Seconds after a failover during which the limit leaves room for new connections."""
+CONNECTION_BYTES = 40 * 1024
+"""What a new connection takes on Redis 7.0 at once (query and reply buffers, ~37 KiB)."""
 GAIN = 0.8
 """Fraction of the missing keys' marginal bytes the controller adds per step."""
 CLIENTS_UNLIMITED = 1 << 40
@@ -132,8 +137,9 @@ class Calibration:
     """The limit set at the end of the calibration (its connections then)."""
     capacity: int | None = None
     """The capacity in keys it was measured for (None: a capacity in bytes)."""
-    uniform: bool = False
-    """Every key takes `bytes_per_key` (one value size): the key count measures the data."""
+    by_count: bool = False
+    """Hold `capacity` keys by counting them (a capacity in keys, as the simulator holds
+    it: the most keys a node may hold, whatever their sizes), not bytes."""
     marginal_per_key: float = 0.0
     """Bytes one key frees when deleted from a full node (less than `bytes_per_key`: the
     dictionary's buckets stay; on Valkey 8+ much less). The controller's step."""
@@ -141,12 +147,12 @@ class Calibration:
     def limit(self, now: Memory, empty_data: int | None = None) -> int:
         """maxmemory that lets this node hold its capacity, given `now`.
 
-        With a capacity in keys of one size: the memory counted now plus the missing keys
+        By count (a capacity in keys): the memory counted now plus the missing keys
         (minus the excess), so whatever else the server allocates as dataset on first use
         (pub/sub, scripts, a connection's first commands: ~25 KiB each) never costs keys.
         Otherwise: non-data memory now + the empty server's data (`empty_data`, measured
         again just before the run) + the budget."""
-        if self.uniform and self.capacity is not None:
+        if self.by_count and self.capacity is not None:
             # a step of GAIN x the marginal bytes of a key: a node short of (or over) its
             # capacity moves towards it without overshooting it
             missing = self.capacity - now.keys
@@ -214,7 +220,7 @@ def calibrate(
     policy: str = "allkeys-lru",
     samples: int = 10,
     ttl: float | None = None,
-    uniform: bool = False,
+    by_count: bool = False,
 ) -> Calibration:
     """Measure the data memory of `names` (the node's own keys, in the order the run is
     likely to fill them) with their values, then set the limit.
@@ -245,7 +251,7 @@ def calibrate(
     assert budget is not None
     limit = read_memory(client).counted_nondata + empty.data + budget
     client.config_set("maxmemory", limit)
-    return Calibration(budget, per_key, empty.data, limit, capacity, uniform, marginal)
+    return Calibration(budget, per_key, empty.data, limit, capacity, by_count, marginal)
 
 
 class CapacityController:
@@ -267,8 +273,12 @@ class CapacityController:
         *,
         period: float = 0.05,
         connection: dict[str, Any] | None = None,
+        connections: int = 64,
     ) -> None:
         self.connection = dict(connection or {})
+        self.connections = connections
+        """The run's connections per node (for the room after a failover)."""
+        self._grace_until = [0.0] * len(addresses)
         self.calibrations = calibrations
         self.period = period
         self.limits = [c.maxmemory for c in calibrations]
@@ -293,9 +303,13 @@ class CapacityController:
         )
 
     def retarget(self, index: int, address: tuple[str, int]) -> None:
-        """Node `index` is now served at `address` (a replica took over)."""
+        """Node `index` is now served at `address` (a replica took over). The run's
+        connections move there one by one, each taking ~37 KiB at once on Redis 7.0:
+        for `RETARGET_GRACE` seconds the limit leaves room for all of them, so a small
+        cache is not evicted whole and then refusing fills while they arrive."""
         self._retired.append(self._clients[index])
         self._clients[index] = self._client(address)
+        self._grace_until[index] = time.monotonic() + RETARGET_GRACE
 
     async def prime(self, scripts: Sequence[str] = ()) -> None:
         """Just before the run, with its connections open, its subscriptions made and
@@ -319,6 +333,8 @@ class CapacityController:
             now = await read_memory_async(client)
             self.data[index] = now.data - self.empty_data[index]
             limit = cal.limit(now, self.empty_data[index])
+            if time.monotonic() < self._grace_until[index]:
+                limit += self.connections * CONNECTION_BYTES
             if limit != self.limits[index]:
                 await client.config_set("maxmemory", limit)
                 self.limits[index] = limit

@@ -8,7 +8,7 @@ happens before the run's event loop starts and after it ends.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import redis
@@ -30,11 +30,31 @@ from lab.redis.deployment import (
 )
 from lab.scenario import Cell, Scenario
 from lab.sharding import key_name, key_slot, router
-from lab.workload.values import value_sizes
+from lab.workload.values import ValueSizes, value_sizes
 
-POLICIES = {"lru": "allkeys-lru", "random": "allkeys-random"}
-"""Scenario eviction -> maxmemory-policy (FIFO has no Redis equivalent)."""
+REDIS_POLICIES = (
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+    "noeviction",
+)
+POLICIES = {"lru": "allkeys-lru", "random": "allkeys-random"} | {p: p for p in REDIS_POLICIES}
+"""Scenario eviction -> maxmemory-policy. Redis's names are themselves; the theory's exact
+`lru` and `random` become Redis's sampled `allkeys-lru` and `allkeys-random`; `fifo` has
+no Redis equivalent."""
 MAXMEMORY_SAMPLES = 10
+"""For the theory's exact `lru`: as close to exact as Redis's sampled LRU gets cheaply."""
+REDIS_SAMPLES = 5
+"""For Redis's own policy names: Redis's default, the one the simulator models."""
+
+
+def samples_for(scenario: Scenario) -> int:
+    """maxmemory-samples for the scenario's eviction."""
+    return REDIS_SAMPLES if scenario.topology.eviction in REDIS_POLICIES else MAXMEMORY_SAMPLES
 
 
 @dataclass
@@ -141,38 +161,56 @@ def _start_proxy(site: Site, scenario: Scenario) -> None:
 
 
 def _calibrate(site: Site, scenario: Scenario, cell: Cell, controls: list[redis.Redis]) -> None:
-    """Measure each node's data budget for the capacity and set its limit (and its
-    replicas' too)."""
+    """Measure each node's data budget for the capacity (keys or bytes) on the node's own
+    keys with their own value sizes, and set its limit (and its replicas' too)."""
     topo, deployment, policy = scenario.topology, site.deployment, site.policy
-    if topo.capacity_keys is None or policy is None:
+    if topo.capacity is None or policy is None:
         return
-    names = _node_keys(deployment, scenario, min(topo.capacity_keys, SAMPLE_KEYS))
-    value = encode(Versioned(1, value_sizes(scenario.keyspace, cell.seed).typical))
+    keys, budget = topo.capacity_keys, topo.capacity_bytes
+    sizes = value_sizes(scenario.keyspace, cell.seed)
+    count = keys if keys is not None else _keys_in(budget or 0, sizes)
+    ids = _node_keys(deployment, scenario, min(count, SAMPLE_KEYS))
+    values = _values(sizes)
     for i, control in enumerate(controls):
         calibration = calibrate(
             control,
-            names[i],
-            lambda _name: value,
-            capacity=topo.capacity_keys,
+            [key_name(k) for k in ids[i]],
+            values,
+            capacity=keys,
+            budget=budget,
             policy=policy,
-            samples=MAXMEMORY_SAMPLES,
+            samples=samples_for(scenario),
             ttl=scenario.strategies[cell.strategy].ttl,
-            uniform=True,
+            by_count=keys is not None,
         )
         site.calibrations.append(calibration)
         for address in deployment.replica_addresses(i):
-            configure(address, deployment, policy, calibration.maxmemory)
+            configure(address, deployment, policy, calibration.maxmemory, samples_for(scenario))
     budgets = [c.budget for c in site.calibrations]
+    what = f"{keys} keys" if keys is not None else f"{budget} bytes"
     site.notes.append(
-        f"capacity {topo.capacity_keys} keys/node -> data budget {budgets} bytes "
-        f"(~{site.calibrations[0].bytes_per_key:.0f} B/key measured); maxmemory = "
+        f"capacity {what}/node -> data budget {budgets} bytes "
+        f"(~{site.calibrations[0].bytes_per_key:.0f} B/key measured), {policy}; maxmemory = "
         "non-data memory (client buffers, ...) + budget, held during the run"
     )
 
 
-def _node_keys(deployment: Deployment, scenario: Scenario, count: int) -> list[list[str]]:
-    """The first `count` key names every node owns (the run's own names, routed as the
-    cache routes them: a budget measured on them fits the run's keys byte for byte)."""
+def _keys_in(budget: int, sizes: ValueSizes) -> int:
+    """About how many keys a byte budget holds (values alone: a sample large enough)."""
+    return max(1, int(budget // max(sizes.mean, 1.0)))
+
+
+def _values(sizes: ValueSizes) -> Callable[[str], bytes]:
+    """A key name's stored value: version 1 padded to the key's own size."""
+    if sizes.constant is not None:
+        value = encode(Versioned(1, sizes.constant))
+        return lambda _name: value
+    return lambda name: encode(Versioned(1, sizes(int(name.removeprefix("key:")))))
+
+
+def _node_keys(deployment: Deployment, scenario: Scenario, count: int) -> list[list[int]]:
+    """The first `count` keys every node owns (the run's own names, routed as the cache
+    routes them: a budget measured on them fits the run's keys byte for byte)."""
     n = len(deployment)
     owners = deployment.slot_owner
     route = (
@@ -180,25 +218,30 @@ def _node_keys(deployment: Deployment, scenario: Scenario, count: int) -> list[l
         if owners is None
         else (lambda name: owners[key_slot(name)])
     )
-    names: list[list[str]] = [[] for _ in range(n)]
+    ids: list[list[int]] = [[] for _ in range(n)]
     key = 0
-    while min(len(node) for node in names) < count:
-        name = key_name(key)
-        node = names[route(name)]
+    while min(len(node) for node in ids) < count:
+        node = ids[route(key_name(key))]
         if len(node) < count:
-            node.append(name)
+            node.append(key)
         key += 1
-    return names
+    return ids
 
 
-def configure(address: Address, deployment: Deployment, policy: str, maxmemory: int) -> None:
+def configure(
+    address: Address,
+    deployment: Deployment,
+    policy: str,
+    maxmemory: int,
+    samples: int = MAXMEMORY_SAMPLES,
+) -> None:
     """The eviction settings of a primary on another server (a replica, for after a
     failover, or a restarted node: CONFIG SET does not survive a restart)."""
     client = redis.Redis(
         host=address[0], port=address[1], socket_timeout=5.0, **deployment.connection
     )
     try:
-        configure_eviction(client, policy, MAXMEMORY_SAMPLES)
+        configure_eviction(client, policy, samples)
         client.config_set("maxmemory", maxmemory)
     finally:
         client.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from lab.cli import main
 from lab.fidelity.report import BEGIN, END, update_report
@@ -19,15 +20,21 @@ def test_fidelity_quick_cut(tmp_path: Path, default_binary: ServerBinary) -> Non
                  "--server", default_binary.flavor]) == 0  # fmt: skip
     out = tmp_path / "fidelity"
     rows = pd.read_csv(out / "fidelity.csv")
-    assert len(rows) == 2 and set(rows["server"]) == {default_binary.label}
+    assert len(rows) == 3 and set(rows["server"]) == {default_binary.label}
     assert (rows["errors_real"] == 0).all() and (rows["errors_sim"] == 0).all()
     assert (rows["cache_errors_real"] == 0).all()
     # read-only: the hit ratio depends on the request order only (within 1 point); with
-    # writes, also on how long a miss's fill is in flight, which a loaded machine stretches
+    # writes, also on how long a miss's fill is in flight (every read of an invalidated
+    # hot key misses until it lands), which a loaded machine stretches: 1-5 points lower
+    # (in bytes, each server holds what its own entries take: Redis 7.0 ~8% fewer keys
+    # of 100 B than the simulator's count of Redis 7.0's bytes, so within 3 points)
     read_only = rows["writes"] == 0
-    assert (rows[read_only]["hit_diff_points"].abs() <= 1.0).all(), rows
-    assert (rows["hit_diff_points"].abs() <= 3.0).all(), rows
-    assert ((rows["keys_real"] - rows["keys_sim"]).abs() <= 0.01 * rows["keys_sim"]).all()
+    in_keys = rows["capacity"].str.endswith("keys")
+    assert (rows[read_only & in_keys]["hit_diff_points"].abs() <= 1.0).all(), rows
+    assert (rows[read_only]["hit_diff_points"].abs() <= 3.0).all(), rows
+    assert (rows["hit_diff_points"].abs() <= 6.0).all(), rows
+    held = rows[in_keys]  # in bytes: each backend's own bytes
+    assert ((held["keys_real"] - held["keys_sim"]).abs() <= 0.01 * held["keys_sim"]).all()
     for fmt in ("png", "svg"):
         assert (out / "figures" / f"fidelity.{fmt}").stat().st_size > 0
     text = report.read_text()
@@ -46,6 +53,12 @@ def test_report_section_replaced_not_repeated(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))  # nothing half-written left behind
 
 
-def test_unknown_server_is_one_line_exit_2(tmp_path: Path) -> None:
-    assert main(["fidelity", "--server", "nosuch", "--results", str(tmp_path)]) == 2
+def test_unknown_server_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["fidelity", "--server", "nosuch", "--results", str(tmp_path)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--server" in err
     assert not list(tmp_path.iterdir())  # nothing written
