@@ -98,8 +98,8 @@ def test_cluster_mode_adds_the_slot_links_to_each_entry() -> None:
 @pytest.mark.parametrize("ttl", [False, True], ids=["no-ttl", "ttl"])
 def test_bytes_per_key_match_valkey_9(binary: ServerBinary, ttl: bool) -> None:
     """A fresh server per size: glibc reuses freed chunks whole (never leaving under
-    32 B), so after a FLUSHALL some keys cost 16 B more than the formula's fresh heap."""
-    off = {}
+    32 B), so after a FLUSHALL some keys cost 16 B more than on the formula's fresh heap."""
+    off: dict[int, tuple[float, float]] = {}
     for size in SIZES:
         with start_server(binary=binary, save="", appendonly="no") as server:
             client = server.client()
@@ -107,6 +107,10 @@ def test_bytes_per_key_match_valkey_9(binary: ServerBinary, ttl: bool) -> None:
             client.delete("warm-up")
             real, model = measured(client, size, ttl), formula(size, ttl, model=ValkeyMemory())
             print(f"valkey {size} B ttl={ttl}: real {real:.1f}, formula {model:.1f} B/key")
-            off[size] = (model - real) / real
-    worst = max(off.items(), key=lambda item: abs(item[1]))
-    assert abs(worst[1]) < 0.01, f"size {worst[0]} B: formula off by {worst[1]:+.2%}"
+            off[size] = (real, model)
+    # within 1%, or 10 B: whether a SET's freed argument chunk is reused varies by run
+    # (measured at 200 B: 273.6 or 281.9 B per key; the formula says 281.2)
+    wrong = {
+        size: pair for size, pair in off.items() if abs(pair[1] - pair[0]) > max(10, pair[0] / 100)
+    }
+    assert not wrong, f"value size: (real, formula) B per key {wrong}"
