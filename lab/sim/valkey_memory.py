@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lab.sim.memory import HashTable, RedisMemory
 
@@ -92,6 +93,7 @@ class ValkeyMemory(RedisMemory):
         return ValkeyTable()
 
 
+@lru_cache(maxsize=4096)  # a full node's key count goes up and down by a few
 def _children_per_bucket(mean: float) -> float:
     """Expected child buckets of one bucket holding Poisson(`mean`) entries: none up to
     7, then one more per 6 entries (a chained bucket gives a slot to the link)."""
