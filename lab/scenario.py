@@ -462,6 +462,9 @@ class Topology(_Model):
     eviction: Eviction = "lru"
     memcached: MemcachedSpec | None = None
     """The memcached backend's node settings (default: MemcachedSpec())."""
+    memory_model: Literal["redis7", "valkey9"] | None = None
+    """How the simulator counts an entry's bytes (docs/memory.md): Redis 7.0's formula
+    (the default) or Valkey 9's (glibc malloc); set it to the server compared against."""
     network: Network = Network()
     service_time: Distribution = Distribution(distribution="exponential", mean=0.00002)
     bus: BusSpec = BusSpec()
@@ -838,6 +841,8 @@ class Scenario(_Model):
             del data["workload"]["trace"]
         if data["topology"]["memcached"] is None:
             del data["topology"]["memcached"]
+        if data["topology"]["memory_model"] is None:
+            del data["topology"]["memory_model"]
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

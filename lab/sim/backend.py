@@ -23,6 +23,7 @@ from lab.sim.faults import FAULTS, SimFaults, schedule_faults
 from lab.sim.memory import RedisMemory, SizeTally
 from lab.sim.origin import SimOrigin
 from lab.sim.runtime import SimRuntime
+from lab.sim.valkey_memory import ValkeyMemory
 from lab.workload.values import run_value_size, value_sizes
 
 T = TypeVar("T")
@@ -186,11 +187,14 @@ def memory_fields(model: RedisMemory, cluster: SimCluster) -> dict[str, Any]:
 
 
 def memory_model(scenario: Scenario) -> RedisMemory | None:
-    """How the simulator counts bytes: Redis 7.0's formula when the capacity is in bytes
-    or values differ in size (then `cache_memory` means something); None otherwise."""
+    """How the simulator counts bytes: Redis 7.0's formula (Valkey 9's with
+    `topology.memory_model: valkey9`) when the capacity is in bytes or values differ in
+    size (then `cache_memory` means something); None otherwise."""
     topo = scenario.topology
     if topo.capacity_bytes is None and isinstance(scenario.keyspace.value_size, int):
         return None
+    if topo.memory_model == "valkey9":
+        return ValkeyMemory(cluster=topo.sharding == "slots")
     return RedisMemory(cluster=topo.sharding == "slots")
 
 

@@ -102,6 +102,10 @@ class RedisMemory:
         total = size_class(dict_entry) + sds_bytes(key_length) + value_bytes(value_length)
         return total + size_class(DICT_ENTRY) if ttl else total
 
+    def table(self) -> HashTable:
+        """An empty main or expires dict (its bucket array is counted, not per entry)."""
+        return HashTable()
+
 
 class HashTable:
     """A dict's bucket array: a power of two, doubled when the dict is full (or, near
@@ -151,8 +155,8 @@ class Accounting:
         self.budget = budget
         self.used = 0
         self._entries: dict[Key, tuple[int, bool]] = {}  # key -> (bytes, has a TTL)
-        self._main = HashTable()
-        self._expires = HashTable()
+        self._main = model.table()
+        self._expires = model.table()
         self._with_ttl = 0
 
     @property

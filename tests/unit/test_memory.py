@@ -103,3 +103,51 @@ def test_a_byte_capacity_run_holds_its_budget_and_says_how_it_counts() -> None:
     assert by_size["<=1KiB"] > 0 and by_size["<=16KiB"] > 0
     assert 500 < summary["evicted_value_size_mean"] < 10_000
     assert run_cell(scenario, cell).summary["hits"] == summary["hits"]  # deterministic
+
+
+def test_valkey_model_counts_glibc_chunks_and_embedding() -> None:
+    """Valkey 9 (glibc): one embedded allocation up to 128 B, else robj+key and an sds."""
+    from lab.sim.valkey_memory import ValkeyMemory, usable
+
+    assert [usable(n) for n in (1, 24, 25, 40, 41)] == [24, 24, 40, 40, 56]
+    model = ValkeyMemory()
+    assert model.entry(8, 16, ttl=False) == usable(8 + 11 + 20) == 40  # embedded
+    assert model.entry(8, 16, ttl=True) == usable(8 + 11 + 8 + 20)  # + the expire
+    assert model.entry(8, 200, ttl=False) == usable(16 + 11) + usable(204) + 8  # raw
+    assert model.entry(8, 1000, ttl=False) < RedisMemory().entry(8, 1000, ttl=False)
+
+
+def test_valkey_table_grows_by_buckets_of_seven() -> None:
+    from lab.sim.valkey_memory import ValkeyTable
+
+    table, total = ValkeyTable(), 0
+    for count in range(2000):
+        total += table.before_add(count, float("inf"))
+    assert table.buckets == 512 and total == table.bytes  # 2000 keys: 512 buckets of 7
+    for count in range(1999, 50, -1):
+        total += table.after_remove(count)
+    assert table.buckets < 512 and total == table.bytes
+
+
+def test_memory_model_setting_keeps_old_hashes_and_names_the_model() -> None:
+    topology = {"nodes": 1, "capacity": "256KiB", "eviction": "allkeys-lru"}
+    base = make_scenario(
+        requests=10_000, keyspace={"keys": 5000, "value_size": 200}, topology=topology
+    )
+    redis = make_scenario(
+        requests=10_000,
+        keyspace={"keys": 5000, "value_size": 200},
+        topology={**topology, "memory_model": "redis7"},
+    )
+    valkey = make_scenario(
+        requests=10_000,
+        keyspace={"keys": 5000, "value_size": 200},
+        topology={**topology, "memory_model": "valkey9"},
+    )
+    assert len({base.config_hash(), redis.config_hash(), valkey.config_hash()}) == 3
+    cell = Cell("t", "cache-aside", "sim", 1)
+    old, new = run_cell(base, cell).summary, run_cell(valkey, cell).summary
+    assert old["memory_accounting"].startswith("redis-7.0")
+    assert new["memory_accounting"].startswith("valkey-9")
+    assert new["cache_keys"] > old["cache_keys"]  # a Valkey key costs less (281 vs 312 B)
+    assert run_cell(valkey, cell).summary["hits"] == new["hits"]  # deterministic
