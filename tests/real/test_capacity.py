@@ -29,7 +29,7 @@ from lab.scenario import Cell
 @pytest.mark.parametrize("size", [16, 100, 16384])
 def test_budget_is_what_the_run_keys_take(server: RedisServer, size: int) -> None:
     """The calibration's data bytes per key equal what the cache's own SETs take (same
-    names, same values, same TTL): to the byte on an idle server, within 1% on a busy one
+    names, same values, same TTL): to the byte on an idle server, within 1% (or 1 KiB) on a busy one
     (a background thread's allocations may be caught mid-way)."""
     control = redis.Redis(host=HOST, port=server.port)
     try:
@@ -57,7 +57,7 @@ def test_budget_is_what_the_run_keys_take(server: RedisServer, size: int) -> Non
 
         asyncio.run(fill())
         taken = read_memory(control).data - before.data
-        assert taken == pytest.approx(cal.budget, rel=0.01)
+        assert taken == pytest.approx(cal.budget, rel=0.01, abs=1024)
     finally:
         control.close()
 
