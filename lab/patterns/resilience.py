@@ -126,8 +126,8 @@ class RefusedFills:
         self.delete_if_equal = cache.delete_if_equal
         self.incr = cache.incr
         if getattr(cache, "never_refuses", False):  # no wrapper coroutine on every fill
-            self.set = cache.set  # type: ignore[method-assign]
-            self.set_if_equal = cache.set_if_equal  # type: ignore[method-assign]
+            self.set = cache.set  # type: ignore[method-assign,assignment]
+            self.set_if_equal = cache.set_if_equal  # type: ignore[method-assign,assignment]
 
     async def set(
         self, key: Key, value: Versioned, ttl: float | None = None, nx: bool = False
