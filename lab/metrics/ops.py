@@ -12,6 +12,7 @@ end, so memory stays bounded.
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 import numpy as np
@@ -26,20 +27,20 @@ class OpLatencies:
 
     def __init__(self) -> None:
         self.hist = LogHistogram()
-        self._pending: list[float] = []
+        self._pending = array("d")  # folded with one memcpy, not a float per item
         self.add = self._pending.append
         """Record one operation's time (the caller decides it is past the warm-up)."""
 
     def reset(self) -> None:
         """Forget everything so far (at the end of the warm-up)."""
-        self._pending.clear()
+        del self._pending[:]
         self.hist = LogHistogram()
 
     def fold(self) -> None:
         """Move what was added into the histogram."""
         if self._pending:
-            self.hist.record_many(np.array(self._pending))
-            self._pending.clear()
+            self.hist.record_many(np.frombuffer(self._pending, dtype=np.float64).copy())
+            del self._pending[:]
 
     def summary(self) -> dict[str, Any]:
         self.fold()

@@ -123,6 +123,9 @@ class RefusedFills:
         self._metrics = metrics
         self.get = cache.get
         self.delete = cache.delete
+        if getattr(cache, "never_refuses", False):  # no wrapper coroutine on every fill
+            self.set = cache.set  # type: ignore[method-assign,assignment]
+            self.set_if_equal = cache.set_if_equal  # type: ignore[method-assign,assignment]
 
     def delete_if_equal(self, key: Key, expected: Versioned) -> Awaitable[bool]:
         return self._cache.delete_if_equal(key, expected)

@@ -175,6 +175,9 @@ class SimCluster:
         if replicas:
             for node in self.nodes:
                 node.replica = self._store(seed + 1000 + node.index)
+        self.never_refuses = type(self.nodes[0].store) is Store
+        """The exact stores never refuse a write (only Redis's policies can): strategies
+        call `set` without a wrapper that catches CacheRefused."""
         if isinstance(self.nodes[0].store, RedisStore):  # Redis's cron: active expiry
             wake_after(env, 1.0 / HZ).callbacks.append(self._cron)
         self._rtt = rtt
@@ -230,7 +233,13 @@ class SimCluster:
     def get(self, key: Key) -> Generator[Wait, Any, Versioned | None]:
         env = self.env
         now = env._now
-        node = self._node(key)
+        try:  # self._node(key), inlined for int keys on the hottest path
+            owner = self._memo[key]  # type: ignore[index]
+        except (IndexError, TypeError):
+            owner = self._owner_by_name(key)
+        if owner == UNKNOWN:
+            owner = self._owners.owner(key)  # type: ignore[arg-type]
+        node = self.nodes[owner]
         if node.faulty:
             found: Versioned | None = yield from self._faulty(
                 node, now, lambda store: store.get(key, now)
