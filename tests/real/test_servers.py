@@ -458,6 +458,7 @@ def test_no_orphans_when_parent_python_goes_away(mode: str, sig: signal.Signals 
         text=True,
         env=env,
         cwd=REPO_ROOT,
+        preexec_fn=helpers.interruptible,  # SIGINT as the test sends it, however pytest was started
     )
     try:
         assert proc.stdout is not None
