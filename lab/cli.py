@@ -463,11 +463,11 @@ def _sweep_stale() -> None:
 def main(argv: list[str] | None = None) -> int:
     from lab.processes.signals import sigterm_as_interrupt
 
-    args = build_parser().parse_args(argv)
-    if args.func in (cmd_run, cmd_bench):
-        _sweep_stale()
     try:
         with warnings.catch_warnings(), sigterm_as_interrupt():
+            args = build_parser().parse_args(argv)
+            if args.func in (cmd_run, cmd_bench):
+                _sweep_stale()
             warnings.showwarning = _warn
             return int(args.func(args))
     except (ScenarioError, UsageError) as exc:

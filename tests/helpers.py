@@ -5,6 +5,7 @@ fail-fast clients). Import from here instead of copying."""
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -82,6 +83,13 @@ def no_orphan_servers() -> Iterator[None]:
     leaked = leaked_processes()
     assert not leaked, f"server processes still alive after stop_all(): {leaked}"
     assert not left_running, f"tests did not stop these servers: {left_running}"
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a subprocess a test interrupts with SIGINT: SIGINT back to its
+    default, so Python turns it into KeyboardInterrupt even when the suite itself was
+    started with SIGINT ignored (nohup, a background job, some CI runners)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:

@@ -42,11 +42,15 @@ class ScheduledFaults:
         is logged when it has finished (a restart takes wall time: the node is back
         then, not at the fault's end)."""
 
+        def call() -> float:
+            fn()
+            return self.rt.now()  # when it was done, not when a busy loop got to it
+
         async def action() -> None:
             self.log.append((self.rt.now(), what))
-            await asyncio.to_thread(fn)
+            finished = await asyncio.to_thread(call)
             if done is not None:
-                self.log.append((self.rt.now(), done))
+                self.log.append((finished, done))
 
         return action
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
+from lab.aio.interrupts import CancelOnSignal
+
 T = TypeVar("T")
 
 
@@ -161,8 +163,9 @@ def _heap_frozen() -> Iterator[None]:
 def _run_here(coro: Coroutine[Any, Any, T], grace: float) -> T:
     loop = asyncio.new_event_loop()
     try:
-        with _heap_frozen():
-            return loop.run_until_complete(coro)
+        main = loop.create_task(coro)
+        with CancelOnSignal(loop, main), _heap_frozen():
+            return loop.run_until_complete(main)
     finally:
         try:
             left = [t for t in asyncio.all_tasks(loop) if not t.done()]

@@ -239,6 +239,12 @@ class _Pool:
             await conn.disconnect()
 
 
+def _address(entry: Sequence[Any], asked: _Pool) -> Address:
+    """A server's (host, port) from a CLUSTER SLOTS entry; an empty host is the one asked."""
+    host = entry[0].decode() if isinstance(entry[0], bytes) else str(entry[0])
+    return (host or asked.address[0], int(entry[1]))
+
+
 class RedisCache:
     """A sharded cache over independent servers (`Cache` protocol)."""
 
@@ -268,6 +274,8 @@ class RedisCache:
         self.addresses = list(addresses)
         self.nodes = [self._make_node(address) for address in self.addresses]
         self._retired: list[_Pool] = []
+        self._replica_addresses: set[Address] = set()  # learned from CLUSTER SLOTS
+        self._spares: dict[Address, _Pool] = {}
         n = len(self.nodes)
         self._slot_owner = list(slot_owner) if slot_owner is not None else None
         if self._slot_owner is not None:
@@ -323,7 +331,13 @@ class RedisCache:
 
     async def refresh_slots(self, *, force: bool = False) -> None:
         """Ask the cluster which server serves each node's slots now (CLUSTER SLOTS), as
-        cluster clients do; at most every REFRESH_EVERY seconds unless `force`."""
+        cluster clients do; at most every REFRESH_EVERY seconds unless `force`.
+
+        Every reachable primary and known replica is asked, and a server that says it
+        serves a range itself is believed first: a replica that has just taken over
+        knows it at once, while the other nodes learn it by gossip (slowly when the
+        machine is busy), and believing the first answer kept sending to the dead
+        primary meanwhile."""
         owners = self._slot_owner
         if owners is None:
             return
@@ -331,21 +345,29 @@ class RedisCache:
         if not force and now - self._refreshed < REFRESH_EVERY:
             return
         self._refreshed = now
-        for node in list(self.nodes):
+        claims: dict[int, Address] = {}  # node index -> the server that says it is it
+        heard: dict[int, Address] = {}  # node index -> the first other answer
+        for asked in [*self.nodes, *self._spare_pools()]:
             try:
-                reply = await node.call("CLUSTER", "SLOTS")
+                reply = await asked.call("CLUSTER", "SLOTS")
             except (*UNAVAILABLE, ResponseError):
                 continue
             for entry in reply:
-                primary = entry[2]
-                host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
-                address = (host or node.address[0], int(primary[1]))
-                index = owners[int(entry[0])]
-                if self.nodes[index].address != address:
-                    self._retired.append(self.nodes[index])
-                    self.nodes[index] = self._make_node(address)
-                    self.refreshes += 1
-            return
+                index, address = owners[int(entry[0])], _address(entry[2], asked)
+                (claims if address == asked.address else heard).setdefault(index, address)
+                self._replica_addresses.update(_address(r, asked) for r in entry[3:])
+        for index, address in {**heard, **claims}.items():
+            if self.nodes[index].address != address:
+                self._retired.append(self.nodes[index])
+                self.nodes[index] = self._make_node(address)
+                self.refreshes += 1
+
+    def _spare_pools(self) -> list[_Pool]:
+        """A pool to each known replica not serving a node now (for `refresh_slots`)."""
+        serving = {node.address for node in self.nodes}
+        for address in self._replica_addresses - serving - set(self._spares):
+            self._spares[address] = self._make_node(address)
+        return [pool for address, pool in self._spares.items() if address not in serving]
 
     def node_of(self, key: Key) -> int:
         """Index of the node that owns `key` (same routing as the simulator)."""
@@ -465,5 +487,5 @@ class RedisCache:
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError, *UNAVAILABLE, ResponseError):
                 await self._refreshing
-        for node in [*self.nodes, *self._retired]:
+        for node in [*self.nodes, *self._retired, *self._spares.values()]:
             await node.close()

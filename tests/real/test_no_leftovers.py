@@ -41,6 +41,7 @@ import pytest
 from lab.processes import ServerNotFound, live_servers, sweep_stale_dirs
 from lab.redis.binaries import find_server_binary
 from lab.redis.server import start_server
+from tests.helpers import interruptible
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_COMMS = ("redis-server", "valkey-server")
@@ -165,6 +166,7 @@ class Guard:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,  # its own process group, as a terminal's foreground job
+            preexec_fn=interruptible,  # SIGINT as the tests send it, however pytest was started
         )
         self.popens.append(proc)
         return proc
