@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import get_args
 
 import redis
 
@@ -28,20 +29,14 @@ from lab.redis.deployment import (
     connect_external,
     start_local,
 )
-from lab.scenario import Cell, Scenario
+from lab.scenario import Cell, Eviction, Scenario
 from lab.sharding import key_name, key_slot, router
 from lab.workload.values import ValueSizes, value_sizes
 
-REDIS_POLICIES = (
-    "allkeys-lru",
-    "allkeys-lfu",
-    "allkeys-random",
-    "volatile-lru",
-    "volatile-lfu",
-    "volatile-random",
-    "volatile-ttl",
-    "noeviction",
+REDIS_POLICIES = tuple(
+    p for p in get_args(Eviction) if p.startswith(("allkeys-", "volatile-")) or p == "noeviction"
 )
+"""The scenario's eviction names that are Redis's own maxmemory-policy values."""
 POLICIES = {"lru": "allkeys-lru", "random": "allkeys-random"} | {p: p for p in REDIS_POLICIES}
 """Scenario eviction -> maxmemory-policy. Redis's names are themselves; the theory's exact
 `lru` and `random` become Redis's sampled `allkeys-lru` and `allkeys-random`; `fifo` has
