@@ -77,14 +77,20 @@ def _writable_results(results: Path, scenarios: set[str]) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise UsageError(f"--results {results}: {probe} is not a folder")
+    created: list[Path] = []
     try:
         for folder in reversed(missing):
-            folder.mkdir()
+            try:
+                folder.mkdir()
+                created.append(folder)
+            except FileExistsError:  # another run made it just now: fine if a folder
+                if not folder.is_dir():
+                    raise
         fd, name = tempfile.mkstemp(prefix=".probe-", dir=results)
         os.close(fd)
         os.unlink(name)
     except OSError as exc:
-        for folder in missing:
+        for folder in reversed(created):  # only what this run made
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise UsageError(
