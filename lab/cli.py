@@ -199,7 +199,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scenarios = [(p, s.scaled(0.2)) for p, s in scenarios]
     plan = _plan(scenarios, None, None, None, args.i_know)
     started = time.perf_counter()
-    _run(plan, args.results, args.progress, quiet=True, choice=_choice(args))
+    status = _run(plan, args.results, args.progress, quiet=True, choice=_choice(args))
     ran = time.perf_counter() - started
     frame = load_all(*(args.results / s.name for _, s in scenarios))
     written = write_report(frame, args.results, figures=args.figures)
@@ -211,7 +211,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.1f} s with the report",
         file=sys.stderr,
     )
-    return 0
+    return status  # 1 when a run failed (listed above): the report holds the others
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 else:
     StrategySpec = strategy_model()
     """A strategy of a scenario: the common settings and every registered part's block."""
+    # the stampede block's model, by name, so a scenario pickles (worker processes)
+    StampedeSpec = StrategySpec.model_fields["stampede"].annotation.__args__[0]
 
 __all__ = [
     "LAYERS",

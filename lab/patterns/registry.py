@@ -182,7 +182,11 @@ def strategy_model() -> type[StrategyRules]:
             reg.name: (_optional(reg.settings), None) for reg in _on("stampede")
         }
         stampede = create_model(
-            "StampedeSpec", __base__=StampedeSettings, __doc__=StampedeSettings.__doc__, **guards
+            "StampedeSpec",
+            __base__=StampedeSettings,
+            __module__="lab.patterns",  # found there by name: worker processes unpickle it
+            __doc__=StampedeSettings.__doc__,
+            **guards,
         )
         fields["stampede"] = (stampede | None, None)
     for reg in [*_on("read"), *_on("write"), *_on("layer")]:
