@@ -35,6 +35,9 @@ NOT_SWEPT = {
     "bench": "it is not part of the experiment",
 }
 MIX = ("workload", "mix")
+NAMED = {"strategies": "strategy"}
+"""Mappings whose keys are names the user gave: a sweep path through a missing name
+would add an entry, not vary one."""
 
 T = TypeVar("T")
 
@@ -262,6 +265,9 @@ def _set(node: Any, parts: list[str], value: Any, axis: Axis, i: int) -> None:
         key: Any = int(head)
     elif isinstance(node, dict):
         key, rest = _key(node, parts)
+        named = axis.parts[0] in NAMED and len(axis.parts) - len(parts) == 1
+        if named and key not in node:  # node is the mapping of names itself
+            raise _no_such_name(node, key, axis, i)
     else:
         raise SweepError(f"{axis.where(i)}: {head!r}: the value above it is not a mapping")
     if not rest:
@@ -276,6 +282,14 @@ def _set(node: Any, parts: list[str], value: Any, axis: Axis, i: int) -> None:
             "write it out as one to sweep a field inside it"
         )
     _set(child, rest, value, axis, i)
+
+
+def _no_such_name(node: dict[str, Any], key: str, axis: Axis, i: int) -> SweepError:
+    names = ", ".join(map(short_repr, node)) or "none"
+    return SweepError(
+        f"{axis.where(i)}: the scenario has no {NAMED[axis.parts[0]]} named "
+        f"{short_repr(key)} (it has: {names}); use one of those names or '*' for all"
+    )
 
 
 def _key(node: dict[str, Any], parts: list[str]) -> tuple[str, list[str]]:

@@ -91,6 +91,12 @@ def test_fault_parameters_and_wildcards() -> None:
             'sweep.zip["keyspace.keys"]',
         ),
         ({"grid": {"duration": ["3s", "500ms"]}}, 'sweep.grid["duration"][1]: warmup must be'),
+        (
+            {"grid": {"strategies.c.ttl": ["1s"]}},
+            "sweep.grid[\"strategies.c.ttl\"][0]: the scenario has no strategy named 'c' "
+            "(it has: 'a', 'b')",
+        ),
+        ({"grid": {"strategies.zz": [{"read": "cache-aside"}]}}, 'sweep.grid["strategies.zz"][0]'),
     ],
 )
 def test_bad_sweeps_are_one_line_naming_the_value(section: dict[str, object], message: str) -> None:
