@@ -241,6 +241,17 @@ ValueSize = Annotated[
 """`keyspace.value_size`: bytes for every value, or a `ValueSizeSpec` drawn per key."""
 
 
+def _smallest_value(spec: int | ValueSizeSpec) -> int:
+    """The smallest value size `spec` can give, in bytes."""
+    if isinstance(spec, int):
+        return spec
+    if spec.distribution == "constant" and spec.value is not None:
+        return min(max(spec.value, spec.min), spec.max)
+    if spec.distribution == "uniform" and spec.low is not None:
+        return min(max(spec.low, spec.min), spec.max)
+    return spec.min
+
+
 class Keyspace(_Model):
     keys: KeyCount = 10_000
     value_size: ValueSize = 1024
@@ -776,6 +787,13 @@ class Scenario(_Model):
             raise ValueError(
                 f"keyspace.value_size: at most 512MiB per value (the most Redis stores in one "
                 f"value), got {value_size:.3g} bytes"
+            )
+        budget, smallest = self.topology.capacity_bytes, _smallest_value(value_size)
+        if budget is not None and self.workload.trace is None and budget < smallest:
+            raise ValueError(
+                f"topology.capacity: {budget:,} B of data memory per node cannot hold one "
+                f"value (the smallest is {smallest:,} B), so every fill would be refused; "
+                "give more bytes (for example 64MiB) or a key count"
             )
         return self
 

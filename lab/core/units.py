@@ -34,6 +34,8 @@ _SIZE_UNITS = {
     "kib": 1024,
     "mib": 1024**2,
     "gib": 1024**3,
+    "tb": 1000**4,
+    "tib": 1024**4,
 }
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "ms": 1000.0, "min": 1 / 60.0, "m": 1 / 60.0, "h": 1 / 3600.0}
 
@@ -94,7 +96,10 @@ def parse_key_count(value: object) -> int:
         m = re.match(rf"^\s*{_NUMBER}\s*([kKmM]?)\s*(?:keys?)?\s*$", value, re.IGNORECASE)
         if m:
             mult = {"": 1, "k": 1000, "m": 1_000_000}[m.group(2).lower()]
-            return int(float(m.group(1)) * mult)
+            count = float(m.group(1)) * mult
+            if math.isfinite(count) and count == int(count):
+                return int(count)
+            raise ValueError(f"expected a whole number of keys, got {value!r}")
         size = _SIZE_RE.match(value)
         if size and size.group(2).lower() in _SIZE_UNITS:
             raise ValueError(

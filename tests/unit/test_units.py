@@ -192,3 +192,14 @@ def test_infinity_is_a_value_error(parse: object) -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("text", ["1.5 keys", "0.5", "1e400", "1e400 keys"])
+def test_a_key_count_is_whole_and_finite(text: str) -> None:
+    with pytest.raises(ValueError, match="key"):
+        parse_key_count(text)
+
+
+def test_terabytes_are_sizes() -> None:
+    assert parse_size("1TiB") == 1024**4
+    assert parse_size("2TB") == 2 * 1000**4

@@ -9,7 +9,7 @@ import pytest
 
 from lab.codec import encode
 from lab.core import Versioned
-from lab.scenario import ValueSizeSpec, parse_scenario
+from lab.scenario import ScenarioError, ValueSizeSpec, parse_scenario
 from lab.workload.values import ValueSizes, run_value_size
 
 LOGNORMAL = ValueSizeSpec(distribution="lognormal", median=1024, p99=65536)
@@ -97,3 +97,24 @@ def test_the_real_estimate_counts_the_mean_size_and_a_byte_budget() -> None:
     assert memory({"keys": 50_000, "value_size": heavy}) - small > 50_000 * 2048
     budget = memory({"keys": 50_000, "value_size": "1KiB"}, "8MiB")
     assert small - budget > 40_000 * 1024  # a node holds ~8 MiB / 1.1 KiB keys, not 50,000
+
+
+@pytest.mark.parametrize(
+    ("value_size", "capacity", "smallest"),
+    [
+        ("1KiB", "10B", "1,024 B"),
+        ({"distribution": "uniform", "low": 100, "high": 200}, "50B", "100 B"),
+    ],
+)
+def test_a_byte_budget_under_one_value_is_refused(
+    value_size: object, capacity: str, smallest: str
+) -> None:
+    doc = {
+        "name": "x",
+        "duration": 5,
+        "keyspace": {"value_size": value_size},
+        "topology": {"capacity": capacity},
+        "strategies": {"a": {}},
+    }
+    with pytest.raises(ScenarioError, match=f"topology.capacity: .*smallest is {smallest}"):
+        parse_scenario(doc, "x.yaml")
