@@ -10,7 +10,8 @@ Starts one server from `lab.redis.server` and measures, one after the other:
   oracle + recorder), whose summary's throughput is reported.
 
 Each round measures the reference and the lab back to back; the median ratio
-lab driver / redis-benchmark over the rounds is the figure (target >= 0.3). All
+lab driver / redis-benchmark over the rounds is the figure (target >= 0.5,
+issue 15). The lab's event loop is uvloop's when installed (lab/aio/runtime.py). All
 processes share the machine's cores (`nproc` is printed): on a small machine
 the Python client and the server compete for them.
 Usage: python bench/real_throughput.py [--seconds S] [--quick]
@@ -29,6 +30,7 @@ import subprocess
 import time
 from typing import Any
 
+from lab.aio.runtime import new_event_loop
 from lab.core import Versioned
 from lab.processes import HOST
 from lab.redis.backend import RedisBackend
@@ -126,15 +128,19 @@ def main() -> None:
     seconds = 2.0 if args.quick else args.seconds
     rounds = 1 if args.quick else max(1, args.rounds)
     binary = find_server_binary()
+    probe = new_event_loop()
+    loop = type(probe).__module__.split(".")[0]
+    probe.close()
     print(f"server {binary.label}, {os.cpu_count()} cpu(s), {CLIENTS} clients, "
-          f"{VALUE_SIZE} B values, {rounds} round(s)")  # fmt: skip
+          f"{VALUE_SIZE} B values, {rounds} round(s), event loop {loop}")  # fmt: skip
     ratios: list[float] = []
     for n in range(1, rounds + 1):
         # each round measures the reference and the lab back to back, so a machine
         # that gets busier or quieter moves both; the median ratio is the figure
         with start_server(binary=binary) as server:
             ceiling = redis_benchmark(server, 100_000 if args.quick else 400_000)
-            raw = asyncio.run(cache_gets(server, seconds))
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                raw = runner.run(cache_gets(server, seconds))
         summary = lab_driver(seconds, binary)
         lab = float(summary["throughput"])
         ratios.append(lab / ceiling)
@@ -147,12 +153,12 @@ def main() -> None:
             f"hit ratio {summary['hit_ratio']:.3f}, read p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         )
     median = statistics.median(ratios)
-    verdict = "ok" if median >= 0.3 else "BELOW TARGET"
+    verdict = "ok" if median >= 0.5 else "BELOW TARGET"
     print(
         f"lab driver / redis-benchmark: median {median:.2f} "
         f"(min {min(ratios):.2f}, max {max(ratios):.2f} over {rounds} round(s))"
     )
-    print(f"target: median ratio >= 0.3: {verdict}")
+    print(f"target: median ratio >= 0.5: {verdict}")
 
 
 if __name__ == "__main__":

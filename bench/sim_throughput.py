@@ -266,11 +266,26 @@ def memory(small: int, large: int, rss_requests: int | None) -> None:
     mem_small, mem_large = peak_memory(small, 2_000), peak_memory(large, 2_000)
     growth = mem_large / mem_small
     print(f"peak memory  2,000 keys {small:>10,} req  {mem_small:7.1f} MiB (tracemalloc)")
+    verdict = (
+        f"target <= 1.10: {'met' if growth <= 1.10 else 'NOT met'}"
+        if large >= 4_000_000
+        else "the target is for 1M vs 4M: run without --quick"
+    )
     print(
         f"peak memory  2,000 keys {large:>10,} req  {mem_large:7.1f} MiB   "
-        f"(x{growth:.2f} for x{large // small} requests; target <= 1.10: "
-        f"{'met' if growth <= 1.10 else 'NOT met'})"
+        f"(x{growth:.2f} for x{large // small} requests; {verdict})"
     )
+    if large < 4_000_000:
+        print(
+            "  (--quick: 250k requests are ~25 s of simulated time, inside the oracle's 60 s\n"
+            "   ack horizon and the timeseries' first rows, so part of this growth is those\n"
+            "   windows filling up; the issue's figure, 1M vs 4M, is the full run's)"
+        )
+    else:
+        print(
+            "  (what remains grows with simulated time only: one timeseries row, gauge\n"
+            "   sample and p99 per 1 s interval, O(duration / interval))"
+        )
     if rss_requests is not None:
         rss = peak_rss(rss_requests, 100_000)
         print(

@@ -245,7 +245,20 @@ class SimCluster:
                 node, now, lambda store: store.get(key, now)
             )
             return found
-        value = node.store.get(key, now)
+        store = node.store
+        if store.__class__ is Store:  # Store.get, inlined for the exact stores
+            entry = store._data.get(key)
+            if entry is None:
+                value = None
+            elif entry[1] <= now:
+                store._expire(key)
+                value = None
+            else:
+                if store._touch:
+                    store._data.move_to_end(key)
+                value = entry[0]
+        else:
+            value = store.get(key, now)
         # node.delay(), inlined on the hottest path
         half = self._rtt() * 0.5
         arrive = now + half
