@@ -57,6 +57,14 @@ GAIN = 0.8
 CLIENTS_UNLIMITED = 1 << 40
 """maxmemory-clients: far above any run, so no client is ever evicted, but set, so the
 server tracks each client's memory in real time."""
+SETTLE_QUIET = 1.1
+"""Seconds the non-data memory must stay put before a byte-budget run starts (the
+server's cron visits every client once a second at `hz` 10)."""
+SETTLE_MAX = 6.0
+"""Seconds to wait at most (a server that would not turn reply-buffer resizing off
+shrinks a new connection's reply buffer 5 s after it connected)."""
+SETTLE_SLACK = 2048
+"""Bytes of non-data change that count as settled (a poll's own reply, ...)."""
 DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -165,12 +173,31 @@ class Calibration:
         return now.counted_nondata + base + self.budget
 
 
-def configure_eviction(client: redis.Redis, policy: str, samples: int) -> None:
-    """The eviction policy, its samples, and real-time client memory accounting."""
+def configure_eviction(client: redis.Redis, policy: str, samples: int) -> bool:
+    """The eviction policy, its samples, real-time client memory accounting, and
+    reply buffers of a fixed size; False if the server would not fix them.
+
+    Redis 7.0+ and Valkey shrink a connection's 16 KiB reply buffer 5 s after it
+    connected (to ~1 KiB when its replies are small) and grow it back under large
+    replies, one step per cron visit. Every such step moves non-data memory, and a
+    fall of it opens room under `maxmemory` until the controller's next reading (50
+    ms): there a full dict (keys = buckets) doubles its bucket array, and a dict shrinks
+    only under 10% full, so it stays doubled for the run. Measured (Redis 7.0.15, 224
+    KiB of 100-B values with a TTL, ~150 connections shrinking 2.4 MB over the run's
+    first seconds): the main and expires dicts went from 1,024 to 2,048 buckets (16
+    KiB more) and the node held 944 keys, the simulator 1,025. With resizing off
+    (`DEBUG REPLYBUFFER resizing 0`, Redis 6's fixed buffers; the lab's servers allow
+    DEBUG from local clients) it held 1,024. A server that refuses DEBUG keeps resizing
+    and `CapacityController.settle` waits for it instead."""
     client.config_set("maxmemory-policy", policy)
     client.config_set("maxmemory-samples", samples)
     with contextlib.suppress(redis.exceptions.ResponseError):  # before Redis 7: none
         client.config_set("maxmemory-clients", CLIENTS_UNLIMITED)
+    try:
+        client.execute_command("DEBUG", "REPLYBUFFER", "resizing", 0)
+    except redis.exceptions.ResponseError:  # DEBUG not allowed, or before Redis 7.0
+        return False
+    return True
 
 
 def _first_use(
@@ -329,6 +356,37 @@ class CapacityController:
             except DOWN:
                 continue
         await self.adjust()
+        await self.settle()
+
+    async def settle(self, limit: float = SETTLE_MAX) -> float:
+        """Wait (at most `limit` s) until the non-data memory of every node held to a
+        byte budget has stayed put for `SETTLE_QUIET` s, keeping the limits current;
+        return the seconds waited (~1.1 s when `configure_eviction` turned reply-buffer
+        resizing off). A capacity in keys is held by counting keys: no wait.
+
+        Why it matters for a byte budget: room that opens under `maxmemory` between two
+        of the controller's readings lets a full dict (keys = buckets) double its bucket
+        array (`dictExpandAllowed`), for the rest of the run (see `configure_eviction`)."""
+        nodes = [i for i, c in enumerate(self.calibrations) if not c.by_count]
+        if not nodes:
+            return 0.0
+        start = time.monotonic()
+        seen: dict[int, tuple[int, float]] = {}  # node -> (non-data, since when)
+        while True:
+            now = time.monotonic()
+            for i in nodes:
+                try:
+                    nondata = (await read_memory_async(self._clients[i])).counted_nondata
+                except DOWN:
+                    seen[i] = (0, start)
+                    continue
+                last = seen.get(i)
+                if last is None or abs(nondata - last[0]) > SETTLE_SLACK:
+                    seen[i] = (nondata, now)
+            await self.adjust()
+            if now - start >= limit or all(now - t >= SETTLE_QUIET for _, t in seen.values()):
+                return now - start
+            await asyncio.sleep(self.period)
 
     async def _adjust_one(self, index: int) -> None:
         client, cal = self._clients[index], self.calibrations[index]
