@@ -218,7 +218,7 @@ def configure_eviction(client: redis.Redis, policy: str, samples: int) -> bool:
     with contextlib.suppress(redis.exceptions.ResponseError):  # before Redis 7: none
         client.config_set("maxmemory-clients", CLIENTS_UNLIMITED)
     try:
-        client.execute_command("DEBUG", "REPLYBUFFER", "resizing", 0)
+        client.execute_command("DEBUG", "REPLYBUFFER", "resizing", 0)  # type: ignore[no-untyped-call]
     except redis.exceptions.ResponseError:  # DEBUG not allowed, or before Redis 7.0
         return False
     return True
