@@ -207,12 +207,13 @@ def configure_eviction(client: redis.Redis, policy: str, samples: int) -> bool:
     fall of it opens room under `maxmemory` until the controller's next reading (50
     ms): there a full dict (keys = buckets) doubles its bucket array, and a dict shrinks
     only under 10% full, so it stays doubled for the run. Measured (Redis 7.0.15, 224
-    KiB of 100-B values with a TTL, ~150 connections shrinking 2.4 MB over the run's
-    first seconds): the main and expires dicts went from 1,024 to 2,048 buckets (16
-    KiB more) and the node held 944 keys, the simulator 1,025. With resizing off
-    (`DEBUG REPLYBUFFER resizing 0`, Redis 6's fixed buffers; the lab's servers allow
-    DEBUG from local clients) it held 1,024. A server that refuses DEBUG keeps resizing
-    and `CapacityController.settle` waits for it instead."""
+    KiB of 100-B values with a TTL, 67 connections whose reply buffers fell from 16 KiB
+    to 1 KiB, 1.07 MB, over the run's first seconds): the main and expires dicts
+    went from 1,024 to 2,048 buckets (16 KiB more) and the node held 944 keys, the
+    simulator 1,025. With resizing off (`DEBUG REPLYBUFFER resizing 0`, Redis 6's
+    fixed buffers; the lab's servers allow DEBUG from local clients) it held 1,024. A
+    server that refuses DEBUG keeps resizing and `CapacityController.settle` waits for
+    it instead (the room it opens later stays a risk there)."""
     client.config_set("maxmemory-policy", policy)
     client.config_set("maxmemory-samples", samples)
     with contextlib.suppress(redis.exceptions.ResponseError):  # before Redis 7: none
