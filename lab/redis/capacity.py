@@ -57,6 +57,14 @@ GAIN = 0.8
 CLIENTS_UNLIMITED = 1 << 40
 """maxmemory-clients: far above any run, so no client is ever evicted, but set, so the
 server tracks each client's memory in real time."""
+SETTLE_QUIET = 1.1
+"""Seconds the non-data memory must stay put before a byte-budget run starts (the
+server's cron visits every client once a second at `hz` 10)."""
+SETTLE_MAX = 6.0
+"""Seconds to wait at most (a server that would not turn reply-buffer resizing off
+shrinks a new connection's reply buffer 5 s after it connected)."""
+SETTLE_SLACK = 2048
+"""Bytes of non-data change that count as settled (a poll's own reply, ...)."""
 DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -73,6 +81,8 @@ class Memory:
     """The key dictionaries' part of the overhead (entries and buckets): data."""
     keys: int = 0
     """DBSIZE."""
+    rehashing: int = 0
+    """Bytes of key tables being rehashed (Valkey 8+ reports them; Redis 7.0 does not)."""
 
     @property
     def data(self) -> int:
@@ -102,6 +112,7 @@ def parse_memory(info: dict[str, Any], stats: dict[str, Any], keys: int = 0) -> 
         overhead=int(stats["overhead.total"]),
         keyspace=keyspace,
         keys=keys,
+        rehashing=int(stats.get("overhead.db.hashtable.rehashing", 0)),
     )
 
 
@@ -114,6 +125,27 @@ def read_memory(client: redis.Redis) -> Memory:
     pipe.dbsize()
     stats, info, keys = pipe.execute()
     return parse_memory(info, stats, keys)
+
+
+SETTLE_READS = 20
+"""Readings at most (50 ms apart) until an idle server's data stops moving."""
+
+
+def read_settled(client: redis.Redis, pause: float = 0.05) -> Memory:
+    """A reading of an idle server once two in a row agree and no key table is being
+    rehashed. Right after a fill, a flush or the first MEMORY STATS the server is still
+    moving memory for a moment: a table's incremental rehash holds both tables (4 KiB
+    and more), Valkey 9 trims the query buffer it shares between clients in its cron.
+    Read once, on two busy cores, the empty Valkey 9 server read 9 KiB high and a full
+    one 4 KiB high (a 500-key budget of 16-B values 10-20% off)."""
+    last = read_memory(client)
+    for _ in range(SETTLE_READS):
+        time.sleep(pause)
+        now = read_memory(client)
+        if now.data == last.data and now.rehashing == 0:
+            return now
+        last = now
+    return last
 
 
 async def read_memory_async(client: aioredis.Redis) -> Memory:
@@ -165,12 +197,32 @@ class Calibration:
         return now.counted_nondata + base + self.budget
 
 
-def configure_eviction(client: redis.Redis, policy: str, samples: int) -> None:
-    """The eviction policy, its samples, and real-time client memory accounting."""
+def configure_eviction(client: redis.Redis, policy: str, samples: int) -> bool:
+    """The eviction policy, its samples, real-time client memory accounting, and
+    reply buffers of a fixed size; False if the server would not fix them.
+
+    Redis 7.0+ and Valkey shrink a connection's 16 KiB reply buffer 5 s after it
+    connected (to ~1 KiB when its replies are small) and grow it back under large
+    replies, one step per cron visit. Every such step moves non-data memory, and a
+    fall of it opens room under `maxmemory` until the controller's next reading (50
+    ms): there a full dict (keys = buckets) doubles its bucket array, and a dict shrinks
+    only under 10% full, so it stays doubled for the run. Measured (Redis 7.0.15, 224
+    KiB of 100-B values with a TTL, 67 connections whose reply buffers fell from 16 KiB
+    to 1 KiB, 1.07 MB, over the run's first seconds): the main and expires dicts
+    went from 1,024 to 2,048 buckets (16 KiB more) and the node held 944 keys, the
+    simulator 1,025. With resizing off (`DEBUG REPLYBUFFER resizing 0`, Redis 6's
+    fixed buffers; the lab's servers allow DEBUG from local clients) it held 1,024. A
+    server that refuses DEBUG keeps resizing and `CapacityController.settle` waits for
+    it instead (the room it opens later stays a risk there)."""
     client.config_set("maxmemory-policy", policy)
     client.config_set("maxmemory-samples", samples)
     with contextlib.suppress(redis.exceptions.ResponseError):  # before Redis 7: none
         client.config_set("maxmemory-clients", CLIENTS_UNLIMITED)
+    try:
+        client.execute_command("DEBUG", "REPLYBUFFER", "resizing", 0)  # type: ignore[no-untyped-call]
+    except redis.exceptions.ResponseError:  # DEBUG not allowed, or before Redis 7.0
+        return False
+    return True
 
 
 def _first_use(
@@ -186,7 +238,7 @@ def _first_use(
         pipe.delete(name)
     pipe.execute()
     client.flushall(asynchronous=False)  # (Valkey 8+ flushes in the background by default)
-    read_memory(client)
+    read_settled(client)
 
 
 def _marginal(client: redis.Redis, sample: list[str], full: int) -> float:
@@ -196,7 +248,7 @@ def _marginal(client: redis.Redis, sample: list[str], full: int) -> float:
     for name in gone:
         pipe.delete(name)
     pipe.execute()
-    return max((full - read_memory(client).data) / max(len(gone), 1), 1.0)
+    return max((full - read_settled(client).data) / max(len(gone), 1), 1.0)
 
 
 def _fill(
@@ -237,7 +289,7 @@ def calibrate(
     client.config_set("maxmemory", 0)
     configure_eviction(client, policy, samples)
     _first_use(client, names, value, ttl_ms)
-    empty = read_memory(client)
+    empty = read_settled(client)
     if capacity is not None:
         wanted = capacity
     else:  # as many keys as the budget holds (values alone), to measure bytes per key
@@ -245,7 +297,7 @@ def calibrate(
         wanted = max(1, budget // max(len(value(names[0])), 1))
     sample = list(names[: min(wanted, SAMPLE_KEYS, len(names))])
     _fill(client, sample, value, ttl_ms)
-    measured = read_memory(client).data - empty.data
+    measured = read_settled(client).data - empty.data
     marginal = _marginal(client, sample, measured + empty.data)
     client.flushall(asynchronous=False)
     per_key = max(measured / max(len(sample), 1), 1.0)
@@ -329,6 +381,37 @@ class CapacityController:
             except DOWN:
                 continue
         await self.adjust()
+        await self.settle()
+
+    async def settle(self, limit: float = SETTLE_MAX) -> float:
+        """Wait (at most `limit` s) until the non-data memory of every node held to a
+        byte budget has stayed put for `SETTLE_QUIET` s, keeping the limits current;
+        return the seconds waited (~1.1 s when `configure_eviction` turned reply-buffer
+        resizing off). A capacity in keys is held by counting keys: no wait.
+
+        Why it matters for a byte budget: room that opens under `maxmemory` between two
+        of the controller's readings lets a full dict (keys = buckets) double its bucket
+        array (`dictExpandAllowed`), for the rest of the run (see `configure_eviction`)."""
+        nodes = [i for i, c in enumerate(self.calibrations) if not c.by_count]
+        if not nodes:
+            return 0.0
+        start = time.monotonic()
+        seen: dict[int, tuple[int, float]] = {}  # node -> (non-data, since when)
+        while True:
+            now = time.monotonic()
+            for i in nodes:
+                try:
+                    nondata = (await read_memory_async(self._clients[i])).counted_nondata
+                except DOWN:
+                    seen[i] = (0, start)
+                    continue
+                last = seen.get(i)
+                if last is None or abs(nondata - last[0]) > SETTLE_SLACK:
+                    seen[i] = (nondata, now)
+            await self.adjust()
+            if now - start >= limit or all(now - t >= SETTLE_QUIET for _, t in seen.values()):
+                return now - start
+            await asyncio.sleep(self.period)
 
     async def _adjust_one(self, index: int) -> None:
         client, cal = self._clients[index], self.calibrations[index]

@@ -108,6 +108,9 @@ def open_site(
             _calibrate(site, scenario, cell, controls)
             for control in controls:
                 control.config_resetstat()
+                # closed until next needed: idle, the server would free its query buffer
+                # 3 s later, mid-run, a fall of non-data memory (capacity.configure_eviction)
+                control.connection_pool.disconnect()
             try:
                 yield site
             finally:
