@@ -1055,3 +1055,14 @@ def write_figures(
             return {name: future.result() for name, future in futures.items()}
     except (OSError, BrokenProcessPool):  # no worker processes here: draw them in this one
         return {name: _write_scenario(runs, Path(out_dir), formats) for name, runs in groups}
+
+
+def draw_scenario(results: str, scenario: str) -> None:
+    """Draw one finished scenario's figures under `results/<scenario>/figures/` (in a
+    spare worker while other cells still run): `write_figures` later finds them drawn
+    from the same inputs and keeps them."""
+    from lab.results import load_all
+
+    runs = load_all(Path(results) / scenario)
+    if not runs.empty:
+        _write_scenario(runs.reset_index(drop=True), Path(results), FORMATS)
