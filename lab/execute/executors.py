@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import os
 import queue
 import signal
 import threading
@@ -75,15 +74,6 @@ def start_fork_server(extra: list[str] | None = None) -> None:
     forkserver.ensure_running()
 
 
-def _side_worker(nice: int) -> None:
-    """A worker beside a real-server cell: lower priority, so the real cell and its
-    servers get the CPU the moment they want it; Ctrl-C left to the parent."""
-    _ignore_interrupts()
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(nice)
-
-
 Job = Callable[[], object]
 """Side work for a spare worker (drawing a finished scenario's figures): picklable."""
 
@@ -94,15 +84,14 @@ class Pool:
     A thread here submits and collects; outcomes wait in `outcomes` for the calling
     thread, which alone writes results (never while a real cell measures beside)."""
 
-    def __init__(self, jobs: int, limit: int | None = None, nice: int = 0) -> None:
+    def __init__(self, jobs: int, limit: int | None = None) -> None:
         start_fork_server()
         self.jobs = jobs
         self.limit = min(jobs, limit or jobs)
         self.pool = ProcessPoolExecutor(
             max_workers=jobs,
             mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_side_worker,
-            initargs=(nice,),
+            initializer=_ignore_interrupts,
         )
         self.pending: deque[Task | Job] = deque()
         self.flying: dict[Future[Any], Task | Job] = {}

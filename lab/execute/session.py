@@ -170,11 +170,11 @@ def _beside(
     describe: Callable[[str], None],
 ) -> None:
     """Real-server cells one at a time here, simulator cells (then side jobs) on local
-    workers meanwhile: `choice.beside()` of them while a real cell runs, at a lower
-    priority, all `choice.jobs` after. Results are written here between real cells,
+    workers meanwhile: `choice.beside()` of them while a real cell runs (a core left
+    to it and its servers), all `choice.jobs` after. Results are written here between real cells,
     never while one measures."""
     beside = choice.beside() if real else choice.jobs
-    pool = Pool(choice.jobs, limit=beside, nice=NICE if real else 0)
+    pool = Pool(choice.jobs, limit=beside)
     pools.append(pool)
     try:
         pool.add(longest_first(sim))
@@ -196,10 +196,6 @@ def _beside(
         pool.stop()
         raise
     pool.shutdown()
-
-
-NICE = 5
-"""How much lower the priority of simulator workers beside a real-server cell is."""
 
 
 def _record(outcome: Outcome, results: Path, tally: Tally) -> None:
