@@ -18,6 +18,7 @@ Usage: python bench/sweep_speed.py [--rounds N] [--full] [--skip-bench]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -73,15 +74,38 @@ def timed(args: list[str], workdir: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+REAL_FIGURES = ("read_latency_p99", "cache_op_p99", "driver_lag_p99", "hit_ratio")
+"""What a real-server cell measures that simulator work beside it could disturb."""
+
+
+def real_figures(results: Path) -> dict[str, float]:
+    """Medians over the real-server cells under `results` of REAL_FIGURES."""
+    values: dict[str, list[float]] = {k: [] for k in REAL_FIGURES}
+    for file in results.rglob("summary.json"):
+        summary = json.loads(file.read_text())
+        if summary.get("backend") == "sim":
+            continue
+        for key in REAL_FIGURES:
+            if isinstance(summary.get(key), (int, float)):
+                values[key].append(float(summary[key]))
+    return {k: statistics.median(v) for k, v in values.items() if v}
+
+
 def paired(
-    variants: dict[str, list[str]], rounds: int, workdir: Path
+    variants: dict[str, list[str]],
+    rounds: int,
+    workdir: Path,
+    real: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, list[tuple[float, float]]]:
-    """Each variant once per round, in turn (so load changes hit them alike)."""
+    """Each variant once per round, in turn (so load changes hit them alike); with
+    `real`, the real-server cells' REAL_FIGURES of each variant's last round."""
     out: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for r in range(rounds):
         for name, args in variants.items():
             results = workdir / f"results-{name}-{r}"
             out[name].append(timed([*args, "--results", str(results), "--force"], workdir))
+            if real is not None:
+                real[name] = real_figures(results)
             shutil.rmtree(results, ignore_errors=True)
             wall, cpu = out[name][-1]
             # worker processes are the fork server's children, not ours: their CPU is not
@@ -154,10 +178,15 @@ def main() -> None:
         if not args.full:
             bench.append("--quick")
         print(f"cachelab bench{'' if args.full else ' --quick'} (every scenario):", flush=True)
-        runs = paired({"all": bench, "jobs1": [*bench, "--jobs", "1"]}, 1, work)
+        real: dict[str, dict[str, float]] = {}
+        runs = paired({"all": bench, "jobs1": [*bench, "--jobs", "1"]}, 1, work, real)
         print(f"after: {load()}")
         report("make bench", "all", "jobs1", runs)
         print("  (target: all cores / sequential <= 0.6)")
+        print("real-server cells, medians (simulator work beside them vs none):")
+        for key in REAL_FIGURES:
+            if key in real.get("all", {}) and key in real.get("jobs1", {}):
+                print(f"  {key:<18} all {real['all'][key]:.4g}  jobs1 {real['jobs1'][key]:.4g}")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ def _run(
     quiet: bool,
     options: dict[str, dict[str, Any]] | None = None,
     choice: Any = None,
+    side_jobs: Any = None,
 ) -> int:
     """Run every cell (lab.execute: reused, here, on worker processes or Dask); `options`
     are each backend's constructor arguments, by name."""
@@ -115,7 +116,7 @@ def _run(
 
     _writable_results(results, {scenario.name for scenario, _ in plan})
     try:
-        tally = execute(plan, results, choice or Choice(), options, progress)
+        tally = execute(plan, results, choice or Choice(), options, progress, side_jobs)
     except ExecutorError as exc:
         raise UsageError(str(exc)) from None
     for line in [*tally.skipped, *tally.failed]:
@@ -199,7 +200,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scenarios = [(p, s.scaled(0.2)) for p, s in scenarios]
     plan = _plan(scenarios, None, None, None, args.i_know)
     started = time.perf_counter()
-    status = _run(plan, args.results, args.progress, quiet=True, choice=_choice(args))
+    status = _run(
+        plan,
+        args.results,
+        args.progress,
+        quiet=True,
+        choice=_choice(args),
+        side_jobs=_figures_beside(args.results) if args.figures else None,
+    )
     ran = time.perf_counter() - started
     frame = load_all(*(args.results / s.name for _, s in scenarios))
     written = write_report(frame, args.results, figures=args.figures)
@@ -212,6 +220,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return status  # 1 when a run failed (listed above): the report holds the others
+
+
+def _figures_beside(results: Path) -> Any:
+    """Each finished scenario's figures, drawn by a spare worker while other cells run
+    (the report then finds them drawn from the same runs and keeps them)."""
+    from functools import partial
+
+    from lab.report.figures import draw_scenario
+
+    return lambda name: partial(draw_scenario, str(results), name)
+
+
+def _warm_up(args: argparse.Namespace) -> None:
+    """Start the workers' side now, so their imports (the fork server's, or a Dask
+    LocalCluster's) overlap with this process loading and planning its scenarios."""
+    from lab.execute.session import default_jobs
+
+    jobs = args.jobs if args.jobs is not None else default_jobs()
+    if args.func is cmd_run and args.backend and "sim" not in args.backend:
+        return  # real-server cells only: they run here, one at a time
+    if args.dask == "local":
+        from lab.execute.executors import start_local_cluster
+
+        start_local_cluster(jobs)
+    elif args.dask is None and jobs > 1:
+        from lab.execute.executors import start_fork_server
+
+        figures = args.func is cmd_bench and args.figures
+        start_fork_server(["lab.report.figures"] if figures else [])
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -474,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             if args.func in (cmd_run, cmd_bench):
                 _sweep_stale()
+                _warm_up(args)
             warnings.showwarning = _warn
             return int(args.func(args))
     except (ScenarioError, UsageError) as exc:
@@ -488,3 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        if "lab.execute.executors" in sys.modules:
+            from lab.execute.executors import close_unused_clusters
+
+            close_unused_clusters()

@@ -4,13 +4,17 @@ interruption (Ctrl-C) stops its workers before re-raising: nothing keeps running
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import queue
 import signal
+import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from lab.execute.work import Outcome, Task, run_task
 from lab.names import one_line
@@ -54,6 +58,140 @@ def _lost(task: Task, exc: BaseException) -> Outcome:
     return Outcome(task, failed=one_line(f"{type(exc).__name__}: {exc}"))
 
 
+WORKER_PRELOAD = ["lab.execute.work", "lab.sim.backend"]
+"""What the fork server imports once, so every worker it forks starts with the lab
+loaded (about a second of imports each otherwise)."""
+
+
+def start_fork_server(extra: list[str] | None = None) -> None:
+    """Start the fork server now, importing the lab in the background while this process
+    loads and plans its scenarios (otherwise the first worker waits for those imports).
+    Cheap when it is running already; later preload lists are ignored."""
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([*WORKER_PRELOAD, *(extra or [])])
+    forkserver.ensure_running()
+
+
+Job = Callable[[], object]
+"""Side work for a spare worker (drawing a finished scenario's figures): picklable."""
+
+
+class Pool:
+    """Local worker processes fed from a queue, at most `limit` items at a time (the
+    limit can change: fewer beside a real-server cell); items are cells and side jobs.
+    A thread here submits and collects; outcomes wait in `outcomes` for the calling
+    thread, which alone writes results (never while a real cell measures beside)."""
+
+    def __init__(self, jobs: int, limit: int | None = None) -> None:
+        start_fork_server()
+        self.jobs = jobs
+        self.limit = min(jobs, limit or jobs)
+        self.pool = ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_ignore_interrupts,
+        )
+        self.pending: deque[Task | Job] = deque()
+        self.flying: dict[Future[Any], Task | Job] = {}
+        self.outcomes: queue.Queue[Outcome] = queue.Queue()
+        self.changed = threading.Condition()
+        self.closed = False
+        self.stopped = False
+        self.thread = threading.Thread(target=self._loop, name="cachelab-pool", daemon=True)
+        self.thread.start()
+
+    def add(self, items: list[Task] | list[Job]) -> None:
+        with self.changed:
+            self.pending.extend(items)
+            self.changed.notify()
+
+    def widen(self, limit: int) -> None:
+        with self.changed:
+            self.limit = min(self.jobs, limit)
+            self.changed.notify()
+
+    def close(self) -> None:
+        """No more items: the thread ends once every item is done."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify()
+
+    def busy(self) -> bool:
+        return self.thread.is_alive()
+
+    def _loop(self) -> None:
+        while True:
+            with self.changed:
+                while not self.stopped and self.pending and len(self.flying) < self.limit:
+                    item = self.pending.popleft()
+                    try:
+                        future = (
+                            self.pool.submit(run_task, item)
+                            if isinstance(item, Task)
+                            else self.pool.submit(item)
+                        )
+                    except Exception as exc:  # the pool broke (a worker was killed)
+                        if isinstance(item, Task):
+                            self.outcomes.put(_lost(item, exc))
+                        continue
+                    self.flying[future] = item
+                if self.stopped or (self.closed and not self.pending and not self.flying):
+                    return
+                if not self.flying:
+                    self.changed.wait(0.5)
+                    continue
+            finished, _ = wait(list(self.flying), timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in finished:
+                with self.changed:
+                    item = self.flying.pop(future)
+                if not isinstance(item, Task):  # side work: a failure only costs its speed-up
+                    with contextlib.suppress(Exception):
+                        future.result()
+                    continue
+                try:
+                    outcome = cast(Outcome, future.result())
+                except Exception as exc:  # the worker died (killed, out of memory)
+                    outcome = _lost(item, exc)
+                self.outcomes.put(outcome)
+
+    def drain(self, done: Done) -> int:
+        """Hand every outcome waiting now to `done`; how many there were."""
+        count = 0
+        while True:
+            try:
+                outcome = self.outcomes.get_nowait()
+            except queue.Empty:
+                return count
+            done(outcome)
+            count += 1
+
+    def take(self, done: Done, count: int) -> None:
+        """Hand the next `count` outcomes to `done` as they come."""
+        while count > 0:
+            try:
+                outcome = self.outcomes.get(timeout=0.2)
+            except queue.Empty:
+                if not self.busy() and self.outcomes.empty():
+                    raise RuntimeError("the worker pool's thread ended early") from None
+                continue
+            done(outcome)
+            count -= 1
+
+    def shutdown(self) -> None:
+        self.thread.join()
+        self.pool.shutdown(wait=True)
+
+    def stop(self) -> None:
+        """Cancel what has not started and end the workers now."""
+        with self.changed:
+            self.stopped = True
+            self.changed.notify()
+        _stop(self.pool)
+        self.thread.join(timeout=10)
+
+
 @dataclass
 class Processes:
     """`jobs` local worker processes (forkserver: started clean, not forked from a
@@ -65,25 +203,31 @@ class Processes:
         return f"on {self.jobs} local worker processes"
 
     def run(self, tasks: list[Task], done: Done, running: Running) -> None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["lab.execute.work"])
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.jobs, len(tasks)),
-            mp_context=context,
-            initializer=_ignore_interrupts,
-        )
-        futures: dict[Future[Outcome], Task] = {pool.submit(run_task, t): t for t in tasks}
+        pool = Pool(min(self.jobs, len(tasks)))
         try:
-            for future in as_completed(futures):
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # the worker died (killed, out of memory)
-                    outcome = _lost(futures[future], exc)
-                done(outcome)
+            pool.add(longest_first(tasks))
+            pool.take(done, len(tasks))
+            pool.close()
         except BaseException:
-            _stop(pool)
+            pool.stop()
             raise
-        pool.shutdown(wait=True)
+        pool.shutdown()
+
+
+def longest_first(tasks: list[Task]) -> list[Task]:
+    """The costliest cells first (the estimate `validate` prints), so the last cells to
+    finish are short ones and no worker idles while another ends a long cell."""
+    from lab.limits import cell_costs
+
+    def cost(task: Task) -> float:
+        try:
+            return sum(c.seconds for c in cell_costs(task.scenario, task.cell))
+        except Exception:  # no estimate: keep its place
+            return 0.0
+
+    costs = [cost(t) for t in tasks]
+    order = sorted(range(len(tasks)), key=lambda i: -costs[i])  # stable: ties in plan order
+    return [tasks[i] for i in order]
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -114,7 +258,11 @@ class Dask:
         client, cluster = self._connect()
         futures: list[Any] = []
         try:
-            futures = [client.submit(run_task, task, pure=False) for task in tasks]
+            tasks = longest_first(tasks)
+            futures = [
+                client.submit(run_task, task, pure=False, priority=len(tasks) - i)
+                for i, task in enumerate(tasks)
+            ]
             by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
             from distributed import as_completed as completed
 
@@ -135,20 +283,14 @@ class Dask:
 
     def _connect(self) -> tuple[Any, Any]:
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client
         except ImportError:
             raise ExecutorError(
                 "--dask: dask.distributed is not installed; pip install 'dask[distributed]'"
             ) from None
         if self.address == "local":
-            cluster = LocalCluster(
-                n_workers=self.jobs,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-            return Client(cluster), cluster
+            start_local_cluster(self.jobs)  # unless the command line did already
+            return _LOCAL.pop(self.jobs).result()
         try:
             return Client(self.address, timeout="15s"), None
         except (OSError, TimeoutError, ValueError) as exc:
@@ -156,3 +298,52 @@ class Dask:
                 f"--dask {self.address}: cannot reach the scheduler ({one_line(str(exc))}); "
                 "start one with `dask scheduler` or give its tcp://host:8786 address"
             ) from None
+
+
+_LOCAL: dict[int, Future[tuple[Any, Any]]] = {}
+
+
+def start_local_cluster(jobs: int) -> None:
+    """Start making a LocalCluster of `jobs` single-threaded workers (the lab imported
+    as each starts) and its client, in a thread: the command line calls this before
+    loading its scenarios, so both are ready together."""
+    if jobs in _LOCAL:
+        return
+    made: Future[tuple[Any, Any]] = Future()
+
+    def make() -> None:
+        try:
+            made.set_result(_local_cluster(jobs))
+        except BaseException as exc:  # handed to whoever takes the cluster
+            made.set_exception(exc)
+
+    threading.Thread(target=make, name="cachelab-dask-start", daemon=True).start()
+    _LOCAL[jobs] = made
+
+
+def close_unused_clusters() -> None:
+    """Close LocalClusters started for a run that never came (bad input, Ctrl-C)."""
+    while _LOCAL:
+        _, made = _LOCAL.popitem()
+        with contextlib.suppress(BaseException):
+            client, cluster = made.result()
+            client.close()
+            cluster.close()
+
+
+def _local_cluster(jobs: int) -> tuple[Any, Any]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ExecutorError(
+            "--dask: dask.distributed is not installed; pip install 'dask[distributed]'"
+        ) from None
+    cluster = LocalCluster(
+        n_workers=jobs,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        preload=WORKER_PRELOAD,  # imported as each worker starts, not at its first cell
+    )
+    return Client(cluster), cluster

@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.execute.executors import Dask, Executor, InProcess, Processes
-from lab.execute.work import Outcome, Task
+from lab.execute.executors import (
+    Dask,
+    Done,
+    Executor,
+    InProcess,
+    Job,
+    Pool,
+    Processes,
+    Running,
+    longest_first,
+)
+from lab.execute.work import Outcome, Task, run_task
 from lab.results import finished_run, write_run
 from lab.scenario import Cell, Scenario
 
@@ -40,13 +52,31 @@ class Choice:
 
     def describe(self) -> str:
         sim = Dask(self.dask, self.jobs) if self.dask else Processes(self.jobs)
-        return f"simulator cells {sim.describe()}, real-server cells {self.real_jobs} at a time"
+        beside = (
+            f", with simulator cells on {self.beside()} of them beside each"
+            if self.jobs > 1 and not self.dask and self.real_jobs == 1
+            else ""
+        )
+        return (
+            f"simulator cells {sim.describe()}, real-server cells {self.real_jobs} at a time"
+            f"{beside}"
+        )
+
+    def beside(self) -> int:
+        """Simulator workers while a real-server cell runs: one core is left to the real
+        cell and its servers (they would measure the simulator's load otherwise)."""
+        return max(1, self.jobs - 1)
 
     def for_cells(self, simulated: bool, count: int) -> Executor:
         if simulated and self.dask is not None:
             return Dask(self.dask, self.jobs)
         jobs = self.jobs if simulated else self.real_jobs
         return Processes(jobs) if jobs > 1 and count > 1 else InProcess()
+
+
+SideJobs = Callable[[str], Job | None]
+"""Given a scenario whose every cell is done, side work for a spare worker (its
+figures), or None."""
 
 
 @dataclass
@@ -65,18 +95,24 @@ def execute(
     choice: Choice,
     options: dict[str, dict[str, Any]] | None = None,
     progress: bool | None = None,
+    side_jobs: SideJobs | None = None,
 ) -> Tally:
-    """Run (or reuse) every cell of `plan`, writing each run under `results`."""
+    """Run (or reuse) every cell of `plan`, writing each run under `results`. On local
+    workers, simulator cells run beside the real-server cells (on `choice.beside()`
+    workers, on all once the real cells are done), and `side_jobs` gives the workers
+    more to do as each scenario is complete (its figures)."""
     from tqdm import tqdm
 
     tally = Tally()
     tasks = []
+    left = Counter(scenario.name for scenario, _ in plan)  # cells not done, by scenario
     for scenario, cell in plan:
         given = {k: v for k, v in (options or {}).get(cell.backend, {}).items() if v is not None}
         # servers named on the command line are not in the config hash: never reuse then
         found = None if choice.force or given else finished_run(results, scenario, cell)
         if found is not None:
             tally.reused.append(found)
+            left[scenario.name] -= 1
         else:
             tasks.append(Task(scenario, cell, given))
     # disable=None: a bar on a terminal, none in logs; --progress / --no-progress override
@@ -85,8 +121,13 @@ def execute(
     with tqdm(total=len(plan), disable=disable, file=sys.stderr, bar_format=bar_format) as bar:
         bar.update(len(tally.reused))
         finished = [len(tally.reused)]
-
         where = [""]
+        pools: list[Pool] = []
+
+        def describe(text: str) -> None:
+            where[0] = text
+            if text:
+                bar.set_description(f"{finished[0]} of {len(plan)} runs done {text}")
 
         def running(task: Task, fraction: float) -> None:
             bar.n = finished[0] + fraction
@@ -96,19 +137,65 @@ def execute(
             _record(outcome, results, tally)
             finished[0] += 1
             bar.n = finished[0]
-            if where[0]:
-                bar.set_description(f"{finished[0]} of {len(plan)} runs done {where[0]}")
+            describe(where[0])
             bar.refresh()
+            name = outcome.task.scenario.name
+            left[name] -= 1
+            if left[name] == 0 and pools and side_jobs is not None:
+                job = side_jobs(name)
+                if job is not None:
+                    pools[0].add([job])
 
-        for simulated in (True, False):
-            group = [t for t in tasks if (t.cell.backend in SIMULATED) == simulated]
+        sim = [t for t in tasks if t.cell.backend in SIMULATED]
+        real = [t for t in tasks if t.cell.backend not in SIMULATED]
+        local = choice.dask is None and choice.jobs > 1 and choice.real_jobs == 1
+        if local and (sim or (real and side_jobs is not None)):
+            _beside(sim, real, choice, pools, done, running, describe)
+            return tally
+        for simulated, group in ((True, sim), (False, real)):
             if group:
                 executor = choice.for_cells(simulated, len(group))
-                where[0] = "" if isinstance(executor, InProcess) else executor.describe()
-                if where[0]:
-                    bar.set_description(f"{finished[0]} of {len(plan)} runs done {where[0]}")
+                describe("" if isinstance(executor, InProcess) else executor.describe())
                 executor.run(group, done, running)
     return tally
+
+
+def _beside(
+    sim: list[Task],
+    real: list[Task],
+    choice: Choice,
+    pools: list[Pool],
+    done: Done,
+    running: Running,
+    describe: Callable[[str], None],
+) -> None:
+    """Real-server cells one at a time here, simulator cells (then side jobs) on local
+    workers meanwhile: `choice.beside()` of them while a real cell runs (a core left
+    to it and its servers), all `choice.jobs` after. Results are written here between real cells,
+    never while one measures."""
+    beside = choice.beside() if real else choice.jobs
+    pool = Pool(choice.jobs, limit=beside)
+    pools.append(pool)
+    try:
+        pool.add(longest_first(sim))
+        if real:
+            describe(f"(simulator cells on {beside} worker(s) beside the real-server cells)")
+        taken = 0
+        for task in real:
+            taken += pool.drain(done)
+
+            def progress(fraction: float, task: Task = task) -> None:
+                running(task, fraction)
+
+            done(run_task(task, progress))
+        pool.widen(choice.jobs)
+        describe(Processes(choice.jobs).describe())
+        pool.take(done, len(sim) - taken)
+        pool.close()  # the cells are all done: the side jobs they made are queued
+    except BaseException:
+        pool.stop()
+        raise
+    pool.shutdown()
 
 
 def _record(outcome: Outcome, results: Path, tally: Tally) -> None:

@@ -1011,6 +1011,21 @@ def _write_scenario(runs: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -
     return files
 
 
+def _already_drawn(
+    runs: pd.DataFrame, out_dir: Path, formats: Sequence[str]
+) -> list[FigureFile] | None:
+    """The figures of `runs`' scenario when they were drawn from these very runs."""
+    if "path" not in runs.columns:
+        return None
+    scenario = str(runs["scenario"].iloc[0])
+    folder = figures_dir(out_dir, scenario)
+    key = stamp.inputs_key([str(p) for p in runs["path"]], formats)
+    drawn = stamp.unchanged(folder, key, formats)
+    if drawn is None:
+        return None
+    return [FigureFile(scenario, n, t, {f: folder / f"{n}.{f}" for f in formats}) for n, t in drawn]
+
+
 def write_figures(
     frame: pd.DataFrame,
     out_dir: str | Path,
@@ -1033,11 +1048,18 @@ def write_figures(
         (str(name), runs.reset_index(drop=True))
         for name, runs in frame.groupby("scenario", sort=True)
     ]
+    # figures already drawn from these runs (by `bench`'s workers as each scenario
+    # finished) are kept here: workers are started only for what is left to draw
+    drawn = {name: _already_drawn(runs, Path(out_dir), formats) for name, runs in groups}
+    todo = [(name, runs) for name, runs in groups if drawn[name] is None]
     if jobs is None:  # starting workers costs a few seconds: worth it for many scenarios
-        jobs = min(os.cpu_count() or 1, 4) if len(groups) >= 4 else 1
-    workers = min(jobs, len(groups))
+        jobs = min(os.cpu_count() or 1, 4) if len(todo) >= 4 else 1
+    workers = min(jobs, len(todo))
     if workers <= 1:
-        return {name: _write_scenario(runs, Path(out_dir), formats) for name, runs in groups}
+        return {
+            name: drawn[name] or _write_scenario(runs, Path(out_dir), formats)
+            for name, runs in groups
+        }
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -1050,8 +1072,19 @@ def write_figures(
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {
                 name: pool.submit(_write_scenario, runs, Path(out_dir), tuple(formats))
-                for name, runs in groups
+                for name, runs in todo
             }
-            return {name: future.result() for name, future in futures.items()}
+            return {name: drawn[name] or futures[name].result() for name, _ in groups}
     except (OSError, BrokenProcessPool):  # no worker processes here: draw them in this one
         return {name: _write_scenario(runs, Path(out_dir), formats) for name, runs in groups}
+
+
+def draw_scenario(results: str, scenario: str) -> None:
+    """Draw one finished scenario's figures under `results/<scenario>/figures/` (in a
+    spare worker while other cells still run): `write_figures` later finds them drawn
+    from the same inputs and keeps them."""
+    from lab.results import load_all
+
+    runs = load_all(Path(results) / scenario)
+    if not runs.empty:
+        _write_scenario(runs.reset_index(drop=True), Path(results), FORMATS)

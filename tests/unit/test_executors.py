@@ -207,3 +207,40 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
         time.sleep(0.2)
     else:
         pytest.fail("worker processes outlived the interrupted command")
+
+
+def _mark(folder: str, scenario: str) -> None:
+    """A side job: proves it ran in a worker after every cell of `scenario` was written."""
+    runs = sorted(p.parent.name for p in (Path(folder) / scenario).rglob("summary.json"))
+    (Path(folder) / f"side-{scenario}-{os.getpid()}.json").write_text(json.dumps(runs))
+
+
+def test_simulator_cells_and_side_jobs_run_beside_the_real_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench` on local workers: the in-process (real) cells one at a time here while
+    simulator cells and each finished scenario's side job run on the workers; the
+    summaries are those of a run on one process, and a side job sees every cell."""
+    from functools import partial
+
+    from lab import backends
+
+    monkeypatch.setitem(backends.REGISTRY, "dict", "tests.unit.dict_backend:DictBackend")
+    doc = {k: v for k, v in SWEEP.items() if k != "sweep"}
+    scenario = parse_scenario({**doc, "name": "mixed", "backends": ["sim", "dict"]})
+    plan = [(scenario.at(c.point), c) for c in scenario.cells()]
+    jobs: list[str] = []
+
+    def side(name: str) -> partial[None]:
+        jobs.append(name)
+        return partial(_mark, str(tmp_path / "two"), name)
+
+    one = execute(plan, tmp_path / "one", Choice(jobs=1), progress=False)
+    two = execute(plan, tmp_path / "two", Choice(jobs=2), progress=False, side_jobs=side)
+    assert len(one.written) == len(two.written) == 8 and not two.failed
+    assert jobs == ["mixed"]
+    (marked,) = tmp_path.joinpath("two").glob("side-mixed-*.json")
+    assert int(marked.stem.rsplit("-", 1)[1]) != os.getpid()  # on a worker
+    assert len(json.loads(marked.read_text())) == 8
+    sim = {k: v for k, v in _summaries(tmp_path / "one").items() if ".sim." in k}
+    assert sim and {k: _summaries(tmp_path / "two")[k] for k in sim} == sim
