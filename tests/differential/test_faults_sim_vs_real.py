@@ -41,13 +41,20 @@ from lab.redis.binaries import ServerBinary
 from lab.runner import run_cell
 from lab.scenario import Cell, Scenario
 from tests.helpers import FAST_ORIGIN, poisson, timed_scenario
-from tests.real.achieved import achieved, fault_times
+from tests.real.achieved import Achieved, achieved, fault_times
 
 RATE = 250
 TIMEOUT = 0.5
 """The client timeout: one a busy CPU alone does not reach. With 0.1 s, runs beside
 CPU hogs timed out healthy operations outside any fault (a failover run: 568 real
 cache errors where the simulator had 484; a latency run: 165 after its window)."""
+
+MAX_STALL = 0.2
+"""The longest event-loop stall (the run's own `driver_lag_max`) a comparison survives.
+A request reaches its node within one stall of its recorded start, so a stall blurs
+each window edge by that long: 0.2 s is 25 requests to a node at 250/s, the size of
+the tolerances (10-15% of 160-530 cache errors). Beside two CPU hogs alone stalls
+stayed at 25-120 ms; with other work on the machine too they reached 340-670 ms."""
 
 RESTARTS = ("node_crash", "failover")  # the node comes back when its restart is done
 
@@ -70,14 +77,19 @@ def scenario(
     )
 
 
-def window(log: list[tuple[float, str]], fault: dict[str, Any]) -> tuple[float, float]:
+def window(
+    log: list[tuple[float, str]], fault: dict[str, Any], schedule: Achieved
+) -> tuple[float, float]:
     """The one fault's real window on the run's wall clock: from its start until it
-    healed, or (a restart, a takeover) until the node served again."""
+    healed or, for a restart or a takeover, until the node first answered a command
+    the run sent after the restart began. Not the run's "serves again" note: that is
+    logged when the restarting thread got back to it (a restarted node answered 60 ms
+    before its note beside CPU hogs: 134 real cache errors, 162 simulated), and a
+    client follows a takeover only once its slot refresh has asked every node (up to
+    0.1 s later: 87 cache errors in one 0.1 s bucket where the simulator had 15)."""
     assert len(log) >= 2, log
     if fault["kind"] in RESTARTS:
-        back = [t for t, what in log if what == f"node {fault['node']} serves again"]
-        assert back, f"the run never noted node {fault['node']} back: {log}"
-        return log[0][0], back[0]
+        return log[0][0], schedule.first_answer(fault["node"], after=log[1][0])
     return log[0][0], log[1][0]
 
 
@@ -100,18 +112,20 @@ def both(
             backend=backend,
         )
     stalled = real.summary["driver_lag_max"]
-    if stalled >= timeout:
+    if stalled >= min(timeout, MAX_STALL):
         pytest.skip(
             f"the run reports its load generator stalled {stalled * 1000:.0f} ms (driver_lag_max; "
-            f"notes: {[n for n in real.notes if 'fell behind' in n]}): past the "
-            f"{timeout * 1000:.0f} ms client timeout, so healthy operations timed out on this "
-            "busy machine and its cache errors measure the machine, not the fault"
+            f"notes: {[n for n in real.notes if 'fell behind' in n]}): more than "
+            f"{min(timeout, MAX_STALL) * 1000:.0f} ms, so requests crossed the window's edges "
+            "unseen (or timed out healthy) by more than the tolerance: the cache errors "
+            "measure this busy machine, not the fault"
         )
-    begin, end = window(fault_times(backend), fault)
+    begin, end = window(fault_times(backend), fault, schedule)
     at, until = schedule.intended_at(begin), schedule.intended_at(end)
     print(
         f"real window {begin:.3f}-{end:.3f}s met the requests meant for {at:.3f}-{until:.3f}s; "
-        f"the generator was up to {schedule.behind() * 1000:.0f} ms late"
+        f"the generator was up to {schedule.behind() * 1000:.0f} ms late, "
+        f"its loop stalled up to {real.summary['driver_lag_max'] * 1000:.0f} ms"
     )
     as_real = [{**fault, "at": at, "duration": max(until - at, 0.001)}]
     sim = run_cell(scenario(as_real, rate, timeout, **topology), Cell("t", "ca", "sim", 1)).summary

@@ -13,7 +13,8 @@ of the machine, and no tolerance has to absorb the generator's lag.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 
 import lab.client
 import lab.harness
+import lab.redis.cache
 from lab.core import Key
 from lab.metrics.recorder import Recorder
 from lab.patterns import Strategy
@@ -34,6 +36,16 @@ class Achieved:
 
     issued: list[tuple[float, float]] = field(default_factory=list)
     outcomes: dict[float, str] = field(default_factory=dict)
+    clock: Callable[[], float] | None = None
+    answered: list[tuple[float, int]] = field(default_factory=list)
+    """(time, node) of every cache command a node answered: when a restarted node
+    really served the run's clients again."""
+
+    def first_answer(self, node: int, after: float) -> float:
+        """When `node` first answered a command sent by the run at or after `after`."""
+        times = [t for t, n in self.answered if n == node and t >= after]
+        assert times, f"node {node} never answered after {after:.3f}s"
+        return min(times)
 
     def intended_at(self, wall: float) -> float:
         """The intended start of the first request really started at or after `wall`
@@ -66,6 +78,7 @@ def achieved(monkeypatch: pytest.MonkeyPatch) -> Iterator[Achieved]:
     async def timed_serve(
         loop: lab.client.ClientLoop, strategy: Strategy, is_write: bool, key: Key, t: float
     ) -> None:
+        record.clock = loop.rt.now
         record.issued.append((t, loop.rt.now()))
         await serve(loop, strategy, is_write, key, t)
 
@@ -84,7 +97,23 @@ def achieved(monkeypatch: pytest.MonkeyPatch) -> Iterator[Achieved]:
             record.outcomes[intended] = "error"
             super().error(intended)
 
+    plain, cluster = (
+        lab.redis.cache.RedisCache._plain_call,
+        lab.redis.cache.RedisCache._cluster_call,
+    )
+
+    def answered(call: Callable[..., Any]) -> Callable[..., Any]:
+        async def noted(cache: lab.redis.cache.RedisCache, index: int, *args: Any) -> Any:
+            sent = record.clock() if record.clock is not None else -math.inf
+            reply = await call(cache, index, *args)
+            record.answered.append((sent, index))
+            return reply
+
+        return noted
+
     with monkeypatch.context() as patch:
+        patch.setattr(lab.redis.cache.RedisCache, "_plain_call", answered(plain))
+        patch.setattr(lab.redis.cache.RedisCache, "_cluster_call", answered(cluster))
         patch.setattr(lab.client.ClientLoop, "serve", timed_serve)
         patch.setattr(lab.harness, "Recorder", OutcomeRecorder)
         yield record
