@@ -22,12 +22,14 @@ start of the first request really started after the fault began, to that of the
 first one really started after it healed (or the node served again). Both
 backends then see the same requests meet the fault, however late the generator.
 
-What no window can undo: when the generator's own event loop stalls longer than
-the client timeout (seen: single 10 ms steps taking 0.2-0.3 s of wall time beside
-the hogs), every operation in flight times out at once, healthy or not (clumps of
-30-56 cache errors in 0.1 s, outside any fault). The run reports that stall itself
-(`driver_lag_max` in its summary, "the load generator fell behind" in its notes);
-such a run is skipped with that report, not compared.
+What no window can undo: the generator's own event loop stalling (seen: single
+10 ms steps taking 0.2-0.3 s of wall time beside the hogs and other work). A
+request reaches its node up to a stall after its recorded start, blurring each
+edge by that much, and a stall past the client timeout times out every operation
+in flight, healthy or not (clumps of 30-56 cache errors in 0.1 s, outside any
+fault). The run reports its stalls itself (`driver_lag_max` in its summary, "the
+load generator fell behind" in its notes); a run that stalled longer than
+MAX_STALL is skipped with that report, not compared.
 """
 
 from __future__ import annotations
