@@ -37,6 +37,9 @@ class Achieved:
     issued: list[tuple[float, float]] = field(default_factory=list)
     outcomes: dict[float, str] = field(default_factory=dict)
     clock: Callable[[], float] | None = None
+    service: dict[float, float] = field(default_factory=dict)
+    """Each read's time from its real start to its end, by intended start: its latency
+    without the generator's own lag."""
     answered: list[tuple[float, int]] = field(default_factory=list)
     """(time, node) of every cache command a node answered: when a restarted node
     really served the run's clients again."""
@@ -87,6 +90,7 @@ def achieved(monkeypatch: pytest.MonkeyPatch) -> Iterator[Achieved]:
             self, intended: float, start: float, end: float, hit: bool, key: Key, version: int
         ) -> None:
             record.outcomes[intended] = "hit" if hit else "miss"
+            record.service[intended] = end - start
             super().read(intended, start, end, hit, key, version)
 
         def write(self, intended: float, end: float) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -330,7 +331,9 @@ def test_network_faults_through_the_proxy_make_cache_errors(
     assert any("partition node 0" in n for n in result.notes)
 
 
-def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) -> None:
+def test_latency_and_hang_go_through_a_real_proxy(
+    default_binary: ServerBinary, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 150 ms latency fault below the 0.5 s timeout slows the node's reads by at least
     150 ms and fails none (real bytes held back by the fault proxy); a hang partition
     times reads out. Latencies are bounded from below by the delay and compared with
@@ -364,14 +367,20 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) 
         ],
     )
     before = server_pids()
-    result = run_cell(
-        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
-    )
+    with achieved(monkeypatch) as schedule:
+        result = run_cell(
+            scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+        )
     ts = result.timeseries.reset_index(drop=True)  # row i: [0.4 i, 0.4 (i + 1))
     slow = ts.loc[1]
     # every read pays the delay at least once (a miss twice: GET, then SET), none times out
     assert delay <= slow["read_p99"] and slow["cache_errors"] == 0
-    assert ts.loc[0, "read_p99"] < slow["read_p99"]  # before it: faster (same machine load)
+    # before it, reads are not delayed. Not compared by the row's p99, which counts from
+    # the intended start and so includes the generator's own lag (beside CPU hogs the
+    # first 0.4 s had a p99 of 367 ms, the delayed window 352 ms): by each read's time
+    # from its real start, whose median a few stalls do not move
+    undelayed = [t for i, t in schedule.service.items() if i < 0.4]
+    assert statistics.median(undelayed) < delay
     assert ts.loc[3, "cache_errors"] > 10  # the hang (1.0-1.3 s): reads time out
     healed = ts.loc[4:]  # from 1.6 s: 0.3 s after the heal
     assert healed["cache_errors"].sum() == 0 and healed["hits"].sum() > 0
