@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from lab.core import Versioned
 from lab.core.errors import CacheUnavailable
 from lab.redis.binaries import ServerBinary
@@ -160,5 +162,17 @@ def test_a_late_bus_leaves_near_copies_stale_for_the_delay() -> None:
     assert any("bus delays messages" in n for n in run.notes)
     delayed = run.summary
     assert float(delayed["stale_read_ratio"]) > 5 * max(float(healthy["stale_read_ratio"]), 0.005)
-    # a late invalidation still arrives: staleness lasts about the delay, not the near TTL
-    assert float(delayed["staleness_age_p99"]) < 0.5
+    # A late invalidation still arrives: staleness lasts about the delay, not until the
+    # near TTL (a lost one stays stale to the run's end, 0.5-1.5 s after its write). On
+    # a busy machine it arrives later by the stalls of the subscriber's event loop and of
+    # the proxy process holding it (as starved; seen: a p99 age of 1.0 s beside CPU hogs
+    # and other work): the bound adds twice the stall the run measured itself, and a
+    # run whose bound would reach 0.75 s (where lost invalidations' ages begin) says so.
+    stalled = float(delayed["driver_lag_max"])
+    bound = 0.2 + 0.1 + 2 * stalled
+    if bound >= 0.75:
+        pytest.skip(
+            f"the run reports its load generator stalled {stalled * 1000:.0f} ms "
+            "(driver_lag_max): a late invalidation cannot be told from a lost one"
+        )
+    assert float(delayed["staleness_age_p99"]) < bound

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from lab.runner import CellSkipped, run_cell
 from lab.scenario import Cell
 from lab.sharding import key_name, router
 from tests.helpers import FAST, FAST_ORIGIN, make_scenario
+from tests.real.achieved import achieved, fault_times
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("CACHELAB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -255,57 +259,81 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
 
 
 # Rows of a timeseries count requests by their intended start. On a busy machine the
-# load generator issues some of them late (its event loop lag: tens of ms beside two
-# CPU hogs), so a request meant for the end of a fault window may go out after the
-# heal. The windows below are checked with LAG_MARGIN to spare at their ends, and
-# injected delays are made larger than that noise, instead of assuming an idle CPU.
-LAG_MARGIN = 0.2
+# load generator issues some of them late (beside two CPU hogs and other work: up to
+# 0.2-0.5 s), so a request meant for the middle of a fault window may go out after the
+# heal (4 hits were counted in a window where every read must miss). The window is
+# therefore checked on the requests really started inside it (`tests.real.achieved`),
+# between the times the run logged for the faults, whatever the generator's lag.
+# A request waiting for one of a node's 64 pooled connections has no timeout, and each
+# operation on the delayed node holds one for the whole timeout: at 400/s the pool ran
+# dry and reads started in the window went out after the heal and hit (41 of 260). At
+# 80/s about 40 connections are held at once (a miss holds two in turn: GET, then SET).
 
 
 def test_network_faults_through_the_proxy_make_cache_errors(
-    default_binary: ServerBinary,
+    default_binary: ServerBinary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    timeout = 0.5  # a timeout a busy CPU alone does not reach (the default is 0.1 s)
     scenario = make_scenario(
         requests=None,
-        duration=1.8,
+        duration=2.4,
         metrics={"interval": 0.2},
         keyspace={"keys": 300, "value_size": 256},
-        workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 400}},
+        workload={"mix": {"read": 0.9}, "arrivals": {"process": "poisson", "rate": 80}},
         topology={"nodes": 2},
         origin=FAST_ORIGIN,
-        strategies={  # a timeout a busy CPU alone does not reach (the default is 0.1 s)
+        strategies={
             "ca": {
                 "read": "cache-aside",
                 "write": "invalidate",
                 "ttl": 60,
-                "client": {"timeout": 0.5},
+                "client": {"timeout": timeout},
             }
         },
         faults=[
-            {"kind": "partition", "node": 0, "mode": "refuse", "at": 0.4, "duration": 0.6},
+            {"kind": "partition", "node": 0, "mode": "refuse", "at": 0.4, "duration": 1.0},
             {
                 "kind": "latency",
                 "node": 1,
                 "at": 0.4,
-                "duration": 0.6,
+                "duration": 1.0,
                 "add": {"distribution": "constant", "value": 2.0},  # > the timeout
             },
         ],
     )
-    result = run_cell(
-        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
-    )
-    ts = result.timeseries
-    during = ts[(ts["t"] >= 0.4) & (ts["t"] < 1.0 - LAG_MARGIN)]
-    after = ts[ts["t"] >= 1.0 + LAG_MARGIN]
-    assert during["cache_errors"].sum() > 50 and during["hits"].sum() == 0
-    # only stragglers (in flight when it healed) fail after the window
-    assert after["cache_errors"].sum() < during["cache_errors"].sum() / 2
-    assert after["hits"].sum() > 0
+    backend = RedisBackend(binary=default_binary)
+    with achieved(monkeypatch) as schedule:
+        result = run_cell(scenario, Cell("t", "ca", "redis", 1), backend=backend)
+    s, ts = result.summary, result.timeseries
+    stalled = s["driver_lag_max"]
+    if stalled >= 0.3:
+        pytest.skip(
+            f"the run reports its load generator stalled {stalled * 1000:.0f} ms "
+            "(driver_lag_max): the 1 s window minus that much at each edge leaves too "
+            "few requests to judge"
+        )
+    log = fault_times(backend)
+    both_on = max(t for t, what in log if what.startswith(("partition", "latency")))
+    healed = [t for t, what in log if what.endswith("healed")]
+    # a request reaches its node within a stall of its start, of the generator's loop or
+    # of the proxy process (as starved; seen: a read started 40 ms before the heal hit):
+    # the window's edges are left out by the longest stall the run measured, or 0.1 s
+    edge = max(stalled, 0.1)
+    during = schedule.started_between(both_on + edge, min(healed) - edge)
+    after = schedule.started_between(max(healed), math.inf)
+    # every node refuses or delays past the timeout: every read started inside misses
+    assert during.count("miss") > 15 and "hit" not in during, (Counter(during), log)
+    assert s["cache_errors"] > 50
+    # stragglers (in flight when it healed) time out within the timeout; nothing later
+    late = ts[ts["t"] >= max(healed) + timeout + 0.2]  # + a row: rows are 0.2 s
+    assert late["cache_errors"].sum() < s["cache_errors"] / 2
+    assert after.count("hit") > 0
     assert any("partition node 0" in n for n in result.notes)
 
 
-def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) -> None:
+def test_latency_and_hang_go_through_a_real_proxy(
+    default_binary: ServerBinary, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 150 ms latency fault below the 0.5 s timeout slows the node's reads by at least
     150 ms and fails none (real bytes held back by the fault proxy); a hang partition
     times reads out. Latencies are bounded from below by the delay and compared with
@@ -339,14 +367,20 @@ def test_latency_and_hang_go_through_a_real_proxy(default_binary: ServerBinary) 
         ],
     )
     before = server_pids()
-    result = run_cell(
-        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
-    )
+    with achieved(monkeypatch) as schedule:
+        result = run_cell(
+            scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
+        )
     ts = result.timeseries.reset_index(drop=True)  # row i: [0.4 i, 0.4 (i + 1))
     slow = ts.loc[1]
     # every read pays the delay at least once (a miss twice: GET, then SET), none times out
     assert delay <= slow["read_p99"] and slow["cache_errors"] == 0
-    assert ts.loc[0, "read_p99"] < slow["read_p99"]  # before it: faster (same machine load)
+    # before it, reads are not delayed. Not compared by the row's p99, which counts from
+    # the intended start and so includes the generator's own lag (beside CPU hogs the
+    # first 0.4 s had a p99 of 367 ms, the delayed window 352 ms): by each read's time
+    # from its real start, whose median a few stalls do not move
+    undelayed = [t for i, t in schedule.service.items() if i < 0.4]
+    assert statistics.median(undelayed) < delay
     assert ts.loc[3, "cache_errors"] > 10  # the hang (1.0-1.3 s): reads time out
     healed = ts.loc[4:]  # from 1.6 s: 0.3 s after the heal
     assert healed["cache_errors"].sum() == 0 and healed["hits"].sum() > 0
