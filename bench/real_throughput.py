@@ -11,9 +11,9 @@ Starts one server from `lab.redis.server` and measures, one after the other:
 
 Each round measures the reference and the lab back to back; the median ratio
 lab driver / redis-benchmark over the rounds is the figure (target >= 0.5,
-issue 15). The lab's event loop is uvloop's when installed (lab/aio/runtime.py). All
-processes share the machine's cores (`nproc` is printed): on a small machine
-the Python client and the server compete for them.
+issue 15). The lab's event loop is asyncio's (CACHELAB_LOOP=uvloop tries
+uvloop's; lab/aio/runtime.py). All processes share the machine's cores (`nproc`
+is printed): on a small machine the Python client and the server compete for them.
 Usage: python bench/real_throughput.py [--seconds S] [--quick]
 """
 

@@ -162,18 +162,19 @@ def _heap_frozen() -> Iterator[None]:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (a dependency on Linux and macOS): the
-    real driver spends much of its time in the loop's socket and callback machinery,
-    and uvloop's is C (client CPU per GET at 50 clients: 36 -> 30 µs; README
-    "Performance"). CACHELAB_LOOP=asyncio picks the standard loop (to rule uvloop out
-    when chasing a bug)."""
-    if os.environ.get("CACHELAB_LOOP", "") != "asyncio":
+    """The standard asyncio event loop; `CACHELAB_LOOP=uvloop` picks uvloop's (C, a
+    little less client CPU per request: 36 -> 30 µs per GET at 50 clients, README
+    "Performance") when it is installed. Not the default: uvloop raises RuntimeError
+    where asyncio ignores a write on a transport a network fault has closed, which
+    redis-py does not turn into a ConnectionError (seen failing a proxy-fault run)."""
+    if os.environ.get("CACHELAB_LOOP", "") == "uvloop":
         try:
             import uvloop
         except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop()
+            raise RuntimeError(
+                "CACHELAB_LOOP=uvloop, but uvloop is not installed: pip install uvloop"
+            ) from None
+        return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 
