@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import gc
+import importlib
 import os
 import time
 from collections.abc import Coroutine, Iterator
@@ -169,12 +170,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     redis-py does not turn into a ConnectionError (seen failing a proxy-fault run)."""
     if os.environ.get("CACHELAB_LOOP", "") == "uvloop":
         try:
-            import uvloop
+            uvloop = importlib.import_module("uvloop")  # optional: not a dependency
         except ImportError:
             raise RuntimeError(
                 "CACHELAB_LOOP=uvloop, but uvloop is not installed: pip install uvloop"
             ) from None
-        return uvloop.new_event_loop()
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
     return asyncio.new_event_loop()
 
 
