@@ -197,9 +197,9 @@ class Calibration:
         return now.counted_nondata + base + self.budget
 
 
-def configure_eviction(client: redis.Redis, policy: str, samples: int) -> bool:
+def configure_eviction(client: redis.Redis, policy: str, samples: int) -> None:
     """The eviction policy, its samples, real-time client memory accounting, and
-    reply buffers of a fixed size; False if the server would not fix them.
+    reply buffers of a fixed size where the server allows it.
 
     Redis 7.0+ and Valkey shrink a connection's 16 KiB reply buffer 5 s after it
     connected (to ~1 KiB when its replies are small) and grow it back under large
@@ -218,11 +218,8 @@ def configure_eviction(client: redis.Redis, policy: str, samples: int) -> bool:
     client.config_set("maxmemory-samples", samples)
     with contextlib.suppress(redis.exceptions.ResponseError):  # before Redis 7: none
         client.config_set("maxmemory-clients", CLIENTS_UNLIMITED)
-    try:
+    with contextlib.suppress(redis.exceptions.ResponseError):  # no DEBUG, or before 7.0
         client.execute_command("DEBUG", "REPLYBUFFER", "resizing", 0)  # type: ignore[no-untyped-call]
-    except redis.exceptions.ResponseError:  # DEBUG not allowed, or before Redis 7.0
-        return False
-    return True
 
 
 def _first_use(
