@@ -128,7 +128,8 @@ async def _send(conn: Connection, args: tuple[Any, ...]) -> None:
     """`conn.send_command(*args)` without the task redis-py wraps every write in (its
     `asyncio.wait_for` with the socket timeout: a Task, a timer and two loop turns per
     command, a fifth of the real driver's time). The transport buffers the write; only
-    a full buffer is waited for, within the timeout, with redis-py's errors."""
+    a full buffer is waited for (within the operation's timeout, `_Pool.call`), with
+    redis-py's errors."""
     writer = conn._writer
     if writer is None or conn.health_check_interval or writer.transport.is_closing():
         await conn.send_command(*args)  # (re)connects, health checks: redis-py's own path
@@ -136,10 +137,7 @@ async def _send(conn: Connection, args: tuple[Any, ...]) -> None:
     try:
         writer.writelines(conn.pack_command(*args))
         if writer.transport.get_write_buffer_size():
-            await asyncio.wait_for(writer.drain(), conn.socket_timeout)
-    except TimeoutError:
-        await conn.disconnect(nowait=True)
-        raise RedisTimeoutError("Timeout writing to socket") from None
+            await writer.drain()
     except OSError as exc:
         await conn.disconnect(nowait=True)
         raise RedisConnectionError(f"Error while writing to socket. {exc}.") from exc
@@ -213,20 +211,24 @@ class _Pool:
         self.free.append(conn)
 
     async def call(self, *args: Any) -> Any:
-        """One command, one reply; a connection in an unknown state (timeout, reset) is
-        dropped (it reconnects on its next use)."""
+        """One command, one reply, within the client timeout: waiting for a connection,
+        (re)connecting, sending and reading the reply all count against it (one timer
+        for the whole operation; the connections have no socket timeout of their own).
+        A connection in an unknown state (timeout, reset) is dropped (it reconnects on
+        its next use)."""
         start = perf_counter()  # the operation's time includes waiting for a connection
-        conn = await self.acquire()
-        try:
-            await _send(conn, args)
-            reply = await conn.read_response()
-        except ResponseError:  # an error reply (OOM, MOVED, ...) was read whole: the
-            raise  # connection is fine (a new one would cost the server ~37 KiB at once)
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
-        finally:
-            self.release(conn)
+        async with asyncio.timeout(self.timeout):
+            conn = await self.acquire()
+            try:
+                await _send(conn, args)
+                reply = await conn.read_response()
+            except ResponseError:  # an error reply (OOM, MOVED, ...) was read whole: the
+                raise  # connection is fine (a new one would cost the server ~37 KiB at once)
+            except BaseException:
+                await conn.disconnect(nowait=True)
+                raise
+            finally:
+                self.release(conn)
         timing = self.timing
         if start >= timing.measure_after:
             timing.add(perf_counter() - start)
@@ -243,8 +245,9 @@ class _Pool:
                 continue
             self.free.remove(conn)
             try:
-                await conn.send_command(*command)
-                await conn.read_response()
+                async with asyncio.timeout(self.timeout):
+                    await conn.send_command(*command)
+                    await conn.read_response()
             except ResponseError:
                 pass  # an error reply read whole: the connection is fine
             except UNAVAILABLE:
@@ -318,7 +321,7 @@ class RedisCache:
         pool = aioredis.ConnectionPool(
             host=host,
             port=port,
-            socket_timeout=self.timeout,
+            socket_timeout=None,  # `_Pool.call` times the whole operation out
             socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0),
             **DRIVER,

@@ -264,10 +264,11 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
 # heal (4 hits were counted in a window where every read must miss). The window is
 # therefore checked on the requests really started inside it (`tests.real.achieved`),
 # between the times the run logged for the faults, whatever the generator's lag.
-# A request waiting for one of a node's 64 pooled connections has no timeout, and each
-# operation on the delayed node holds one for the whole timeout: at 400/s the pool ran
-# dry and reads started in the window went out after the heal and hit (41 of 260). At
-# 80/s about 40 connections are held at once (a miss holds two in turn: GET, then SET).
+# Each operation on the delayed node holds one of its 64 pooled connections for the
+# whole timeout. A request waiting for one used to have no timeout (at 400/s the pool
+# ran dry and reads started in the window went out after the heal and hit, 41 of 260);
+# the wait now counts against the timeout (tests/real/test_pool_timeout.py). At 80/s
+# about 40 connections are held at once (a miss holds two in turn: GET, then SET).
 
 
 def test_network_faults_through_the_proxy_make_cache_errors(
