@@ -28,6 +28,10 @@ perf: setup
 profile: setup
 	$(BIN)/python bench/profile.py $(if $(QUICK),--quick)
 
+.PHONY: profile-real
+profile-real: setup
+	$(BIN)/python bench/real_profile.py --profile $(if $(QUICK),--quick)
+
 perf-real: setup
 	$(BIN)/python bench/real_throughput.py $(if $(QUICK),--quick)
 	$(BIN)/python bench/memcached_throughput.py $(if $(QUICK),--quick)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from lab.core import Versioned
 
+HEAD_MAX = 128
+"""Bytes that hold any header `encode` writes (two ints and two float reprs: < 100)."""
+
 
 def encode(value: Versioned) -> bytes:
     """`b"<version>:<size>:<expiry>:<delta>:xxx..."`, `size` bytes long when the header fits.
@@ -31,9 +34,12 @@ def encode(value: Versioned) -> bytes:
 def decode(raw: bytes) -> Versioned:
     """The inverse of `encode`; a counter (from `incr`) reads as `Versioned(n, 8)`,
     as in the simulator."""
-    if b":" not in raw:
-        return Versioned(int(raw), 8)
-    version, size, expiry, delta, _ = raw.split(b":", 4)
+    fields = raw[:HEAD_MAX].split(b":", 4)  # the header only, not a copy of the padding
+    if len(fields) < 5:
+        if b":" not in raw:
+            return Versioned(int(raw), 8)
+        fields = raw.split(b":", 4)  # a header longer than HEAD_MAX (not `encode`'s)
+    version, size, expiry, delta, _ = fields
     if expiry == b"0" and delta == b"0":
         return Versioned(int(version), int(size))
     return Versioned(int(version), int(size), float(expiry), float(delta))
