@@ -298,7 +298,41 @@ def cprofile_driver(binary: ServerBinary, seconds: float, top: int) -> str:
     return out.getvalue()
 
 
-def pyspy_driver(seconds: float, top: int, rate: int) -> str:
+SYSCALLS = "in syscalls: send (transport.write), epoll, recv"
+"""The leaf frames that are a system call: their samples are wall time (a send on
+loopback wakes the server, which may take the CPU mid-call), so they are shown apart;
+the system CPU per GET (rusage) is their measure."""
+
+
+def category(function: str, path: str) -> str:
+    """Where a sampled leaf frame's time belongs (py-spy gives paths from the package:
+    `lab/redis/cache.py`, `redis/asyncio/connection.py`, `asyncio/streams.py`)."""
+    if function in (
+        "_SelectorSocketTransport.write",
+        "EpollSelector.select",
+        "_SelectorSocketTransport._read_ready__data_received",
+    ):
+        return SYSCALLS
+    if path.startswith("lab/redis/"):
+        return "lab: cache client (pool, timeout, routing, op timing)"
+    if path.startswith("lab/codec"):
+        return "lab: value codec"
+    if path.startswith("lab/origins") or function.startswith("MeteredOrigin"):
+        return "lab: origin (the warm-up's misses)"
+    if path.startswith("lab/"):
+        return "lab: client loop, strategy, recorder, oracle, workload"
+    if path.startswith("redis/"):
+        if function.endswith("pack_command") or path.endswith("encoders.py"):
+            return "redis-py: command packing"
+        return "redis-py: read_response layers, hiredis parse (C)"
+    if path.startswith(("asyncio/", "selectors.py")):
+        return "asyncio: event loop, futures, tasks, StreamReader"
+    return "other"
+
+
+def pyspy_driver(seconds: float, top: int, rate: int, per_get: float | None = None) -> str:
+    """py-spy's leaf functions of the driver's event loop, by category and by function;
+    with `per_get` (the driver's measured CPU µs per GET) each share in µs as well."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return "py-spy: not installed (pip install py-spy); skipped\n"
@@ -309,20 +343,35 @@ def pyspy_driver(seconds: float, top: int, rate: int) -> str:
         done = subprocess.run([*command, "--", *child], capture_output=True, text=True)
         if done.returncode != 0 or not raw.exists():  # e.g. no ptrace permission
             return f"py-spy: failed ({done.stderr.strip().splitlines()[-1:]}); skipped\n"
-        functions, total = Counter[str](), 0
+        functions, categories, total = Counter[str](), Counter[str](), 0
         for row in raw.read_text().splitlines():
             stack, _, count = row.rpartition(" ")
-            if "_run_once (" not in stack:  # set-up, server start, summary: not the loop
-                continue
+            if "_closed_client (" not in stack and "_run_once (" not in stack:
+                continue  # set-up, server start, summary: not the run's event loop
             n = int(count)
             total += n
             leaf = stack.split(";")[-1]
-            functions[leaf.split(" (")[0] + " (" + leaf.split(" (")[-1].split(":")[0] + ")"] += n
+            function, _, where = leaf.partition(" (")
+            path = where.split(":")[0]
+            functions[f"{function} ({path})"] += n
+            categories[category(function, path)] += n
     out = io.StringIO()
     out.write(f"py-spy: {total:,} samples at {rate}/s inside the event loop (whole run)\n")
+    python = total - categories[SYSCALLS]
+    scale = f", scaled to the driver's {per_get:.1f} µs user CPU per GET" if per_get else ""
+    out.write(f"\n  by category (share of the samples outside syscalls{scale}):\n")
+    for name, n in categories.most_common():
+        if name == SYSCALLS:
+            continue
+        share = n / max(python, 1)
+        micro = f"{share * per_get:6.1f} µs" if per_get else ""
+        out.write(f"  {100 * share:5.1f}%  {micro}  {name}\n")
+    in_calls = categories[SYSCALLS]
+    out.write(f"  ({in_calls:,} samples, {100 * in_calls / max(total, 1):.0f}% of all, were "
+              f"{SYSCALLS}: see the system CPU per GET above)\n")  # fmt: skip
     out.write(f"\n  top {top} leaf functions:\n")
     for name, n in functions.most_common(top):
-        out.write(f"  {100 * n / total:5.1f}%  {name}\n")
+        out.write(f"  {100 * n / max(total, 1):5.1f}%  {name}\n")
     return out.getvalue()
 
 
@@ -353,9 +402,12 @@ def main() -> None:
               f"{reference[1]:7.1f} µs CPU per request")  # fmt: skip
     print(f"  {'':36} {'GET/s':>10} {'CPU µs per GET: user + system = total':>40}  added")
     totals: dict[str, float] = {}
+    driver_total = None  # its user CPU µs per GET
     for name, gets, (user, system) in layers(binary, seconds):
         user, system = user / max(gets, 1) * 1e6, system / max(gets, 1) * 1e6
         total = totals[name] = user + system
+        if "driver" in name:
+            driver_total = user
         parent = PARENT.get(name)
         added = f"+{total - totals[parent]:5.1f} on {parent.split(' ')[0]}" if parent else ""
         print(f"  {name:36} {gets / seconds:10,.0f} "
@@ -363,7 +415,7 @@ def main() -> None:
     if args.profile:
         print()
         print(cprofile_driver(binary, seconds, args.top))
-        print(pyspy_driver(seconds, args.top, args.rate))
+        print(pyspy_driver(seconds, args.top, args.rate, driver_total))
 
 
 if __name__ == "__main__":

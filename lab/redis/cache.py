@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -135,23 +135,38 @@ def _closed_by_peer(conn: Connection) -> bool:
     return reader is not None and (reader.at_eof() or reader.exception() is not None)
 
 
-async def _send(conn: Connection, args: tuple[Any, ...]) -> None:
-    """`conn.send_command(*args)` without the task redis-py wraps every write in (its
+def _write(conn: Connection, args: tuple[Any, ...]) -> Awaitable[None] | None:
+    """Send `args` on `conn`: None when the command is in the transport's buffer with
+    nothing to wait for (the common case: no coroutine at all), else what to await.
+
+    Not `conn.send_command(*args)`: redis-py wraps every write in a task (its
     `asyncio.wait_for` with the socket timeout: a Task, a timer and two loop turns per
-    command, a fifth of the real driver's time). The transport buffers the write; only
-    a full buffer is waited for (within the operation's timeout, `_Pool.call`), with
-    redis-py's errors."""
+    command, a fifth of the real driver's time). Only a full buffer is waited for
+    (within the operation's timeout, `_Pool.call`), with redis-py's errors; a
+    connection to (re)open or to health-check takes redis-py's own path."""
     writer = conn._writer
     if writer is None or conn.health_check_interval or writer.transport.is_closing():
-        await conn.send_command(*args)  # (re)connects, health checks: redis-py's own path
-        return
+        return conn.send_command(*args)
     try:
         writer.writelines(conn.pack_command(*args))
-        if writer.transport.get_write_buffer_size():
-            await writer.drain()
     except OSError as exc:
-        await conn.disconnect(nowait=True)
-        raise RedisConnectionError(f"Error while writing to socket. {exc}.") from exc
+        return _write_failed(conn, exc)
+    if writer.transport.get_write_buffer_size():
+        return _drain(conn)
+    return None
+
+
+async def _drain(conn: Connection) -> None:
+    assert conn._writer is not None
+    try:
+        await conn._writer.drain()
+    except OSError as exc:
+        await _write_failed(conn, exc)
+
+
+async def _write_failed(conn: Connection, exc: OSError) -> None:
+    await conn.disconnect(nowait=True)
+    raise RedisConnectionError(f"Error while writing to socket. {exc}.") from exc
 
 
 class _Pool:
@@ -246,9 +261,16 @@ class _Pool:
         if self.timer is None:
             self.timer = loop.call_at(op[0], self._expire)
         try:
-            conn = await self.acquire()
+            if self.free:  # `acquire`, without a coroutine when a connection is free
+                conn = self.free.pop()
+                if _closed_by_peer(conn):  # reconnects on its next command, as
+                    await conn.disconnect(nowait=True)  # redis-py's own pool does
+            else:
+                conn = await self.acquire()
             try:
-                await _send(conn, args)
+                sending = _write(conn, args)
+                if sending is not None:
+                    await sending
                 reply = await conn.read_response()
             except ResponseError:  # an error reply (OOM, MOVED, ...) was read whole: the
                 raise  # connection is fine (a new one would cost the server ~37 KiB at once)
