@@ -304,6 +304,17 @@ loopback wakes the server, which may take the CPU mid-call), so they are shown a
 the system CPU per GET (rusage) is their measure."""
 
 
+SETUP = (
+    "lab/origins/",
+    "MeteredOrigin.",
+    "RedisCache.set (",
+    "RedisCache.connect (",
+    "RedisCache.touch_all (",
+    "RedisBackend._open (",
+)
+"""Frames of what a measured all-hit GET never does (opening, filling, loading)."""
+
+
 def category(function: str, path: str) -> str:
     """Where a sampled leaf frame's time belongs (py-spy gives paths from the package:
     `lab/redis/cache.py`, `redis/asyncio/connection.py`, `asyncio/streams.py`)."""
@@ -317,8 +328,6 @@ def category(function: str, path: str) -> str:
         return "lab: cache client (pool, timeout, routing, op timing)"
     if path.startswith("lab/codec"):
         return "lab: value codec"
-    if path.startswith("lab/origins") or function.startswith("MeteredOrigin"):
-        return "lab: origin (the warm-up's misses)"
     if path.startswith("lab/"):
         return "lab: client loop, strategy, recorder, oracle, workload"
     if path.startswith("redis/"):
@@ -346,8 +355,8 @@ def pyspy_driver(seconds: float, top: int, rate: int, per_get: float | None = No
         functions, categories, total = Counter[str](), Counter[str](), 0
         for row in raw.read_text().splitlines():
             stack, _, count = row.rpartition(" ")
-            if "_closed_client (" not in stack and "_run_once (" not in stack:
-                continue  # set-up, server start, summary: not the run's event loop
+            if "_run_once (" not in stack or any(step in stack for step in SETUP):
+                continue  # set-up, the warm-up's fills, the summary: not an all-hit GET
             n = int(count)
             total += n
             leaf = stack.split(";")[-1]

@@ -131,8 +131,8 @@ def _closed_by_peer(conn: Connection) -> bool:
     restarted, a proxy cut it): the event loop has already seen the EOF. Handing it
     out anyway would fail one command per pooled connection after the node is back,
     an error no client of a healthy node sees."""
-    reader = conn._reader
-    return reader is not None and (reader.at_eof() or reader.exception() is not None)
+    reader = conn._reader  # EOF seen (a reply left unread would be a bug anyway) or an error
+    return reader is not None and (reader._eof or reader._exception is not None)  # type: ignore[attr-defined]
 
 
 def _write(conn: Connection, args: tuple[Any, ...]) -> Awaitable[None] | None:
@@ -278,7 +278,10 @@ class _Pool:
                 await conn.disconnect(nowait=True)
                 raise
             finally:
-                self.release(conn)
+                if self.waiters:
+                    self.release(conn)
+                else:
+                    self.free.append(conn)
         except asyncio.CancelledError:
             if op[2] is EXPIRED and op[1].uncancel() == 0:
                 raise TimeoutError(f"{self.address}: no reply within {self.timeout}s") from None
