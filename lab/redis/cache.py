@@ -261,13 +261,11 @@ class _Pool:
         if self.timer is None:
             self.timer = loop.call_at(op[0], self._expire)
         try:
-            if self.free:  # `acquire`, without a coroutine when a connection is free
-                conn = self.free.pop()
+            # `acquire`, without a coroutine when a connection is free
+            conn = self.free.pop() if self.free else await self.acquire()
+            try:
                 if _closed_by_peer(conn):  # reconnects on its next command, as
                     await conn.disconnect(nowait=True)  # redis-py's own pool does
-            else:
-                conn = await self.acquire()
-            try:
                 sending = _write(conn, args)
                 if sending is not None:
                     await sending
