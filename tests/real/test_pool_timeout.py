@@ -91,3 +91,41 @@ def test_waiting_for_a_pooled_connection_counts_against_the_timeout(
     asyncio.run(main())
     assert counts.counts["cache_errors"] == WAITING
     assert counts.counts["degraded"] == WAITING
+
+
+def test_a_blocked_operation_times_out_while_the_next_ones_on_its_pool_complete(
+    server: RedisServer,
+) -> None:
+    """The pool's deadline queue: the oldest operation (a BLPOP that never returns) times
+    out at its own deadline while newer ones on the other connection complete behind it;
+    its connection is dropped, so its late reply is never read as another's."""
+
+    async def main() -> None:
+        cache = RedisCache([(HOST, server.port)], keys=100, timeout=TIMEOUT, max_connections=2)
+        try:
+            await cache.connect(2)
+            for key in range(10):
+                await cache.set(key, V)
+            pool = cache.nodes[0]
+
+            async def blocked() -> float:
+                start = perf_counter()
+                try:
+                    await pool.call("BLPOP", "lab:never", 0)
+                except TimeoutError:
+                    return perf_counter() - start
+                raise AssertionError("BLPOP on an empty list returned")
+
+            async def gets() -> list[Versioned | None]:
+                return [await cache.get(i % 10) for i in range(50)]
+
+            took, got = await asyncio.gather(blocked(), gets())
+            assert TIMEOUT - 0.01 <= took <= TIMEOUT + SLACK, took
+            assert got == [V] * 50
+            assert not pool.ops  # nothing left in flight (done ones forgotten)
+            # both connections serve again (the blocked one reconnected), replies in order
+            assert await asyncio.gather(*(cache.get(k) for k in range(10))) == [V] * 10
+        finally:
+            await cache.close()
+
+    asyncio.run(main())
