@@ -43,6 +43,9 @@ class Achieved:
     answered: list[tuple[float, int]] = field(default_factory=list)
     """(time, node) of every cache command a node answered: when a restarted node
     really served the run's clients again."""
+    cache_errors: list[float] = field(default_factory=list)
+    """When each cache error was counted (the run's clock): a timeout is counted when it
+    fires, its operation started up to the client timeout before."""
 
     def first_answer(self, node: int, after: float) -> float:
         """When `node` first answered a command sent by the run at or after `after`."""
@@ -100,6 +103,11 @@ def achieved(monkeypatch: pytest.MonkeyPatch) -> Iterator[Achieved]:
         def error(self, intended: float) -> None:
             record.outcomes[intended] = "error"
             super().error(intended)
+
+        def count(self, name: str, n: int = 1) -> None:
+            if name == "cache_errors" and record.clock is not None:
+                record.cache_errors.extend([record.clock()] * n)
+            super().count(name, n)
 
     plain, cluster = (
         lab.redis.cache.RedisCache._plain_call,

@@ -226,8 +226,12 @@ def test_a_run_that_cannot_drain_ends_on_time_with_a_note(
 
 
 def test_node_and_origin_faults_hit_the_run_and_it_recovers(
-    default_binary: ServerBinary,
+    default_binary: ServerBinary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A crash, a pause and an origin outage each reach the clients, and the run recovers.
+    The outage and the recovery are judged on the requests really started inside and
+    after it (`tests.real.achieved`): at a load average of 7 on 2 cores the generator
+    stalled through the whole 0.2 s outage once, and no read met it."""
     scenario = make_scenario(
         requests=None,
         duration=2.4,
@@ -244,17 +248,27 @@ def test_node_and_origin_faults_hit_the_run_and_it_recovers(
         ],
     )
     before = server_pids()
-    result = run_cell(
-        scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
-    )
-    s, ts = result.summary, result.timeseries
+    backend = RedisBackend(binary=default_binary)
+    with achieved(monkeypatch) as schedule:
+        result = run_cell(scenario, Cell("t", "ca", "redis", 1), backend=backend)
+    s = result.summary
     assert server_pids() <= before
     assert any("crash node 0" in n for n in result.notes)
     assert any("restart node 0" in n for n in result.notes)
     assert s["cache_errors"] > 0  # the clients saw the crash and the pause (fallback: degraded)
-    assert s["errors"] > 0  # origin_down: reads that missed had nowhere to go
-    last = ts[ts["t"] >= 2.0]
-    assert last["errors"].sum() == 0 and last["hits"].sum() > 0  # recovered
+    log = fault_times(backend)
+    down = next(t for t, what in log if what == "origin down")
+    up = next(t for t, what in log if what == "origin recovers")
+    during = schedule.started_between(down, up)
+    if not during:
+        pytest.skip(
+            f"no request started in the origin outage ({down:.2f}-{up:.2f}s on the run's "
+            f"clock): the load generator stalled {s['driver_lag_max'] * 1000:.0f} ms"
+        )
+    # reads that missed had nowhere to go (a read started just before it may still hit)
+    assert s["errors"] > 0 and "error" in during, (Counter(during), log)
+    after = schedule.started_between(up, math.inf)
+    assert "error" not in after and "hit" in after, Counter(after)  # recovered
     assert s["capacity_keys_end"][0] <= 200 + 5  # restarted node got its limit back
 
 
@@ -368,10 +382,9 @@ def test_latency_and_hang_go_through_a_real_proxy(
         ],
     )
     before = server_pids()
+    backend = RedisBackend(binary=default_binary)
     with achieved(monkeypatch) as schedule:
-        result = run_cell(
-            scenario, Cell("t", "ca", "redis", 1), backend=RedisBackend(binary=default_binary)
-        )
+        result = run_cell(scenario, Cell("t", "ca", "redis", 1), backend=backend)
     ts = result.timeseries.reset_index(drop=True)  # row i: [0.4 i, 0.4 (i + 1))
     slow = ts.loc[1]
     # every read pays the delay at least once (a miss twice: GET, then SET), none times out
@@ -383,6 +396,16 @@ def test_latency_and_hang_go_through_a_real_proxy(
     undelayed = [t for i, t in schedule.service.items() if i < 0.4]
     assert statistics.median(undelayed) < delay
     assert ts.loc[3, "cache_errors"] > 10  # the hang (1.0-1.3 s): reads time out
-    healed = ts.loc[4:]  # from 1.6 s: 0.3 s after the heal
-    assert healed["cache_errors"].sum() == 0 and healed["hits"].sum() > 0
+    # Healed: once the node answers again (the proxy has reset the connections the hang
+    # held), only operations already in flight may still time out, within the timeout.
+    # Judged from that first answer, not from a fixed row: at a load average of 7 the
+    # proxy process and the loop were starved and 29 operations timed out 0.7-1.1 s
+    # after the heal was logged. A stall of the loop delays when a timeout is counted.
+    log = fault_times(backend)
+    heal = max(t for t, what in log if what == "node 0 healed")
+    back = schedule.first_answer(0, heal)
+    settled = back + timeout + max(result.summary["driver_lag_max"], 0.1)
+    late = [t for t in schedule.cache_errors if t > settled]
+    assert not late, (f"back {back:.2f}s", late, log)
+    assert "hit" in schedule.started_between(back, math.inf)
     assert server_pids() <= before
