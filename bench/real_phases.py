@@ -75,9 +75,9 @@ def install() -> None:
             _CELL.name = "-"
 
     session.run_task = run_task  # real cells beside simulator workers
-    if not any(a in ("--dask",) for a in sys.argv) and "--jobs" in sys.argv:
-        if sys.argv[sys.argv.index("--jobs") + 1] == "1":
-            executors.run_task = run_task  # every cell of --jobs 1 runs in this process
+    argv = sys.argv
+    if "--jobs" in argv and argv[argv.index("--jobs") + 1 :][:1] == ["1"]:
+        executors.run_task = run_task  # every cell of --jobs 1 runs in this process
     wrap(site, "_deployment", "servers start")
     wrap(site, "_calibrate", "capacity calibrate")
     wrap(deployment.LocalShards, "stop", "servers stop")
