@@ -12,7 +12,7 @@ Every command is the real one, in a child process, with --force (nothing reused)
 from start (interpreter, imports, workers) to end (results written). The machine's
 load average is printed beside the figures: on a shared machine two workers get
 less than two cores, and the CPU seconds the children used say how much.
-Usage: python bench/sweep_speed.py [--rounds N] [--full] [--skip-bench]
+Usage: python bench/sweep_speed.py [--rounds N] [--full] [--skip-bench | --only-bench]
 """
 
 from __future__ import annotations
@@ -145,48 +145,60 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="paired rounds (default 2)")
     parser.add_argument("--full", action="store_true", help="make bench at full length")
     parser.add_argument("--skip-bench", action="store_true", help="only the 20-cell sweep")
+    parser.add_argument("--only-bench", action="store_true", help="only cachelab bench")
     args = parser.parse_args()
     print(f"machine: {load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="cachelab-sweep-speed-") as tmp:
         work = Path(tmp)
-        (work / "sweep.yaml").write_text(yaml.safe_dump(SWEEP, sort_keys=False))
-        run = ["run", "sweep.yaml", "--quiet", "--no-progress"]
-        print("20 simulator cells (5 capacities x 2 strategies x 2 seeds):", flush=True)
-        cells = paired(
-            {
-                "jobs1": [*run, "--jobs", "1"],
-                "jobs2": [*run, "--jobs", "2"],
-                "dask2": [*run, "--dask", "local", "--jobs", "2"],
-            },
-            args.rounds,
-            work,
-        )
-        cpu1 = statistics.median(c for _, c in cells["jobs1"])
-        wall2 = median_wall(cells["jobs2"])
-        print(f"after: {load()}")
-        speedup = median_wall(cells["jobs1"]) / wall2
-        print(f"sweep speed-up jobs1/jobs2: {speedup:.2f}x (target >= 1.8x)")
-        print(
-            f"  (the CPU the cells need, {cpu1:.0f} s, over the --jobs 2 wall time: "
-            f"{cpu1 / wall2:.2f} cores were had on average)"
-        )
-        report("Dask overhead", "dask2", "jobs2", cells)
-        print("  (target: dask2/jobs2 <= 1.15)")
+        if not args.only_bench:
+            sweep_speed(work, args.rounds)
         if args.skip_bench:
             return
-        bench = ["bench", "--scenarios", str(ROOT / "scenarios"), "--no-progress"]
-        if not args.full:
-            bench.append("--quick")
-        print(f"cachelab bench{'' if args.full else ' --quick'} (every scenario):", flush=True)
-        real: dict[str, dict[str, float]] = {}
-        runs = paired({"all": bench, "jobs1": [*bench, "--jobs", "1"]}, 1, work, real)
-        print(f"after: {load()}")
-        report("make bench", "all", "jobs1", runs)
-        print("  (target: all cores / sequential <= 0.6)")
-        print("real-server cells, medians (simulator work beside them vs none):")
-        for key in REAL_FIGURES:
-            if key in real.get("all", {}) and key in real.get("jobs1", {}):
-                print(f"  {key:<18} all {real['all'][key]:.4g}  jobs1 {real['jobs1'][key]:.4g}")
+        bench_speed(work, args.full)
+
+
+def sweep_speed(work: Path, rounds: int) -> None:
+    """The 20-cell sweep: --jobs 1, --jobs 2, --dask local --jobs 2."""
+    (work / "sweep.yaml").write_text(yaml.safe_dump(SWEEP, sort_keys=False))
+    run = ["run", "sweep.yaml", "--quiet", "--no-progress"]
+    print("20 simulator cells (5 capacities x 2 strategies x 2 seeds):", flush=True)
+    cells = paired(
+        {
+            "jobs1": [*run, "--jobs", "1"],
+            "jobs2": [*run, "--jobs", "2"],
+            "dask2": [*run, "--dask", "local", "--jobs", "2"],
+        },
+        rounds,
+        work,
+    )
+    cpu1 = statistics.median(c for _, c in cells["jobs1"])
+    wall2 = median_wall(cells["jobs2"])
+    print(f"after: {load()}")
+    speedup = median_wall(cells["jobs1"]) / wall2
+    print(f"sweep speed-up jobs1/jobs2: {speedup:.2f}x (target >= 1.8x)")
+    print(
+        f"  (the CPU the cells need, {cpu1:.0f} s, over the --jobs 2 wall time: "
+        f"{cpu1 / wall2:.2f} cores were had on average)"
+    )
+    report("Dask overhead", "dask2", "jobs2", cells)
+    print("  (target: dask2/jobs2 <= 1.15)")
+
+
+def bench_speed(work: Path, full: bool) -> None:
+    """`cachelab bench` on every core against --jobs 1, and the real cells' figures."""
+    bench = ["bench", "--scenarios", str(ROOT / "scenarios"), "--no-progress"]
+    if not full:
+        bench.append("--quick")
+    print(f"cachelab bench{'' if full else ' --quick'} (every scenario):", flush=True)
+    real: dict[str, dict[str, float]] = {}
+    runs = paired({"all": bench, "jobs1": [*bench, "--jobs", "1"]}, 1, work, real)
+    print(f"after: {load()}")
+    report("make bench", "all", "jobs1", runs)
+    print("  (target: all cores / sequential <= 0.6)")
+    print("real-server cells, medians (simulator work beside them vs none):")
+    for key in REAL_FIGURES:
+        if key in real.get("all", {}) and key in real.get("jobs1", {}):
+            print(f"  {key:<18} all {real['all'][key]:.4g}  jobs1 {real['jobs1'][key]:.4g}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -49,9 +50,21 @@ class InProcess:
             done(run_task(task, progress))
 
 
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them: no tracebacks from each."""
+def _ignore_interrupts(niceness: int = 0) -> None:
+    """Workers leave Ctrl-C to the parent, which stops them: no tracebacks from each.
+    With `niceness`, the worker yields the CPU to the processes of normal priority."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if niceness:
+        with contextlib.suppress(OSError):
+            os.nice(niceness)
+
+
+BESIDE_NICENESS = 10
+"""How much lower the simulator workers' CPU priority is while real-server cells run
+beside them: the real cell's load generator and its servers come first (the kernel
+gives a niceness-10 process ~1/10 of a CPU a normal one also wants), the workers take
+what is left, so they neither stretch the real cell's measured window nor disturb its
+latencies."""
 
 
 def _lost(task: Task, exc: BaseException) -> Outcome:
@@ -84,14 +97,16 @@ class Pool:
     A thread here submits and collects; outcomes wait in `outcomes` for the calling
     thread, which alone writes results (never while a real cell measures beside)."""
 
-    def __init__(self, jobs: int, limit: int | None = None) -> None:
+    def __init__(self, jobs: int, limit: int | None = None, niceness: int = 0) -> None:
         start_fork_server()
         self.jobs = jobs
         self.limit = min(jobs, limit or jobs)
+        self.niceness = niceness
         self.pool = ProcessPoolExecutor(
             max_workers=jobs,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_ignore_interrupts,
+            initargs=(niceness,),
         )
         self.pending: deque[Task | Job] = deque()
         self.flying: dict[Future[Any], Task | Job] = {}
@@ -111,6 +126,18 @@ class Pool:
         with self.changed:
             self.limit = min(self.jobs, limit)
             self.changed.notify()
+
+    def unnice(self) -> None:
+        """Back to normal priority for the workers started niced, and for those started
+        later; where lowering a niceness is not permitted (no CAP_SYS_NICE or
+        RLIMIT_NICE) the workers stay niced, only slower beside other processes."""
+        if not self.niceness:
+            return
+        for process in list(getattr(self.pool, "_processes", {}).values()):
+            with contextlib.suppress(OSError, TypeError):
+                os.setpriority(os.PRIO_PROCESS, process.pid, 0)
+        self.pool._initargs = (0,)
+        self.niceness = 0
 
     def close(self) -> None:
         """No more items: the thread ends once every item is done."""

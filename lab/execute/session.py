@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.execute.executors import (
+    BESIDE_NICENESS,
     Dask,
     Done,
     Executor,
@@ -174,7 +175,7 @@ def _beside(
     to it and its servers), all `choice.jobs` after. Results are written here between real cells,
     never while one measures."""
     beside = choice.beside() if real else choice.jobs
-    pool = Pool(choice.jobs, limit=beside)
+    pool = Pool(choice.jobs, limit=beside, niceness=BESIDE_NICENESS if real else 0)
     pools.append(pool)
     try:
         pool.add(longest_first(sim))
@@ -188,6 +189,7 @@ def _beside(
                 running(task, fraction)
 
             done(run_task(task, progress))
+        pool.unnice()
         pool.widen(choice.jobs)
         describe(Processes(choice.jobs).describe())
         pool.take(done, len(sim) - taken)

@@ -9,7 +9,9 @@ factor, `-n` minimum chunk, slab_automove) and ``stats`` pid as readiness.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from typing import ClassVar
@@ -87,6 +89,15 @@ class MemcachedServer(ChildServer):
 
     def stats(self, group: str = "") -> dict[str, str]:
         return stats(self.address, group)
+
+    def _send_term(self) -> None:
+        """SIGTERM, then a connection to wake memcached's idle event loop: it reads the
+        signal's flag only on an event or its once-a-second clock tick, so an idle server
+        took ~1 s to exit (measured: 1.0 s idle, 2-15 ms once woken)."""
+        super()._send_term()
+        if self.alive:
+            with contextlib.suppress(OSError):
+                socket.create_connection(self.address, timeout=0.1).close()
 
 
 def start_memcached(

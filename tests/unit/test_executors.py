@@ -244,3 +244,37 @@ def test_simulator_cells_and_side_jobs_run_beside_the_real_cells(
     assert len(json.loads(marked.read_text())) == 8
     sim = {k: v for k, v in _summaries(tmp_path / "one").items() if ".sim." in k}
     assert sim and {k: _summaries(tmp_path / "two")[k] for k in sim} == sim
+
+
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_workers_beside_real_cells_run_niced_until_the_real_cells_end() -> None:
+    """Simulator workers started beside real-server cells yield the CPU to them (the
+    real cell's load generator and servers first); afterwards they run at normal
+    priority again, those already started and those started later."""
+    from lab.execute.executors import BESIDE_NICENESS, Pool
+
+    base = _niceness()
+    pool = Pool(2, niceness=BESIDE_NICENESS)
+    try:
+        niced = {f.result() for f in [pool.pool.submit(_niceness) for _ in range(4)]}
+        assert niced == {min(base + BESIDE_NICENESS, 19)}
+        pool.unnice()
+        after = {f.result() for f in [pool.pool.submit(_niceness) for _ in range(4)]}
+        if os.geteuid() == 0 or base >= _nice_limit():
+            assert after == {base}
+        else:  # not permitted to lower a niceness: they stay niced, nothing fails
+            assert after == niced
+    finally:
+        pool.close()
+        pool.shutdown()
+
+
+def _nice_limit() -> int:
+    """The niceness an unprivileged process may lower itself to (RLIMIT_NICE: 20 - rlim)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    return 20 - soft if soft != resource.RLIM_INFINITY else -20
