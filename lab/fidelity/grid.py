@@ -11,6 +11,7 @@ hit ratio, stale-read ratio, keys held at the end, errors.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +182,14 @@ def full_grid(axes: dict[str, Sequence[Any]] = AXES) -> list[FidelityCell]:
 
 def _product(axes: dict[str, Sequence[Any]]) -> list[tuple[Any, ...]]:
     return list(itertools.product(*axes.values()))
+
+
+def sample_grid(count: int, seed: int = 10) -> list[FidelityCell]:
+    """`count` cells of the full grid in a shuffled order (fixed by `seed`): a run cut
+    short still covers every axis."""
+    cells = full_grid()
+    random.Random(seed).shuffle(cells)
+    return cells[: max(0, count)]
 
 
 QUICK = [
