@@ -18,7 +18,9 @@ one pass runs them all, on a node full to 4 KiB under `maxmemory` (200 keys, all
 7.0.15 evicted 5-6 keys for 8 GETs of 64 KiB and 21-22 for 32 (this model: 5 and 21),
 26-32 for 32 GETs of 16 KiB values (a 16 KiB value's reply is 10 B too long for the
 buffer: a 20 KiB block each; model: 29); valkey-server 9.1.2 evicted 1-2 whatever k
-(allocations of its own; 0 in the model), not 21.
+(allocations of its own; 0 in the model), not 21: Valkey 9 replies with strings of 16
+KiB and more by reference (`min-string-size-avoid-copy-reply` 16384, "reply copy
+avoidance", valkey PR #2078), so its reply list holds no copy.
 So the model is a property of the memory model (`RedisMemory.counts_replies`), on for
 Redis 7.0's formula, off for Valkey 9's.
 
