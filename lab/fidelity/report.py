@@ -9,8 +9,9 @@ an earlier run wrote; the rest of the file is kept as it was.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -23,6 +24,11 @@ STALE_POINTS = 0.5
 LAG_WARN_MS = 5.0
 """A real run whose load generator lagged more (p99) than this is marked: its timing,
 so its races and in-flight fills, were the busy machine's, not the workload's."""
+QUEUED_MS = 20.0
+"""A real run whose median read took this much longer than the simulator's is marked
+'queued': its requests waited in the load generator's own process (a CPU-starved
+client: every read of a hot key misses until a fill that waits too lands, and a
+backlog of origin reads builds), so it did not run the cell's workload."""
 
 
 def frame(records: Sequence[dict[str, object]]) -> pd.DataFrame:
@@ -44,13 +50,29 @@ def _ms(x: object) -> str:
     return f"{ms:.1f} ms" + (" (behind)" if ms > LAG_WARN_MS else "")
 
 
+def queued(rows: pd.DataFrame) -> pd.Series:
+    """Rows whose real run queued in its own client (`QUEUED_MS`)."""
+    if "read_p50_real" not in rows:
+        return pd.Series(False, index=rows.index)
+    extra = (rows["read_p50_real"] - rows["read_p50_sim"]) * 1000
+    return extra.fillna(0) > QUEUED_MS
+
+
+def _p50s(r: Mapping[Hashable, Any]) -> str:
+    sim, real = r.get("read_p50_sim"), r.get("read_p50_real")
+    if sim is None or real is None or sim != sim or real != real:
+        return "-"
+    text = f"{float(sim) * 1000:.1f} / {float(real) * 1000:.1f} ms"
+    return text + (" (queued)" if (float(real) - float(sim)) * 1000 > QUEUED_MS else "")
+
+
 def table(rows: pd.DataFrame) -> str:
     """The markdown table, one line per cell and server."""
     lines = [
         "| cell | server | hit sim | hit real | diff (pt) | stale sim | stale real "
         "| diff (pt) | keys sim | keys real | errors sim/real | cache errors real "
-        "| driver lag p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| driver lag p99 | read p50 sim / real |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows.to_dict("records"):
         lines.append(
@@ -58,7 +80,7 @@ def table(rows: pd.DataFrame) -> str:
             f"| {_pts(r['hit_diff_points'])} | {_pct(r['stale_sim'])} | {_pct(r['stale_real'])} "
             f"| {_pts(r['stale_diff_points'])} | {int(r['keys_sim']):,} | {int(r['keys_real']):,} "
             f"| {int(r['errors_sim'])}/{int(r['errors_real'])} | {int(r['cache_errors_real'])} "
-            f"| {_ms(r.get('driver_lag_p99_real'))} |"
+            f"| {_ms(r.get('driver_lag_p99_real'))} | {_p50s(r)} |"
         )
     return "\n".join(lines)
 
@@ -83,6 +105,12 @@ def verdict(rows: pd.DataFrame) -> str:
     if not misses.empty:
         names = [f"{c} ({s})" for c, s in zip(misses["cell"], misses["server"], strict=True)]
         out += f" Outside the targets: {', '.join(names)}."
+        late = queued(misses)
+        if late.any():
+            out += (
+                f" Of those, {int(late.sum())} queued in the real run's own client (median"
+                f" read over {QUEUED_MS:.0f} ms beyond the simulator's): not the cell's workload."
+            )
     return out
 
 

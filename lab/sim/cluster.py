@@ -31,7 +31,8 @@ from lab.sharding import UNKNOWN, Sharding, key_name, lazy_owner_table
 from lab.sim.bridge import Wait, wake_after
 from lab.sim.eviction import RedisStore, make_store
 from lab.sim.expiry import HZ
-from lab.sim.memory import RedisMemory
+from lab.sim.memory import RedisMemory, encoded_length
+from lab.sim.replies import Passes, reply_held
 from lab.sim.slab_store import SlabStore
 from lab.sim.store import Eviction, Store
 
@@ -50,6 +51,7 @@ class SimNode:
         "hang_until",
         "index",
         "ops",
+        "passes",
         "paused_until",
         "refuse_until",
         "replica",
@@ -72,6 +74,9 @@ class SimNode:
         self.extra: Sampler | None = None  # added latency
         self.replica: Store | None = None
         self.generation = 0  # bumped when the store is replaced (crash, failover)
+        self.passes: Passes | None = None
+        """Event-loop passes, when replies in flight are modelled (`lab/sim/replies.py`):
+        such a node always takes the slow path (`faulty`)."""
 
     # -- faults --------------------------------------------------------------------
 
@@ -120,7 +125,8 @@ class SimNode:
     def settle(self, now: float) -> None:
         """Recompute `faulty`: a node with nothing active takes the cheap path again."""
         self.faulty = (
-            self.refuse_until > now
+            self.passes is not None
+            or self.refuse_until > now
             or self.hang_until > now
             or self.paused_until > now
             or self.extra is not None
@@ -137,6 +143,8 @@ class SimNode:
             if self.extra is not None:
                 half += self.extra() * 0.5
                 arrive = now + half
+        if self.passes is not None:
+            self.passes.enter(arrive, busy)
         done = (arrive if arrive > busy else busy) + self.service()
         self.busy_until = done
         self.ops += 1
@@ -180,6 +188,10 @@ class SimCluster:
         call `set` without a wrapper that catches CacheRefused."""
         if isinstance(self.nodes[0].store, RedisStore):  # Redis's cron: active expiry
             wake_after(env, 1.0 / HZ).callbacks.append(self._cron)
+            if budget is not None and memory is not None and memory.counts_replies:
+                for node in self.nodes:  # replies in flight count against the budget
+                    node.passes = Passes()
+                    node.settle(0.0)
         self._rtt = rtt
         self.op_times = OpLatencies()
         """Every operation's time; the runner resets it at the end of the warm-up."""
@@ -279,8 +291,13 @@ class SimCluster:
         if blocked is not None:
             yield blocked[0]
             raise CacheUnavailable(blocked[1])
-        result, refused = _applied(apply, node.store)  # it reached the server: it takes effect
-        delay = node.delay(now, self._rtt())
+        passes = node.passes
+        if passes is None:
+            result, refused = _applied(apply, node.store)  # it reached the server: it takes effect
+            delay = node.delay(now, self._rtt())
+        else:  # placed in its event-loop pass first: earlier replies of the pass count
+            delay = node.delay(now, self._rtt())
+            result, refused = _in_pass(apply, node.store, passes)
         if delay > self.timeout:
             yield float(self.timeout)
             raise CacheUnavailable(f"node {node.index}: timed out after {self.timeout}s")
@@ -442,6 +459,24 @@ class SimCluster:
     def used_bytes(self) -> int:
         """Data memory the primaries hold (0 without a memory model)."""
         return sum(n.store.used_bytes for n in self.nodes)
+
+
+def _in_pass(
+    apply: Callable[[Store], Any], store: Store, passes: Passes
+) -> tuple[Any, CacheRefused | None]:
+    """Run a command with the replies its pass holds counted against the budget; a GET
+    that found a value leaves its reply held until the pass ends."""
+    memory = store.memory
+    if memory is None:  # (a replica's store: nothing counted)
+        return _applied(apply, store)
+    memory.in_flight = passes.before
+    try:
+        result, refused = _applied(apply, store)
+    finally:
+        memory.in_flight = 0
+    if isinstance(result, Versioned):
+        passes.replied(reply_held(encoded_length(result)))
+    return result, refused
 
 
 def _applied(apply: Callable[[Store], Any], store: Store) -> tuple[Any, CacheRefused | None]:

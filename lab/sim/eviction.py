@@ -6,7 +6,9 @@ use it for theory checks. The hyphenated names are Redis's policies, modelled as
 7.0 implements them (`evict.c`, `db.c`, `object.c`):
 
 - Redis evicts *before* running each command, while the data is over the limit, so a
-  write can leave it one entry over until the next command;
+  write can leave it one entry over until the next command; under a byte budget with
+  Redis 7.0's formula, replies still waiting in the node's event-loop pass count
+  against it (`lab/sim/replies.py`);
 - `allkeys-lru` / `volatile-lru`: each eviction samples `maxmemory-samples` (5) keys of
   the main dict (or of the keys with a TTL), scores them by idle time on the LRU clock
   (whole seconds), merges them into the 16-entry eviction pool (kept sorted; a new
@@ -249,7 +251,7 @@ class RedisStore(Store):
 
     def over(self) -> bool:
         memory = self.memory
-        if memory is not None and memory.used > self.budget:
+        if memory is not None and memory.used + memory.in_flight > self.budget:
             return True
         return len(self._data) > self.capacity
 

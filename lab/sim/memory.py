@@ -95,6 +95,9 @@ class RedisMemory:
 
     cluster: bool = False
     name = "redis-7.0 formula (jemalloc size classes)"
+    counts_replies = True
+    """Replies waiting to be written count against `maxmemory` and evict keys (Redis
+    7.0; measured: `lab/sim/replies.py`). Modelled under a byte budget."""
 
     def entry(self, key_length: int, value_length: int, ttl: bool) -> int:
         """Bytes of one key: dict entry, key sds, value object, expires entry."""
@@ -154,6 +157,10 @@ class Accounting:
         self.model = model
         self.budget = budget
         self.used = 0
+        self.in_flight = 0
+        """Bytes of replies the node holds while the current command runs (set around
+        each command when replies in flight are modelled, `lab/sim/replies.py`): they
+        count against the budget as Redis 7.0 counts them against `maxmemory`."""
         self._entries: dict[Key, tuple[int, bool]] = {}  # key -> (bytes, has a TTL)
         self._main = model.table()
         self._expires = model.table()
@@ -196,7 +203,7 @@ class Accounting:
             self.used += self._expires.after_remove(self._with_ttl)
 
     def _headroom(self) -> float:
-        return float("inf") if self.budget is None else self.budget - self.used
+        return float("inf") if self.budget is None else self.budget - self.used - self.in_flight
 
 
 SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536)

@@ -76,6 +76,12 @@ class ValkeyMemory(RedisMemory):
     """Valkey 9's bytes for one entry, glibc malloc (see the module docstring)."""
 
     name = "valkey-9 formula (glibc malloc, embedded keys, 64-B hashtable buckets)"
+    counts_replies = False
+    """Measured: valkey-server 9.1.2 evicts nothing for replies waiting to be written
+    (32 GETs of 64 KiB in one event-loop pass on a full node; `lab/sim/replies.py`):
+    Valkey 9 replies with a string of 16 KiB or more by reference, not by copy
+    (`min-string-size-avoid-copy-reply` 16384, on without I/O threads), and a shorter
+    value's reply fits the connection's 16 KiB buffer."""
 
     def entry(self, key_length: int, value_length: int, ttl: bool) -> int:
         """Bytes of one key's object(s); the tables are counted by `ValkeyTable`."""

@@ -178,17 +178,27 @@ def test_byte_budget_holds_the_data(server: RedisServer) -> None:
         control.close()
 
 
-@pytest.mark.parametrize("value_size", ["100B", "16KiB"], ids=["100B-224KiB", "16KiB-20MiB"])
-def test_byte_budget_holds_the_simulated_keys(binary: ServerBinary, value_size: str) -> None:
-    """At the same data budget (224 KiB of 100-B values, 20 MiB of 16 KiB ones, a TTL
-    on every key) a real node ends holding the simulator's key count (its own server's
-    formula: redis7 or valkey9) within 1% (Valkey 1.5%), and the hit ratios agree
-    within 1 point.
+@pytest.mark.parametrize(
+    ("value_size", "rate"),
+    [("100B", 1500.0), ("16KiB", 1500.0), ("64KiB", 500.0)],
+    ids=["100B-224KiB", "16KiB-20MiB", "64KiB-24MiB"],
+)
+def test_byte_budget_holds_the_simulated_keys(
+    binary: ServerBinary, value_size: str, rate: float
+) -> None:
+    """At the same data budget (224 KiB of 100-B values, 20 MiB of 16 KiB ones, 24 MiB
+    of 64 KiB ones, a TTL on every key) a real node ends holding the simulator's key
+    count (its own server's formula: redis7 or valkey9) within 1% (Valkey 1.5%), and the
+    hit ratios agree within 1 point. 64 KiB runs at 500 requests/s: at 1,500 the lab's
+    one Python client process moves ~100 MB/s of values and, on 2 shared busy cores,
+    falls behind (median read 170-800 ms, 36 concurrent misses of one key where the
+    simulator has 3): 5-7 points lower on Redis 7.0 and Valkey 9 alike, while at 500/s
+    both agreed within 0.2 point.
     Before reply buffers were fixed in size, Redis 7.0 held 944 of the simulator's
     1,025 keys at 224 KiB: its dicts doubled in room that shrinking buffers opened."""
     from lab.fidelity.grid import FidelityCell, Row, run_pair
 
-    row = run_pair(FidelityCell(value_size, 1, 1, 1.0, "bytes"), binary, duration=9.0)
+    row = run_pair(FidelityCell(value_size, 1, 1, 1.0, "bytes"), binary, duration=9.0, rate=rate)
     assert isinstance(row, Row), row
     rec = row.record()
     assert rec["errors_real"] == 0 and rec["cache_errors_real"] == 0, rec
@@ -198,7 +208,8 @@ def test_byte_budget_holds_the_simulated_keys(binary: ServerBinary, value_size: 
     tolerance = 0.015 if binary.flavor == "valkey" else 0.01
     assert abs(rec["keys_real"] - rec["keys_sim"]) <= tolerance * rec["keys_sim"], rec
     # the hit ratio: within 1 point when the load generator kept up; under two CPU hogs
-    # (driver lag p99 of tens of ms) replies wait longer in their buffers, counted
-    # against maxmemory, and evict keys for a moment: 1.6 and 3.5 points seen
+    # (driver lag p99 of tens of ms) requests arrive in bursts, a Redis 7.0 pass holds
+    # more replies than the simulated one (counted against maxmemory: they evict keys
+    # for a moment) and fills land later: 1.6 and 3.5 points seen
     lagging = (rec["driver_lag_p99_real"] or 0.0) > 0.005
     assert abs(rec["hit_diff_points"]) <= (4.0 if lagging else 1.0), rec
