@@ -212,4 +212,8 @@ def test_byte_budget_holds_the_simulated_keys(
     # more replies than the simulated one (counted against maxmemory: they evict keys
     # for a moment) and fills land later: 1.6 and 3.5 points seen
     lagging = (rec["driver_lag_p99_real"] or 0.0) > 0.005
-    assert abs(rec["hit_diff_points"]) <= (4.0 if lagging else 1.0), rec
+    # 64 KiB: 24 MiB holds ~370 keys, and the 4,500 reads of a 9 s run at 500/s see a few
+    # hot keys held a moment longer or shorter as a point (Valkey: -0.03 in one run, -1.08
+    # in the next beside a CPU hog with the client keeping up): 1.5 points there
+    kept_up = 1.5 if value_size == "64KiB" else 1.0
+    assert abs(rec["hit_diff_points"]) <= (4.0 if lagging else kept_up), rec
