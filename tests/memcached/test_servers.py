@@ -13,7 +13,7 @@ from lab.memcached.control import Control
 from lab.memcached.server import MemcachedServer, Options, start_nodes
 from lab.processes.binaries import Binary
 from lab.processes.procfs import process_alive
-from tests.helpers import wait_gone
+from tests.helpers import interruptible, wait_gone
 
 
 def test_nodes_start_with_the_options_and_stop(binary: Binary) -> None:
@@ -64,6 +64,7 @@ def _lab_with_servers(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]
         env=env,
         cwd=Path(__file__).parents[2],
         start_new_session=True,
+        preexec_fn=interruptible,  # SIGINT reaches it even if the suite runs with it ignored
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
