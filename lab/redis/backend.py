@@ -269,14 +269,14 @@ class RedisBackend:
         site, controller = self._site, self.controller
         if not site.calibrations or site.policy is None:
             return
-        limit = (
-            controller.limits[index]
-            if controller is not None
-            else site.calibrations[index].maxmemory
-        )
         address = site.deployment.addresses[index]
         if controller is not None:
             controller.retarget(index, address)
+        limit = (
+            controller.takeover_limit(index)
+            if controller is not None
+            else site.calibrations[index].maxmemory
+        )
         assert self.scenario is not None
         configure(address, site.deployment, site.policy, limit, samples_for(self.scenario))
 
