@@ -14,7 +14,8 @@ The twin runs the simulator again with the latencies the real run measured:
   times (client side: GET, SET, DEL, ... including the wait for a connection and
   the event loop's lag; `cache_op_quantiles`, inverse-CDF sampling), half of it
   before the operation reaches the node and half after (`LaggedSimBackend`), and the
-  simulated network's rtt is zero;
+  simulated network's rtt and node's service time are zero (the measured times
+  include them);
 - `origin.read_latency` / `origin.write_latency`: lognormals through the real origin
   calls' p50 and p99, which `TimedRedisBackend` measures around each call (the
   emulated service time, the database and the loop's lag).
@@ -108,15 +109,16 @@ def matched_scenario(
 ) -> Scenario:
     """`scenario` with the latencies `measured` has (those it lacks stay as they are).
 
-    `cache="lag"`: the network's rtt becomes zero (the twin's `LaggedCache` adds the
-    measured cache-operation times); `cache="rtt"`: the rtt becomes the lognormal
+    `cache="lag"`: the network's rtt and the node's service time become zero (the
+    twin's `LaggedCache` adds the measured cache-operation times, which include
+    them); `cache="rtt"`: the rtt becomes the lognormal
     through the measured cache-operation p50/p99, less the node's mean service time
     (the module docstring says why the twin does not use it)."""
     topology, origin = scenario.topology, scenario.origin
     service = topology.service_time.mean_value
     rtt = topology.network.rtt
-    if cache == "lag":
-        rtt = ZERO
+    if cache == "lag":  # the measured times include the network and the server's
+        rtt, topology = ZERO, topology.model_copy(update={"service_time": ZERO})
     elif measured.cache_op_p50 is not None and measured.cache_op_p99 is not None:
         rtt = fit_lognormal(measured.cache_op_p50, measured.cache_op_p99, minus=service)
     # the simulator's origin call takes an rtt drawn from the same network (half each way)
