@@ -18,7 +18,9 @@ The twin runs the simulator again with the latencies the real run measured:
   include them);
 - `origin.read_latency` / `origin.write_latency`: lognormals through the real origin
   calls' p50 and p99, which `TimedRedisBackend` measures around each call (the
-  emulated service time, the database and the loop's lag).
+  emulated service time, the database, the wait for one of the origin's
+  `concurrency` slots and the loop's lag); the twin's origin then has no slot limit
+  (`UNQUEUED`), not to queue the calls a second time.
 
 Why the cache time is not a lognormal rtt: the real cache-operation times are
 heavy-tailed (p50 ~0.2 ms, p99 tens of ms: the process stalls on a busy machine),
@@ -102,6 +104,9 @@ def _seconds(value: object) -> float | None:
 
 
 ZERO = Distribution(distribution="constant", value=0.0)
+UNQUEUED = 100_000
+"""The twin origin's concurrency when its times are measured ones (they include the
+real origin's queue)."""
 
 
 def matched_scenario(
@@ -131,10 +136,15 @@ def matched_scenario(
             measured.origin_write_p50, measured.origin_write_p99, minus=rtt_median
         )
     network = topology.network.model_copy(update={"rtt": rtt})
+    origin_update: dict[str, Any] = {"read_latency": read, "write_latency": write}
+    if cache == "lag" and (read is not origin.read_latency or write is not origin.write_latency):
+        # the measured origin times include the wait for one of the origin's
+        # `concurrency` slots: the twin's origin must not queue them a second time
+        origin_update["concurrency"] = UNQUEUED
     return scenario.model_copy(
         update={
             "topology": topology.model_copy(update={"network": network}),
-            "origin": origin.model_copy(update={"read_latency": read, "write_latency": write}),
+            "origin": origin.model_copy(update=origin_update),
         }
     )
 

@@ -20,6 +20,7 @@ from lab.fidelity.grid import (
     select,
 )
 from lab.fidelity.matched import (
+    UNQUEUED,
     LaggedSimBackend,
     Measured,
     fit_lognormal,
@@ -96,7 +97,8 @@ def test_matched_scenario_with_the_lag_model() -> None:
     # everything else as it was, and the scenario itself untouched
     assert twin.workload == scenario.workload and twin.keyspace == scenario.keyspace
     assert twin.topology.capacity == scenario.topology.capacity
-    assert twin.origin.concurrency == scenario.origin.concurrency
+    assert twin.origin.concurrency == UNQUEUED  # the measured times include the queue
+    assert matched_scenario(scenario, Measured(0.0002, 0.05)).origin == scenario.origin
     assert scenario.topology.network.rtt.median == pytest.approx(0.0003)
     assert scenario.origin.read_latency.median == pytest.approx(0.005)
 
