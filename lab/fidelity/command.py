@@ -48,6 +48,14 @@ def add_fidelity_parser(sub: Any) -> None:
         "cache-operation and origin latencies the real run measured (docs/fidelity-grid.md)",
     )
     p.add_argument(
+        "--twin",
+        choices=["lag", "stall"],
+        default="lag",
+        help="the twin's model (implies --matched): lag, each cache operation takes a "
+        "time drawn from the real ones; stall, the real client's pauses fitted to them, "
+        "shared by every cache and origin call (experimental)",
+    )
+    p.add_argument(
         "--seeds",
         type=int,
         default=1,
@@ -98,11 +106,18 @@ def run_fidelity(args: argparse.Namespace) -> int:
     for cell in cells:
         for binary in binaries:
             print(f"fidelity: {cell.name} on {binary.label} ...", file=sys.stderr, flush=True)
-            row, skips = run_pairs(cell, binary, seeds, duration=duration, matched=args.matched)
+            row, skips = run_pairs(
+                cell,
+                binary,
+                seeds,
+                duration=duration,
+                matched=args.matched or args.twin != "lag",
+                twin_model=args.twin,
+            )
             skipped.extend(skips)
             if row is not None:
                 records.append(row.record())
-                if args.matched:  # every summary, to study the twin again without a rerun
+                if row.twin is not None:  # every summary, to study the twin again without a rerun
                     _append_json(out / "fidelity-runs.jsonl", row)
         # after every cell: an interrupted run keeps what it measured
         write_text(out / "fidelity.csv", frame(records).to_csv(index=False))

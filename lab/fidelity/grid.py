@@ -25,6 +25,7 @@ from lab.fidelity.matched import (
     describe,
     matched_scenario,
 )
+from lab.fidelity.stalls import StalledSimBackend
 from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary
 from lab.runner import CellSkipped, run_cell
@@ -193,6 +194,7 @@ def run_pair(
     duration: float = DURATION,
     rate: float = RATE,
     matched: bool = False,
+    twin_model: str = "lag",
 ) -> Row | str:
     """The cell on the simulator and on `binary`'s servers; a string says why the real
     run was skipped. `matched`: also the latency-matched simulator twin
@@ -211,19 +213,28 @@ def run_pair(
         return f"{cell.name} on {binary.label}: skipped: {exc}"
     if not matched:
         return Row(cell, binary.label, sim, real)
-    twin = run_twin(sim_scenario, real, seed)
+    twin = run_twin(sim_scenario, real, seed, model=twin_model)
     return Row(cell, binary.label, sim, real, twin, twin.pop("twin_latencies"))
 
 
-def run_twin(sim_scenario: Scenario, real: dict[str, Any], seed: int) -> dict[str, Any]:
+def run_twin(
+    sim_scenario: Scenario, real: dict[str, Any], seed: int, *, model: str = "lag"
+) -> dict[str, Any]:
     """The latency-matched simulator run of a real run's summary (`lab.fidelity.matched`):
     the real cache-operation times around each simulated operation, the origin's
-    lognormals through the real origin calls' p50/p99. Its summary, with the
-    latencies it was given under `twin_latencies`."""
+    lognormals through the real origin calls' p50/p99 (`model="lag"`), or the stalls
+    fitted to the real cache-operation times on every cache and origin call
+    (`model="stall"`, `lab.fidelity.stalls`). Its summary, with the latencies it was
+    given under `twin_latencies`."""
     measured = Measured.from_summary(real)
     lag = real.get("cache_op_quantiles")
     cell = Cell(sim_scenario.name, STRATEGY, "sim", seed)
-    if lag:
+    if model not in ("lag", "stall"):
+        raise ValueError(f"no twin model {model!r} (lag, stall)")
+    if model == "stall" and lag:
+        twin_scenario = matched_scenario(sim_scenario, Measured(), cache="lag")
+        summary = run_cell(twin_scenario, cell, backend=StalledSimBackend(lag)).summary
+    elif lag:
         twin_scenario = matched_scenario(sim_scenario, measured, cache="lag")
         summary = run_cell(twin_scenario, cell, backend=LaggedSimBackend(lag)).summary
     else:  # no measured distribution of cache operations: the lognormal rtt
@@ -249,6 +260,7 @@ def run_pairs(
     duration: float = DURATION,
     rate: float = RATE,
     matched: bool = False,
+    twin_model: str = "lag",
 ) -> tuple[Row | None, list[str]]:
     """`run_pair` on every seed, pooled into one row (`pool`): stale reads are rare,
     bursty events, so one 12 s run's stale-read ratio is too noisy to judge a 0.5 point
@@ -257,7 +269,15 @@ def run_pairs(
     rows: list[Row] = []
     skipped: list[str] = []
     for seed in seeds:
-        row = run_pair(cell, binary, seed=seed, duration=duration, rate=rate, matched=matched)
+        row = run_pair(
+            cell,
+            binary,
+            seed=seed,
+            duration=duration,
+            rate=rate,
+            matched=matched,
+            twin_model=twin_model,
+        )
         if isinstance(row, str):
             skipped.append(row)
         else:

@@ -183,9 +183,11 @@ def section(rows: pd.DataFrame, figure: str | None) -> str:
             "",
             "### The latency-matched twin",
             "",
-            "The simulator again with the latencies the real run measured (its cache "
-            "operations' and origin calls' p50 and p99, as lognormals; "
-            "`lab/fidelity/matched.py`).",
+            "The simulator again with the latencies the real run measured: each cache "
+            "operation takes a time drawn from the real run's cache-operation times, the "
+            "origin calls lognormals through the real ones' p50 and p99 "
+            "(`lab/fidelity/matched.py`; with `--twin stall`, the real client's pauses "
+            "fitted to its cache-operation times, `lab/fidelity/stalls.py`).",
             "",
             twin_verdict(rows),
             "",

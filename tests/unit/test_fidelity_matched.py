@@ -29,6 +29,7 @@ from lab.fidelity.matched import (
     quantiles,
 )
 from lab.fidelity.report import section, twin_table, twin_verdict
+from lab.fidelity.stalls import Stalls, fit_stalls
 from lab.metrics.histogram import LogHistogram
 from lab.runner import run_cell
 from lab.sampling import draw
@@ -246,3 +247,56 @@ def test_the_twin_of_a_summary() -> None:
     assert no_quantiles["twin_latencies"]["rtt_median"] == pytest.approx(
         0.001 - scenario.topology.service_time.mean_value
     )
+
+
+# --- the stall twin ---------------------------------------------------------------------------
+
+
+def test_fit_stalls_splits_body_and_stalls() -> None:
+    # 0.1-0.3 ms for 90% of operations, then up to 50 ms
+    ranks = np.linspace(0, 1, 201)
+    qs = np.where(ranks <= 0.9, 0.0001 + 0.0002 * ranks / 0.9, 0.0003 + (ranks - 0.9) * 0.497)
+    fit = fit_stalls(qs.tolist())
+    median = float(np.interp(0.5, ranks, qs))
+    assert fit.threshold == pytest.approx(median + 0.001)  # 3x the median is less
+    assert fit.share == pytest.approx(1 - np.interp(fit.threshold, qs, ranks))
+    assert 0.08 < fit.share < 0.1
+    assert len(fit.body) == len(fit.excess) == 201
+    assert max(fit.body) == pytest.approx(fit.threshold)
+    assert fit.excess[-1] == pytest.approx(qs[-1] - median)
+    fast = fit_stalls([0.0001, 0.0002, 0.0003])  # nothing slow: no stalls
+    assert fast.share == 0.0
+    with pytest.raises(ValueError):
+        fit_stalls([0.001, 0.0005, 0.002])
+
+
+def test_stalls_release_what_falls_in_them() -> None:
+    stalls = Stalls(0.2, lambda: 0.010, np.random.default_rng(4))
+    assert stalls.release(5.0) >= 5.0  # built lazily as far as asked
+    starts, ends = np.array(stalls.starts), np.array(stalls.ends)
+    assert np.all(ends - starts == pytest.approx(0.010)) and np.all(starts[1:] >= ends[:-1])
+    stalled = (ends - starts).sum() / ends[-1]
+    assert stalled == pytest.approx(0.2, abs=0.03)
+    s0, e0 = stalls.starts[3], stalls.ends[3]
+    assert stalls.release((s0 + e0) / 2) == e0 and stalls.release(s0) == e0
+    assert stalls.release(e0) == e0 and stalls.release(e0 + 1e-9) == e0 + 1e-9
+    never = Stalls(0.0, lambda: 0.010, np.random.default_rng(4))
+    assert never.release(3.0) == 3.0 and never.starts == []
+    with pytest.raises(ValueError):
+        Stalls(1.0, lambda: 0.010, np.random.default_rng(4))
+
+
+def test_the_stall_twin_runs_and_holds_its_stalls() -> None:
+    """Stalls fitted to measured times: the twin's cache operations are slow only as
+    often as the real ones (simulated time)."""
+    scenario = scenario_for(CELL, duration=3.0)
+    ranks = np.linspace(0, 1, 201)
+    qs = np.where(ranks <= 0.95, 0.0001 + 0.0002 * ranks, 0.0003 + (ranks - 0.95) * 0.4)
+    real = {"cache_op_quantiles": qs.tolist()}
+    twin = run_twin(scenario, real, seed=1, model="stall")
+    assert twin["errors"] == 0 and twin["stall_share"] == pytest.approx(0.0475, abs=0.01)
+    assert twin["cache_op_p50"] < 0.001 < twin["cache_op_p99"]
+    assert twin["origin_read_calls"] > 0 and twin["origin_read_p50"] >= 0.004
+    assert run_twin(scenario, real, seed=1, model="stall")["hit_ratio"] == twin["hit_ratio"]
+    with pytest.raises(ValueError):
+        run_twin(scenario, real, seed=1, model="nope")
