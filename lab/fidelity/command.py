@@ -117,8 +117,9 @@ def run_fidelity(args: argparse.Namespace) -> int:
             skipped.extend(skips)
             if row is not None:
                 records.append(row.record())
-                if row.twin is not None:  # every summary, to study the twin again without a rerun
-                    _append_json(out / "fidelity-runs.jsonl", row)
+                for run in row.runs or (row,):  # every run's summaries, to study
+                    if run.twin is not None:  # the twin again without a rerun
+                        _append_json(out / "fidelity-runs.jsonl", run)
         # after every cell: an interrupted run keeps what it measured
         write_text(out / "fidelity.csv", frame(records).to_csv(index=False))
     rows = frame(records)
@@ -142,7 +143,7 @@ def _append_json(path: Path, row: Any) -> None:
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = {"cell": row.cell.name, "server": row.server, "seeds": row.seeds}
+    line = {"cell": row.cell.name, "server": row.server, "seed": row.sim.get("seed")}
     line |= {"sim": row.sim, "real": row.real, "twin": row.twin}
     line["twin_latencies"] = row.twin_latencies
     with path.open("a") as f:

@@ -95,6 +95,8 @@ class Row:
     """The latencies the twin ran with (seconds: rtt, origin read and write)."""
     seeds: int = 1
     """Runs pooled into each of sim, real (and twin): counts summed over seeds."""
+    runs: tuple[Row, ...] = ()
+    """The rows of each seed, when pooled."""
 
     def record(self) -> dict[str, Any]:
         """The flat row of the table (ratios as fractions, keys summed over nodes)."""
@@ -296,6 +298,7 @@ def run_pairs(
             pool(twins) if len(twins) == len(rows) else None,
             _mean_latencies([r.twin_latencies or {} for r in rows]) if twins else None,
             seeds=len(rows),
+            runs=tuple(rows),
         ),
         skipped,
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import types
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -300,3 +302,27 @@ def test_the_stall_twin_runs_and_holds_its_stalls() -> None:
     assert run_twin(scenario, real, seed=1, model="stall")["hit_ratio"] == twin["hit_ratio"]
     with pytest.raises(ValueError):
         run_twin(scenario, real, seed=1, model="nope")
+
+
+def test_run_pairs_pools_the_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without servers: `run_pair` stands in, one seed's real run skipped."""
+    import lab.fidelity.grid as grid
+
+    def fake(cell: FidelityCell, binary: object, *, seed: int, **_: object) -> Row | str:
+        if seed == 3:
+            return "skipped"
+        s = {"hits": 50 + seed, "reads": 100, "stale_reads": seed, "cache_keys": 1000}
+        s |= {"errors": 0, "seed": seed}
+        return Row(cell, "r", s, s, s)
+
+    monkeypatch.setattr(grid, "run_pair", fake)
+    binary: Any = types.SimpleNamespace(label="r")
+    row, skipped = grid.run_pairs(CELL, binary, [1, 2, 3])
+    assert skipped == ["skipped"] and row is not None and row.seeds == 2
+    assert [r.sim["seed"] for r in row.runs] == [1, 2]
+    assert row.real["hit_ratio"] == pytest.approx(103 / 200)
+    assert row.twin is not None and row.twin["stale_read_ratio"] == pytest.approx(3 / 200)
+    one, _ = grid.run_pairs(CELL, binary, [1])
+    assert one is not None and one.seeds == 1 and one.runs == ()
+    none, skips = grid.run_pairs(CELL, binary, [3])
+    assert none is None and skips == ["skipped"]
