@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -326,3 +327,23 @@ def test_run_pairs_pools_the_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert one is not None and one.seeds == 1 and one.runs == ()
     none, skips = grid.run_pairs(CELL, binary, [3])
     assert none is None and skips == ["skipped"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--cells", "nosuch"], ["--seeds", "0"], ["--duration", "-1"], ["--twin", "nope"]],
+)
+def test_the_new_options_refuse_nonsense(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    """Refused before any server starts: exit 2, one line, nothing written."""
+    from lab.cli import main
+
+    try:
+        code = main(["fidelity", *args, "--results", str(tmp_path)])
+    except SystemExit as exited:  # argparse's refusal
+        code = exited.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err
+    assert not list(tmp_path.iterdir())
