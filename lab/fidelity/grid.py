@@ -16,6 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from lab.fidelity.matched import (
+    LaggedSimBackend,
+    Measured,
+    TimedRedisBackend,
+    describe,
+    matched_scenario,
+)
+from lab.fidelity.stalls import StalledSimBackend
 from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary
 from lab.runner import CellSkipped, run_cell
@@ -79,6 +89,14 @@ class Row:
     server: str
     sim: dict[str, Any]
     real: dict[str, Any]
+    twin: dict[str, Any] | None = None
+    """The latency-matched simulator run (`lab.fidelity.matched`), if asked for."""
+    twin_latencies: dict[str, float | None] | None = None
+    """The latencies the twin ran with (seconds: rtt, origin read and write)."""
+    seeds: int = 1
+    """Runs pooled into each of sim, real (and twin): counts summed over seeds."""
+    runs: tuple[Row, ...] = ()
+    """The rows of each seed, when pooled."""
 
     def record(self) -> dict[str, Any]:
         """The flat row of the table (ratios as fractions, keys summed over nodes)."""
@@ -106,7 +124,40 @@ class Row:
             "driver_lag_p99_real": real.get("driver_lag_p99"),
             "read_p50_sim": sim.get("read_latency_p50"),
             "read_p50_real": real.get("read_latency_p50"),
+        } | self._extra()
+
+    def _extra(self) -> dict[str, Any]:
+        """Columns only a run with `seeds` > 1 or a twin has (a default run's table and
+        CSV stay as they were)."""
+        out: dict[str, Any] = {}
+        if self.seeds > 1:
+            out["seeds"] = self.seeds
+        twin, real, sim = self.twin, self.real, self.sim
+        if twin is None:
+            return out
+        out |= {
+            "hit_twin": twin["hit_ratio"],
+            "hit_twin_diff_points": _points(real["hit_ratio"], twin["hit_ratio"]),
+            "stale_twin": twin["stale_read_ratio"],
+            "stale_twin_diff_points": _points(real["stale_read_ratio"], twin["stale_read_ratio"]),
+            "read_p50_twin": twin.get("read_latency_p50"),
+            "read_p99_sim": sim.get("read_latency_p99"),
+            "read_p99_real": real.get("read_latency_p99"),
+            "read_p99_twin": twin.get("read_latency_p99"),
+            "cache_op_p50_real": real.get("cache_op_p50"),
+            "cache_op_p99_real": real.get("cache_op_p99"),
+            "cache_op_p50_twin": twin.get("cache_op_p50"),
+            "cache_op_p99_twin": twin.get("cache_op_p99"),
+            "origin_read_p50_real": real.get("origin_read_p50"),
+            "origin_read_p99_real": real.get("origin_read_p99"),
+            "origin_write_p50_real": real.get("origin_write_p50"),
+            "origin_write_p99_real": real.get("origin_write_p99"),
+            "stale_reads_sim": sim.get("stale_reads"),
+            "stale_reads_real": real.get("stale_reads"),
+            "stale_reads_twin": twin.get("stale_reads"),
+            "reads_real": real.get("reads"),
         }
+        return out | {f"twin_{k}": v for k, v in (self.twin_latencies or {}).items()}
 
 
 def _points(a: float | None, b: float | None) -> float | None:
@@ -144,24 +195,160 @@ def run_pair(
     seed: int = 1,
     duration: float = DURATION,
     rate: float = RATE,
+    matched: bool = False,
+    twin_model: str = "lag",
 ) -> Row | str:
     """The cell on the simulator and on `binary`'s servers; a string says why the real
-    run was skipped."""
+    run was skipped. `matched`: also the latency-matched simulator twin
+    (`lab.fidelity.matched`), the real run timing its origin calls for it."""
     scenario = scenario_for(cell, duration=duration, rate=rate)
-    model = "valkey9" if binary.flavor == "valkey" else None  # count bytes as `binary` does
-    sim_scenario = scenario.model_copy(
-        update={"topology": scenario.topology.model_copy(update={"memory_model": model})}
-    )
+    sim_scenario = sim_scenario_for(scenario, binary)
     sim = run_cell(sim_scenario, Cell(scenario.name, STRATEGY, "sim", seed)).summary
+    backend = TimedRedisBackend(binary=binary) if matched else RedisBackend(binary=binary)
     try:
         real = run_cell(
             scenario,
             Cell(scenario.name, STRATEGY, "redis", seed),
-            backend=RedisBackend(binary=binary),
+            backend=backend,
         ).summary
     except CellSkipped as exc:
         return f"{cell.name} on {binary.label}: skipped: {exc}"
-    return Row(cell, binary.label, sim, real)
+    if not matched:
+        return Row(cell, binary.label, sim, real)
+    twin = run_twin(sim_scenario, real, seed, model=twin_model)
+    return Row(cell, binary.label, sim, real, twin, twin.pop("twin_latencies"))
+
+
+def run_twin(
+    sim_scenario: Scenario, real: dict[str, Any], seed: int, *, model: str = "lag"
+) -> dict[str, Any]:
+    """The latency-matched simulator run of a real run's summary (`lab.fidelity.matched`):
+    the real cache-operation times around each simulated operation, the origin's
+    lognormals through the real origin calls' p50/p99 (`model="lag"`), or the stalls
+    fitted to the real cache-operation times on every cache and origin call
+    (`model="stall"`, `lab.fidelity.stalls`). Its summary, with the latencies it was
+    given under `twin_latencies`."""
+    measured = Measured.from_summary(real)
+    lag = real.get("cache_op_quantiles")
+    cell = Cell(sim_scenario.name, STRATEGY, "sim", seed)
+    if model not in ("lag", "stall"):
+        raise ValueError(f"no twin model {model!r} (lag, stall)")
+    if model == "stall" and lag:
+        twin_scenario = matched_scenario(sim_scenario, Measured(), cache="lag")
+        summary = run_cell(twin_scenario, cell, backend=StalledSimBackend(lag)).summary
+    elif lag:
+        twin_scenario = matched_scenario(sim_scenario, measured, cache="lag")
+        summary = run_cell(twin_scenario, cell, backend=LaggedSimBackend(lag)).summary
+    else:  # no measured distribution of cache operations: the lognormal rtt
+        twin_scenario = matched_scenario(sim_scenario, measured, cache="rtt")
+        summary = run_cell(twin_scenario, cell).summary
+    summary["twin_latencies"] = describe(twin_scenario)
+    return summary
+
+
+def sim_scenario_for(scenario: Scenario, binary: ServerBinary) -> Scenario:
+    """The scenario the simulator runs against `binary`: bytes counted as it counts them."""
+    model = "valkey9" if binary.flavor == "valkey" else None
+    return scenario.model_copy(
+        update={"topology": scenario.topology.model_copy(update={"memory_model": model})}
+    )
+
+
+def run_pairs(
+    cell: FidelityCell,
+    binary: ServerBinary,
+    seeds: Sequence[int],
+    *,
+    duration: float = DURATION,
+    rate: float = RATE,
+    matched: bool = False,
+    twin_model: str = "lag",
+) -> tuple[Row | None, list[str]]:
+    """`run_pair` on every seed, pooled into one row (`pool`): stale reads are rare,
+    bursty events, so one 12 s run's stale-read ratio is too noisy to judge a 0.5 point
+    target (docs/fidelity-grid.md). Returns the row (None if every real run was
+    skipped) and the skip messages."""
+    rows: list[Row] = []
+    skipped: list[str] = []
+    for seed in seeds:
+        row = run_pair(
+            cell,
+            binary,
+            seed=seed,
+            duration=duration,
+            rate=rate,
+            matched=matched,
+            twin_model=twin_model,
+        )
+        if isinstance(row, str):
+            skipped.append(row)
+        else:
+            rows.append(row)
+    if not rows:
+        return None, skipped
+    if len(rows) == 1:
+        return rows[0], skipped
+    twins = [r.twin for r in rows if r.twin is not None]
+    return (
+        Row(
+            cell,
+            binary.label,
+            pool([r.sim for r in rows]),
+            pool([r.real for r in rows]),
+            pool(twins) if len(twins) == len(rows) else None,
+            _mean_latencies([r.twin_latencies or {} for r in rows]) if twins else None,
+            seeds=len(rows),
+            runs=tuple(rows),
+        ),
+        skipped,
+    )
+
+
+_SUMMED = ("hits", "reads", "stale_reads", "errors", "cache_errors", "writes", "requests")
+_MEDIAN = (
+    "read_latency_p50",
+    "read_latency_p99",
+    "cache_op_p50",
+    "cache_op_p99",
+    "origin_read_p50",
+    "origin_read_p99",
+    "origin_write_p50",
+    "origin_write_p99",
+)
+
+
+def pool(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' summaries as one: counts summed and ratios recomputed from them
+    (every read weighs the same), keys held averaged, latencies the median of the runs'
+    (their percentiles cannot be pooled exactly), the load generator's lag the worst."""
+    if not summaries:
+        raise ValueError("nothing to pool")
+    out: dict[str, Any] = {}
+    for name in _SUMMED:
+        values = [s[name] for s in summaries if s.get(name) is not None]
+        if values:
+            out[name] = sum(values)
+    reads = out.get("reads", 0)
+    out["hit_ratio"] = out.get("hits", 0) / reads if reads else None
+    out["stale_read_ratio"] = out.get("stale_reads", 0) / reads if reads else None
+    out["cache_keys"] = round(sum(s["cache_keys"] for s in summaries) / len(summaries))
+    out.setdefault("errors", 0)
+    for name in _MEDIAN:
+        values = [s[name] for s in summaries if s.get(name) is not None]
+        out[name] = float(np.median(values)) if values else None
+    lags = [s["driver_lag_p99"] for s in summaries if s.get("driver_lag_p99") is not None]
+    out["driver_lag_p99"] = max(lags) if lags else None
+    out["runs"] = len(summaries)
+    return out
+
+
+def _mean_latencies(items: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
+    keys = {k for item in items for k in item}
+    out: dict[str, float | None] = {}
+    for k in sorted(keys):
+        values = [v for item in items if (v := item.get(k)) is not None]
+        out[k] = float(np.mean(values)) if values else None
+    return out
 
 
 AXES: dict[str, Sequence[Any]] = {
@@ -182,6 +369,11 @@ def full_grid(axes: dict[str, Sequence[Any]] = AXES) -> list[FidelityCell]:
 
 def _product(axes: dict[str, Sequence[Any]]) -> list[tuple[Any, ...]]:
     return list(itertools.product(*axes.values()))
+
+
+def select(cells: Sequence[FidelityCell], patterns: Sequence[str]) -> list[FidelityCell]:
+    """The cells whose name contains every one of `patterns` (`w10`, `-n1-`, ...)."""
+    return [c for c in cells if all(p in c.name for p in patterns)]
 
 
 def sample_grid(count: int, seed: int = 10) -> list[FidelityCell]:

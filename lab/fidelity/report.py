@@ -114,6 +114,54 @@ def verdict(rows: pd.DataFrame) -> str:
     return out
 
 
+def _lat(x: object) -> str:
+    return "-" if x is None or x != x else f"{float(x) * 1000:.1f}"  # type: ignore[arg-type]
+
+
+def twin_table(rows: pd.DataFrame) -> str:
+    """Hit and stale-read ratios of the simulator with the scenario's latencies, of its
+    latency-matched twin and of the real run, and the latencies the twin was given."""
+    lines = [
+        "| cell | server | hit sim | hit twin | hit real | real - twin (pt) | stale sim "
+        "| stale twin | stale real | real - twin (pt) | cache op p50/p99 real (ms) "
+        "| origin read p50/p99 real (ms) | read p99 sim / twin / real (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows.to_dict("records"):
+        lines.append(
+            f"| {r['cell']} | {r['server']} | {_pct(r['hit_sim'])} | {_pct(r['hit_twin'])} "
+            f"| {_pct(r['hit_real'])} | {_pts(r['hit_twin_diff_points'])} "
+            f"| {_pct(r['stale_sim'])} | {_pct(r['stale_twin'])} | {_pct(r['stale_real'])} "
+            f"| {_pts(r['stale_twin_diff_points'])} "
+            f"| {_lat(r.get('cache_op_p50_real'))} / {_lat(r.get('cache_op_p99_real'))} "
+            f"| {_lat(r.get('origin_read_p50_real'))} / {_lat(r.get('origin_read_p99_real'))} "
+            f"| {_lat(r.get('read_p99_sim'))} / {_lat(r.get('read_p99_twin'))} "
+            f"/ {_lat(r.get('read_p99_real'))} |"
+        )
+    return "\n".join(lines)
+
+
+def twin_verdict(rows: pd.DataFrame) -> str:
+    """How many pairs are within the targets against the simulator with the scenario's
+    latencies and against the latency-matched twin, and the median differences."""
+    if rows.empty or "hit_twin" not in rows:
+        return ""
+
+    def within(hit: str, stale: str) -> int:
+        ok = (rows[hit].abs() <= HIT_POINTS) & (rows[stale].abs() <= STALE_POINTS)
+        return int(ok.sum())
+
+    n = len(rows)
+    return (
+        f"Latency-matched twin: {within('hit_twin_diff_points', 'stale_twin_diff_points')} "
+        f"of {n} pair(s) within the targets (with the scenario's latencies: "
+        f"{within('hit_diff_points', 'stale_diff_points')}); real - twin median "
+        f"{rows['hit_twin_diff_points'].median():+.2f} point(s) hit, "
+        f"{rows['stale_twin_diff_points'].median():+.2f} stale (real - sim: "
+        f"{rows['hit_diff_points'].median():+.2f}, {rows['stale_diff_points'].median():+.2f})."
+    )
+
+
 def section(rows: pd.DataFrame, figure: str | None) -> str:
     """The REPORT.md section (links relative to REPORT.md's folder)."""
     parts = [
@@ -130,6 +178,23 @@ def section(rows: pd.DataFrame, figure: str | None) -> str:
         "",
         table(rows),
     ]
+    if not rows.empty and "hit_twin" in rows:
+        parts += [
+            "",
+            "### The latency-matched twin",
+            "",
+            "The simulator again with the latencies the real run measured: each cache "
+            "operation takes a time drawn from the real run's cache-operation times, the "
+            "origin calls lognormals through the real ones' p50 and p99 "
+            "(`lab/fidelity/matched.py`; with `--twin stall`, the real client's pauses "
+            "fitted to its cache-operation times, `lab/fidelity/stalls.py`).",
+            "",
+            twin_verdict(rows),
+            "",
+            twin_table(rows),
+        ]
+    if not rows.empty and "seeds" in rows:
+        parts += ["", f"Each row pools {int(rows['seeds'].max())} seeds (counts summed)."]
     if figure:
         parts += ["", f"![sim vs real]({figure})"]
     return "\n".join(parts) + "\n"
