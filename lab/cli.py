@@ -210,7 +210,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     ran = time.perf_counter() - started
     frame = load_all(*(args.results / s.name for _, s in scenarios))
-    written = write_report(frame, args.results, figures=args.figures)
+    # --jobs 1 is one process throughout, the figures too: the sequential reference
+    jobs = 1 if _choice(args).jobs == 1 else None
+    written = write_report(frame, args.results, figures=args.figures, jobs=jobs)
     print(report(frame))
     figures = f" with {len(written.figures)} figure file(s)" if written.figures else ""
     print(f"report written to {written.report}{figures}", file=sys.stderr)

@@ -37,8 +37,11 @@ def _relative(path: Path, base: Path) -> str:
     return quote(Path(os.path.relpath(path, base)).as_posix())
 
 
-def write_report(frame: pd.DataFrame, out_dir: str | Path, *, figures: bool = True) -> Written:
-    """Write `out_dir/REPORT.md` (atomically) and, unless `figures=False`, the figures."""
+def write_report(
+    frame: pd.DataFrame, out_dir: str | Path, *, figures: bool = True, jobs: int | None = None
+) -> Written:
+    """Write `out_dir/REPORT.md` (atomically) and, unless `figures=False`, the figures
+    (on `jobs` processes: `write_figures`' default when None, 1 for this one alone)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     links: dict[str, list[FigureLink]] = {}
@@ -46,7 +49,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | Path, *, figures: bool = Tr
     if figures and not frame.empty:
         from lab.report.figures import write_figures
 
-        for scenario, written in write_figures(frame, out).items():
+        for scenario, written in write_figures(frame, out, jobs=jobs).items():
             links[scenario] = [
                 FigureLink(f.title, _relative(f.files["png"], out), _relative(f.files["svg"], out))
                 for f in written

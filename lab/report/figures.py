@@ -972,6 +972,20 @@ def save_figure(fig: Figure, path: Path, fmt: str) -> Path:
     return path
 
 
+def lay_out(fig: Figure) -> None:
+    """Place the figure's parts once (its constrained layout), then fix them: every format
+    is then written with one drawing each. Left to `savefig`, each save draws the figure
+    twice, once without output to lay it out (a quarter of the drawing time) and once to
+    write it; the files are byte-identical either way."""
+    engine = fig.get_layout_engine()
+    if engine is None:
+        return
+    engine.execute(fig)
+    # None, not "none": a placeholder engine would still have savefig draw twice
+    with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)
+
+
 def figures_dir(out_dir: str | Path, scenario: str) -> Path:
     """Where a scenario's figures go: `<out_dir>/<scenario>/figures/`."""
     return Path(out_dir) / scenario / "figures"
@@ -996,12 +1010,8 @@ def _write_scenario(runs: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -
     figures = scenario_figures(runs, ts, dist, curves)
     files: list[FigureFile] = []
     for name, fig in figures.items():
-        by_format: dict[str, Path] = {}
-        for fmt in formats:
-            by_format[fmt] = save_figure(fig, folder / f"{name}.{fmt}", fmt)
-            # the first save laid the figure out; keep that layout for the other formats
-            # (the same positions, and constrained layout is most of the drawing time)
-            fig.set_layout_engine("none")
+        lay_out(fig)
+        by_format = {fmt: save_figure(fig, folder / f"{name}.{fmt}", fmt) for fmt in formats}
         files.append(FigureFile(scenario, name, TITLES.get(name) or sweep_title(name), by_format))
     for name in set(TITLES) - set(figures):
         for fmt in FORMATS:
