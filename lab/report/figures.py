@@ -1013,9 +1013,10 @@ def _write_scenario(runs: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -
         lay_out(fig)
         by_format = {fmt: save_figure(fig, folder / f"{name}.{fmt}", fmt) for fmt in formats}
         files.append(FigureFile(scenario, name, TITLES.get(name) or sweep_title(name), by_format))
-    for name in set(TITLES) - set(figures):
+    for name in set(TITLES) | set(figures):  # no file left from other inputs or formats
         for fmt in FORMATS:
-            (folder / f"{name}.{fmt}").unlink(missing_ok=True)
+            if name not in figures or fmt not in formats:
+                (folder / f"{name}.{fmt}").unlink(missing_ok=True)
     if paths:
         stamp.record(folder, key, [(f.name, f.title) for f in files])
     return files
@@ -1089,7 +1090,7 @@ def write_figures(
         return {name: _write_scenario(runs, Path(out_dir), formats) for name, runs in groups}
 
 
-def draw_scenario(results: str, scenario: str) -> None:
+def draw_scenario(results: str, scenario: str, formats: Sequence[str] = FORMATS) -> None:
     """Draw one finished scenario's figures under `results/<scenario>/figures/` (in a
     spare worker while other cells still run): `write_figures` later finds them drawn
     from the same inputs and keeps them."""
@@ -1097,4 +1098,4 @@ def draw_scenario(results: str, scenario: str) -> None:
 
     runs = load_all(Path(results) / scenario)
     if not runs.empty:
-        _write_scenario(runs.reset_index(drop=True), Path(results), FORMATS)
+        _write_scenario(runs.reset_index(drop=True), Path(results), tuple(formats))
