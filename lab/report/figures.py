@@ -982,7 +982,8 @@ def lay_out(fig: Figure) -> None:
         return
     engine.execute(fig)
     # None, not "none": a placeholder engine would still have savefig draw twice
-    with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+    no_default = {"figure.autolayout": False, "figure.constrained_layout.use": False}
+    with matplotlib.rc_context(no_default):
         fig.set_layout_engine(None)
 
 
