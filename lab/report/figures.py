@@ -982,8 +982,9 @@ def lay_out(fig: Figure) -> None:
         return
     engine.execute(fig)
     # None, not "none": a placeholder engine would still have savefig draw twice
-    no_default = {"figure.autolayout": False, "figure.constrained_layout.use": False}
-    with matplotlib.rc_context(no_default):
+    with matplotlib.rc_context(
+        {"figure.autolayout": False, "figure.constrained_layout.use": False}
+    ):
         fig.set_layout_engine(None)
 
 
