@@ -12,7 +12,8 @@ Every command is the real one, in a child process, with --force (nothing reused)
 from start (interpreter, imports, workers) to end (results written). The machine's
 load average is printed beside the figures: on a shared machine two workers get
 less than two cores, and the CPU seconds the children used say how much.
-Usage: python bench/sweep_speed.py [--rounds N] [--full] [--skip-bench | --only-bench]
+Usage: python bench/sweep_speed.py [--rounds N] [--bench-rounds N] [--full]
+                                   [--skip-bench | --only-bench]
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="paired rounds (default 2)")
+    parser.add_argument(
+        "--bench-rounds", type=int, default=1, help="paired rounds of cachelab bench (default 1)"
+    )
     parser.add_argument("--full", action="store_true", help="make bench at full length")
     parser.add_argument("--skip-bench", action="store_true", help="only the 20-cell sweep")
     parser.add_argument("--only-bench", action="store_true", help="only cachelab bench")
@@ -154,7 +158,7 @@ def main() -> None:
             sweep_speed(work, args.rounds)
         if args.skip_bench:
             return
-        bench_speed(work, args.full)
+        bench_speed(work, args.full, args.bench_rounds)
 
 
 def sweep_speed(work: Path, rounds: int) -> None:
@@ -184,14 +188,14 @@ def sweep_speed(work: Path, rounds: int) -> None:
     print("  (target: dask2/jobs2 <= 1.15)")
 
 
-def bench_speed(work: Path, full: bool) -> None:
+def bench_speed(work: Path, full: bool, rounds: int = 1) -> None:
     """`cachelab bench` on every core against --jobs 1, and the real cells' figures."""
     bench = ["bench", "--scenarios", str(ROOT / "scenarios"), "--no-progress"]
     if not full:
         bench.append("--quick")
     print(f"cachelab bench{'' if full else ' --quick'} (every scenario):", flush=True)
     real: dict[str, dict[str, float]] = {}
-    runs = paired({"all": bench, "jobs1": [*bench, "--jobs", "1"]}, 1, work, real)
+    runs = paired({"all": bench, "jobs1": [*bench, "--jobs", "1"]}, rounds, work, real)
     print(f"after: {load()}")
     report("make bench", "all", "jobs1", runs)
     print("  (target: all cores / sequential <= 0.6)")

@@ -199,6 +199,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.quick:
         scenarios = [(p, s.scaled(0.2)) for p, s in scenarios]
     plan = _plan(scenarios, None, None, None, args.i_know)
+    formats = ("png", "svg") if args.svg else ("png",)
     started = time.perf_counter()
     status = _run(
         plan,
@@ -206,11 +207,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.progress,
         quiet=True,
         choice=_choice(args),
-        side_jobs=_figures_beside(args.results) if args.figures else None,
+        side_jobs=_figures_beside(args.results, formats) if args.figures else None,
     )
     ran = time.perf_counter() - started
     frame = load_all(*(args.results / s.name for _, s in scenarios))
-    written = write_report(frame, args.results, figures=args.figures)
+    # --jobs 1 is one process throughout, the figures too: the sequential reference
+    jobs = 1 if _choice(args).jobs == 1 else None
+    written = write_report(frame, args.results, figures=args.figures, jobs=jobs, formats=formats)
     print(report(frame))
     figures = f" with {len(written.figures)} figure file(s)" if written.figures else ""
     print(f"report written to {written.report}{figures}", file=sys.stderr)
@@ -222,14 +225,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return status  # 1 when a run failed (listed above): the report holds the others
 
 
-def _figures_beside(results: Path) -> Any:
+def _figures_beside(results: Path, formats: tuple[str, ...]) -> Any:
     """Each finished scenario's figures, drawn by a spare worker while other cells run
     (the report then finds them drawn from the same runs and keeps them)."""
     from functools import partial
 
     from lab.report.figures import draw_scenario
 
-    return lambda name: partial(draw_scenario, str(results), name)
+    return lambda name: partial(draw_scenario, str(results), name, formats)
 
 
 def _warm_up(args: argparse.Namespace) -> None:
@@ -442,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="figures",
         action="store_false",
         help="tables only (default: figures under RESULTS/<scenario>/figures/)",
+    )
+    bench.add_argument(
+        "--svg",
+        action="store_true",
+        help="each figure as SVG too, beside its PNG (about a third more drawing time; "
+        "`cachelab report RESULTS --output-dir DIR` writes both)",
     )
     progress_flags(bench)
     _executor_flags(bench)

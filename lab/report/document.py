@@ -4,7 +4,7 @@ Layout of an output folder (`cachelab bench` uses `results/`; `cachelab report
 --output-dir DIR` any folder):
 
     DIR/REPORT.md
-    DIR/<scenario>/figures/<figure>.png and .svg
+    DIR/<scenario>/figures/<figure>.png and .svg (`cachelab bench`: .svg with --svg)
 
 Links in REPORT.md are relative to DIR, so the folder can be moved or
 published as a whole.
@@ -13,6 +13,7 @@ published as a whole.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -37,18 +38,32 @@ def _relative(path: Path, base: Path) -> str:
     return quote(Path(os.path.relpath(path, base)).as_posix())
 
 
-def write_report(frame: pd.DataFrame, out_dir: str | Path, *, figures: bool = True) -> Written:
-    """Write `out_dir/REPORT.md` (atomically) and, unless `figures=False`, the figures."""
+def write_report(
+    frame: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    figures: bool = True,
+    jobs: int | None = None,
+    formats: Sequence[str] | None = None,
+) -> Written:
+    """Write `out_dir/REPORT.md` (atomically) and, unless `figures=False`, the figures
+    in `formats` (PNG first; default PNG and SVG) on `jobs` processes (`write_figures`'
+    default when None, 1 for this one alone)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     links: dict[str, list[FigureLink]] = {}
     files: list[Path] = []
     if figures and not frame.empty:
-        from lab.report.figures import write_figures
+        from lab.report.figures import FORMATS, write_figures
 
-        for scenario, written in write_figures(frame, out).items():
+        drawn = write_figures(frame, out, formats or FORMATS, jobs=jobs)
+        for scenario, written in drawn.items():
             links[scenario] = [
-                FigureLink(f.title, _relative(f.files["png"], out), _relative(f.files["svg"], out))
+                FigureLink(
+                    f.title,
+                    _relative(f.files["png"], out),
+                    _relative(f.files["svg"], out) if "svg" in f.files else None,
+                )
                 for f in written
             ]
             files.extend(p for f in written for p in f.files.values())

@@ -972,6 +972,22 @@ def save_figure(fig: Figure, path: Path, fmt: str) -> Path:
     return path
 
 
+def lay_out(fig: Figure) -> None:
+    """Place the figure's parts once (its constrained layout), then fix them: every format
+    is then written with one drawing each. Left to `savefig`, each save draws the figure
+    twice, once without output to lay it out (a quarter of the drawing time) and once to
+    write it; the files are byte-identical either way."""
+    engine = fig.get_layout_engine()
+    if engine is None:
+        return
+    engine.execute(fig)
+    # None, not "none": a placeholder engine would still have savefig draw twice
+    with matplotlib.rc_context(
+        {"figure.autolayout": False, "figure.constrained_layout.use": False}
+    ):
+        fig.set_layout_engine(None)
+
+
 def figures_dir(out_dir: str | Path, scenario: str) -> Path:
     """Where a scenario's figures go: `<out_dir>/<scenario>/figures/`."""
     return Path(out_dir) / scenario / "figures"
@@ -996,16 +1012,13 @@ def _write_scenario(runs: pd.DataFrame, out_dir: Path, formats: Sequence[str]) -
     figures = scenario_figures(runs, ts, dist, curves)
     files: list[FigureFile] = []
     for name, fig in figures.items():
-        by_format: dict[str, Path] = {}
-        for fmt in formats:
-            by_format[fmt] = save_figure(fig, folder / f"{name}.{fmt}", fmt)
-            # the first save laid the figure out; keep that layout for the other formats
-            # (the same positions, and constrained layout is most of the drawing time)
-            fig.set_layout_engine("none")
+        lay_out(fig)
+        by_format = {fmt: save_figure(fig, folder / f"{name}.{fmt}", fmt) for fmt in formats}
         files.append(FigureFile(scenario, name, TITLES.get(name) or sweep_title(name), by_format))
-    for name in set(TITLES) - set(figures):
+    for name in set(TITLES) | set(figures):  # no file left from other inputs or formats
         for fmt in FORMATS:
-            (folder / f"{name}.{fmt}").unlink(missing_ok=True)
+            if name not in figures or fmt not in formats:
+                (folder / f"{name}.{fmt}").unlink(missing_ok=True)
     if paths:
         stamp.record(folder, key, [(f.name, f.title) for f in files])
     return files
@@ -1079,7 +1092,7 @@ def write_figures(
         return {name: _write_scenario(runs, Path(out_dir), formats) for name, runs in groups}
 
 
-def draw_scenario(results: str, scenario: str) -> None:
+def draw_scenario(results: str, scenario: str, formats: Sequence[str] = FORMATS) -> None:
     """Draw one finished scenario's figures under `results/<scenario>/figures/` (in a
     spare worker while other cells still run): `write_figures` later finds them drawn
     from the same inputs and keeps them."""
@@ -1087,4 +1100,4 @@ def draw_scenario(results: str, scenario: str) -> None:
 
     runs = load_all(Path(results) / scenario)
     if not runs.empty:
-        _write_scenario(runs.reset_index(drop=True), Path(results), FORMATS)
+        _write_scenario(runs.reset_index(drop=True), Path(results), tuple(formats))

@@ -18,7 +18,7 @@ class FigureLink(NamedTuple):
 
     title: str
     png: str
-    svg: str
+    svg: str | None = None  # None: drawn as PNG only
 
 
 def _pct(x: float, half: float = math.nan) -> str:
@@ -92,19 +92,16 @@ def _missing(value: object) -> bool:
 
 def report(frame: pd.DataFrame, figures: Mapping[str, Sequence[FigureLink]] | None = None) -> str:
     """Markdown for every scenario in `frame`; with `figures`, each scenario's table is
-    followed by its figures (`FigureLink`s: alt text, PNG path and SVG path, relative to
-    where the markdown is written)."""
+    followed by its figures (`FigureLink`s: alt text, PNG path and any SVG path, relative
+    to where the markdown is written)."""
     if frame.empty:
         return "No runs found.\n"
     parts = ["# cachelab report", ""]
     for scenario, runs in frame.groupby("scenario", sort=True):
         parts += [f"## {scenario}", "", markdown_table(runs), ""]
         for link in (figures or {}).get(str(scenario), []):
-            parts += [
-                f"![{scenario}: {link.title}]({link.png})",
-                f"*{link.title}* ([SVG]({link.svg}))",
-                "",
-            ]
+            svg = f" ([SVG]({link.svg}))" if link.svg else ""
+            parts += [f"![{scenario}: {link.title}]({link.png})", f"*{link.title}*{svg}", ""]
     parts.append(
         "Means over seeds (± the half-width of the 95% confidence interval, Student t, with "
         "two seeds or more). Latencies from the intended start; stale = a newer version was "

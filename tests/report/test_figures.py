@@ -245,3 +245,22 @@ def test_scenarios_drawn_in_worker_processes_match(small_results: Path, tmp_path
         assert [f.name for f in files] == [f.name for f in serial[scenario]]
         for figure in files:
             assert all(path.is_file() for path in figure.files.values())
+
+
+def test_laid_out_once_gives_the_same_files_as_savefig_laying_out(
+    small_results: Path, tmp_path: Path
+) -> None:
+    from lab.report.figures import lay_out, save_figure
+
+    for name, fig in all_figures(small_results).items():
+        # as savefig does it: the first save lays the figure out, the layout then kept
+        for fmt in FORMATS:
+            save_figure(fig, tmp_path / "savefig" / f"{name}.{fmt}", fmt)
+            fig.set_layout_engine("none")
+    for name, fig in all_figures(small_results).items():
+        lay_out(fig)
+        assert fig.get_layout_engine() is None
+        for fmt in FORMATS:
+            save_figure(fig, tmp_path / "once" / f"{name}.{fmt}", fmt)
+    for path in sorted((tmp_path / "savefig").iterdir()):
+        assert path.read_bytes() == (tmp_path / "once" / path.name).read_bytes(), path.name

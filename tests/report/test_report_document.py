@@ -85,3 +85,17 @@ def test_bench_writes_figures_by_default(tmp_path: Path) -> None:
     assert tmp_path / "res" / "report-small" / "figures" / "hit_ratio.png" in targets
     # figures live beside the runs without being mistaken for runs
     assert len(load_all(tmp_path / "res")) == 3
+
+
+def test_png_only_report_links_no_svg_and_leaves_none_behind(
+    small_results: Path, tmp_path: Path
+) -> None:
+    frame = load_all(small_results)
+    both = write_report(frame, tmp_path)
+    assert any(p.suffix == ".svg" for p in both.figures) and "[SVG](" in both.text
+    png = write_report(frame, tmp_path, formats=("png",))
+    assert png.figures and {p.suffix for p in png.figures} == {".png"}
+    assert "[SVG](" not in png.text
+    assert_links_resolve(png.report)
+    # the SVGs drawn before are gone: none left that the PNGs no longer match
+    assert not list((tmp_path / "report-small" / "figures").glob("*.svg"))
