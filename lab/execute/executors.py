@@ -365,6 +365,13 @@ def _local_cluster(jobs: int) -> tuple[Any, Any]:
         raise ExecutorError(
             "--dask: dask.distributed is not installed; pip install 'dask[distributed]'"
         ) from None
+    import dask
+
+    # worker processes forked from the lab's fork server with dask and the lab imported,
+    # not spawned: measured (2 workers) 0.9 against 1.45 s to start, 0.02 against 0.4 s
+    # to close
+    start_fork_server(["distributed"])
+    dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
     cluster = LocalCluster(
         n_workers=jobs,
         threads_per_worker=1,
