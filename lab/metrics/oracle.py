@@ -189,14 +189,14 @@ class Oracle:
 def _add_run(runs: list[list[int]], version: int) -> None:
     """Add an acked version below the kept window to the folded runs (rare: an ack
     that arrives more than a horizon after newer versions were acknowledged)."""
-    for run in runs:
-        if run[0] <= version <= run[1]:
-            return
-        if version == run[1] + 1:
-            run[1] = version
-            return
-        if version == run[0] - 1:
-            run[0] = version
-            return
+    if any(lo <= version <= hi for lo, hi in runs):
+        return  # acked again: already counted (extending a neighbour run would count it twice)
     runs.append([version, version])
     runs.sort()
+    merged: list[list[int]] = []
+    for lo, hi in runs:  # keep the runs disjoint: adjacent ones become one
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    runs[:] = merged

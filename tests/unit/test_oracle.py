@@ -286,3 +286,15 @@ def test_history_stays_bounded_by_the_horizon_not_the_writes() -> None:
     assert lag == 360_000 - 10
     assert 5.0 <= age <= 3600.0 - 0.11
     assert oracle.floored == 1
+
+
+def test_a_folded_version_acked_twice_is_one_lost_write() -> None:
+    """Found by the property test above: version 20 acked again below the kept window
+    was added to the run [18, 19] while it sat in its own run [20, 20] (6 lost, not 5)."""
+    oracle = Oracle(horizon=1.0)
+    exact = Oracle(horizon=math.inf)
+    for version, t in [(18, 0.0), (32, 0.0), (1, 1.0), (20, 1.0), (19, 1.0), (20, 1.0)]:
+        oracle.ack(0, version, t)
+        exact.ack(0, version, t)
+    assert exact.lost_writes({}) == 5
+    assert oracle.lost_writes({}) == 5
