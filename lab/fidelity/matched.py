@@ -276,7 +276,27 @@ def quantile_sampler(points: Sequence[float], rng: np.random.Generator) -> Sampl
 _OPS = ("get", "set", "delete", "set_if_equal", "delete_if_equal", "incr")
 
 
-class LaggedCache:
+class WrappedOps:
+    """The simulated cluster with each cache operation wrapped by `_wrap` (the twins'
+    client times) and timed into `times`; everything else is the cluster's own."""
+
+    _inner: Any
+    times: OpLatencies
+
+    def _wrap_ops(self, inner: Any) -> None:
+        self._inner = inner
+        self.times = OpLatencies()
+        for name in _OPS:
+            setattr(self, name, self._wrap(getattr(inner, name)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _wrap(self, op: Callable[..., Any]) -> Callable[..., Any]:
+        raise NotImplementedError
+
+
+class LaggedCache(WrappedOps):
     """The simulated cluster with a time drawn from `lag` around each operation: a
     share `before` of it before the operation reaches its node, the rest after the
     reply. The node is not held meanwhile (the time is the client's, not the
@@ -286,13 +306,8 @@ class LaggedCache:
     def __init__(self, inner: Any, env: Any, lag: Sampler, before: float = 0.5) -> None:
         if not 0.0 <= before <= 1.0:
             raise ValueError("before is a share, 0 to 1")
-        self._inner, self._env, self._lag, self._before = inner, env, lag, before
-        self.times = OpLatencies()
-        for name in _OPS:
-            setattr(self, name, self._wrap(getattr(inner, name)))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        self._env, self._lag, self._before = env, lag, before
+        self._wrap_ops(inner)
 
     def _wrap(self, op: Callable[..., Any]) -> Callable[..., Any]:
         env, lag, before, add = self._env, self._lag, self._before, self.times.add

@@ -33,8 +33,7 @@ import numpy as np
 
 from lab.backend import FinalState, Parts
 from lab.core import Key, Versioned
-from lab.fidelity.matched import CallTimes, quantile_sampler
-from lab.metrics.ops import OpLatencies
+from lab.fidelity.matched import CallTimes, WrappedOps, quantile_sampler
 from lab.sampling import Sampler, rng_for
 from lab.scenario import Cell, Scenario
 from lab.sim.backend import SimBackend
@@ -109,23 +108,15 @@ class Stalls:
         return self.ends[i] if i >= 0 and t < self.ends[i] else t
 
 
-_OPS = ("get", "set", "delete", "set_if_equal", "delete_if_equal", "incr")
-
-
-class StalledCache:
+class StalledCache(WrappedOps):
     """The simulated cluster as the stalled client sees it: an operation leaves at the
     end of the stall it is sent in, after `body` (the fast part of its time, half
     before and half after the node), and its reply is taken at the end of the stall
     it arrives in. `times` holds each operation's whole time."""
 
     def __init__(self, inner: Any, env: Any, stalls: Stalls, body: Sampler) -> None:
-        self._inner, self._env, self._stalls, self._body = inner, env, stalls, body
-        self.times = OpLatencies()
-        for name in _OPS:
-            setattr(self, name, self._wrap(getattr(inner, name)))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        self._env, self._stalls, self._body = env, stalls, body
+        self._wrap_ops(inner)
 
     def _wrap(self, op: Callable[..., Any]) -> Callable[..., Any]:
         env, release, body, add = self._env, self._stalls.release, self._body, self.times.add
