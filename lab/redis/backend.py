@@ -33,7 +33,7 @@ from lab.origins import RealOrigin, latency_from_env, make_origin
 from lab.processes.errors import ServerNotFound
 from lab.redis.binaries import ServerBinary, find_server_binary
 from lab.redis.bus import RedisBus
-from lab.redis.cache import SCRIPTS, RedisCache
+from lab.redis.cache import SCRIPTS, RedisCache, warm_payload
 from lab.redis.capacity import CapacityController
 from lab.redis.deployment import Target
 from lab.redis.faults import FAULTS, RedisFaults
@@ -280,6 +280,13 @@ class RedisBackend:
         assert self.scenario is not None
         configure(address, site.deployment, site.policy, limit, samples_for(self.scenario))
 
+    def _warm_size(self) -> int:
+        """The warm ECHO's payload for this run's values and server (`warm_payload`)."""
+        assert self.scenario is not None
+        return warm_payload(
+            _reply_size(self.scenario, self.seed), self._site.deployment.server_label
+        )
+
     # -- the run -----------------------------------------------------------------
 
     async def run(self, parts: Parts, workload: Coroutine[Any, Any, None]) -> None:
@@ -294,7 +301,7 @@ class RedisBackend:
         if self.controller is not None:  # every connection of the run open before the
             gauges.poll()  # limits are set: a new one costs a Redis 7.0 server ~37 KiB
             await self.controller.adjust()  # room for the connections now open
-            await cache.touch_all(_reply_size(scenario, self.seed))
+            await cache.touch_all(self._warm_size())
             await self.controller.prime(SCRIPTS)
         runtime.restart_clock()
         cache.measure_ops_after(time.perf_counter() + scenario.warmup)
@@ -318,7 +325,7 @@ class RedisBackend:
             runtime.spawn(self.controller.run())
             assert self.cache is not None
             assert self.scenario is not None
-            runtime.spawn(self.cache.keep_warm(_reply_size(self.scenario, self.seed)))
+            runtime.spawn(self.cache.keep_warm(self._warm_size()))
         await workload
 
     async def _watch_driver(self, runtime: AsyncioRuntime) -> None:

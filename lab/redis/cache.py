@@ -84,6 +84,40 @@ TOUCH: tuple[tuple[Any, ...], ...] = (
 """One of each kind of command a run sends, on every connection before the run."""
 WARM_REPLY_MAX = 16 * 1024
 """A reply buffer never grows past 16 KiB (PROTO_REPLY_CHUNK_BYTES)."""
+ONE_READ_PAYLOAD = 16 * 1024 - 64
+"""The largest warm ECHO whose whole command (payload and header) fits in one 16 KiB
+read (PROTO_IOBUF_LEN): on a server with a shared query buffer it leaves no private one."""
+SHARED_QUERY_BUFFER = {"valkey": (8, 0), "redis": (8, 0)}
+"""The first version of each server that reads every client into one shared query
+buffer (valkey-io/valkey#258, redis/redis#13488) and gives a client a private one only
+for a command that did not arrive whole."""
+
+
+def shares_query_buffer(server_label: str) -> bool:
+    """Does the server (`Deployment.server_label`, e.g. ``valkey-9.1.2``) read clients into
+    one shared query buffer? Unknown labels: no (the Redis 7.0 behaviour)."""
+    flavor, _, version = server_label.partition("-")
+    first = SHARED_QUERY_BUFFER.get(flavor)
+    numbers = version.split(".")[:2]
+    if first is None or not all(n.isdigit() for n in numbers) or not numbers:
+        return False
+    return tuple(int(n) for n in numbers) >= first
+
+
+def warm_payload(value_size: int, server_label: str) -> int:
+    """Bytes of the ECHO that keeps a connection warm, for values of `value_size`.
+
+    Redis 7.0 gives every connection its own query buffer and frees it after 2 s idle:
+    an ECHO the size of a value's reply (at most `WARM_REPLY_MAX`) keeps both buffers
+    as a run uses them. A server with a shared query buffer keeps none per connection,
+    and an ECHO that does not arrive in one read gets a private one of ~32 KiB until the
+    server's cron trims it: 64 connections warmed at once took 2 MB more every second
+    on Valkey 9, counted against maxmemory (a 3-node capacity in keys of mixed sizes
+    held 2,300 of 3,000 keys, the hit ratio 4 points low; docs/memory.md)."""
+    size = min(value_size, WARM_REPLY_MAX)
+    return min(size, ONE_READ_PAYLOAD) if shares_query_buffer(server_label) else size
+
+
 WARM_EVERY = 1.0
 """Seconds between two PINGs of an idle connection (Redis frees its query buffer after 2 s)."""
 REFRESH_EVERY = 0.05
