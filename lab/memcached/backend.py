@@ -178,6 +178,7 @@ class MemcachedBackend:
             value_size=run_value_size(scenario.keyspace, cell.seed),
             seed=cell.seed,
             emulate_latency=self.emulate_origin_latency,
+            network_rtt=scenario.topology.network.rtt,
         )
         stack.push_async_callback(origin.close)
         cache = self.cache = MemcachedCache(

@@ -13,27 +13,35 @@ Emulated remote latency (on by default, so the sim and real backends see a
 database of the same speed): each call also takes a latency sampled from
 the scenario's `origin.read_latency` / `write_latency`, and at most
 `origin.concurrency` calls are in service at once (first come, first
-served), like the simulator's M/G/c origin. As in the simulator, a read sees
-the data as of the start of its service, a write commits at its end. Turn
-it off with `emulate_latency=False` (or `CACHELAB_ORIGIN_LATENCY=off` for the
-CLI) to measure the bare database.
+served), like the simulator's M/G/c origin, plus the network's round trip
+(`topology.network.rtt`, half each way), which the simulator's origin calls
+take too. As in the simulator, a read sees the data as of the start of its
+service, a write commits at its end. The waits are paced (`Pacer`): the event
+loop wakes a sleeper late, so each sleep is shortened by how late the recent
+ones woke. Turn it off with `emulate_latency=False` (or
+`CACHELAB_ORIGIN_LATENCY=off` for the CLI) to measure the bare database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from lab.core import Key, SizeOf, Versioned
 from lab.core.errors import OriginUnavailable
 from lab.sampling import Sampler, rng_for, sampler
-from lab.scenario import OriginSpec
+from lab.scenario import Distribution, OriginSpec
 from lab.sharding import key_name
 
 T = TypeVar("T")
 
 LATENCY_ENV = "CACHELAB_ORIGIN_LATENCY"
+
+
+def _no_rtt() -> float:
+    return 0.0
 
 
 def latency_from_env(default: bool = True) -> bool:
@@ -67,16 +75,59 @@ class RealOrigin(Protocol):
     async def versions(self) -> dict[Key, int]: ...
 
 
-class Emulation:
-    """Sampled service time plus a concurrency limit (the M/G/c part of the sim origin)."""
+PACE_GAIN = 0.05
+"""Weight of the newest wake-up in the running mean of how late sleeps wake."""
 
-    def __init__(self, spec: OriginSpec, seed: int, enabled: bool) -> None:
+
+class Pacer:
+    """Sleeps that last what they are asked for, on average, on a busy event loop.
+
+    `asyncio.sleep(d)` returns after d plus the loop's lag: the other callbacks of the
+    pass it wakes in, and epoll's millisecond timeouts. Measured in the fidelity grid's
+    real runs, an emulated 5 ms origin read (median) took 5.6-6.2 ms on a quiet machine
+    and 6.4-7.6 ms on a busy one: every call longer than the scenario's, which widens
+    the window in which a read can fill the cache with a value a write has just
+    replaced (docs/fidelity-grid.md). Each sleep is shortened by the running mean of
+    how late the recent ones woke; a wait shorter than that mean is not slept at all
+    (returning costs the caller a loop pass anyway)."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.late = 0.0
+        """Running mean of how much later than asked a sleep returned (seconds)."""
+        self._clock = clock
+        self._sleep = sleep
+
+    async def wait(self, seconds: float) -> None:
+        asked = seconds - self.late
+        if asked <= 0.0:
+            return
+        clock = self._clock or asyncio.get_running_loop().time
+        start = clock()
+        await self._sleep(asked)
+        self.late += PACE_GAIN * (clock() - start - asked - self.late)
+
+
+class Emulation:
+    """Sampled service time plus a concurrency limit (the M/G/c part of the sim origin),
+    and the network's round trip to it."""
+
+    def __init__(
+        self, spec: OriginSpec, seed: int, enabled: bool, rtt: Distribution | None = None
+    ) -> None:
         self.enabled = enabled
         self.read_latency: Sampler = sampler(spec.read_latency, rng_for(seed, "origin.read"))
         self.write_latency: Sampler = sampler(spec.write_latency, rng_for(seed, "origin.write"))
+        self.rtt: Sampler = (
+            sampler(rtt, rng_for(seed, "origin.network")) if rtt is not None else _no_rtt
+        )
         self.slots = asyncio.Semaphore(spec.concurrency)
         self.factor = 1.0  # origin_slow multiplies the emulated latency
         self.down = False  # origin_down refuses every request
+        self.pacer = Pacer()
 
     def check(self) -> None:
         if self.down:
@@ -121,9 +172,10 @@ class EmulatedOrigin:
         emu.check()
         if not emu.enabled:
             return Versioned(await self._read_version(name), self._size(key))
-        async with emu.slots:
+        half = emu.rtt() * 0.5
+        async with emu.slots:  # (held for the reply's way back too: ~0.2 ms of 5)
             version = await self._read_version(name)  # data as of the start of service
-            await asyncio.sleep(emu.read_latency() * emu.factor)
+            await emu.pacer.wait(half + emu.read_latency() * emu.factor + half)
         return Versioned(version, self._size(key))
 
     def _size(self, key: Key) -> int:
@@ -139,9 +191,11 @@ class EmulatedOrigin:
         name = self._names.name(key)
         emu.check()
         if emu.enabled:
+            half = emu.rtt() * 0.5
             async with emu.slots:
-                await asyncio.sleep(emu.write_latency() * emu.factor)
+                await emu.pacer.wait(half + emu.write_latency() * emu.factor)
                 version = await self._commit(name, value)  # commits at the end of service
+            await emu.pacer.wait(half)  # the reply's way back
         else:
             version = await self._commit(name, value)
         return held(version, value, self._size(key))

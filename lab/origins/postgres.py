@@ -11,7 +11,7 @@ from typing import Any
 from lab.core import Key, SizeOf, Versioned
 from lab.core.errors import OriginUnavailable
 from lab.origins.base import EmulatedOrigin, Emulation, Names, blob_size
-from lab.scenario import OriginSpec
+from lab.scenario import Distribution, OriginSpec
 
 
 class PostgresOrigin(EmulatedOrigin):
@@ -30,6 +30,7 @@ class PostgresOrigin(EmulatedOrigin):
         value_size: int | SizeOf,
         seed: int = 0,
         emulate_latency: bool = True,
+        network_rtt: Distribution | None = None,
         connect_timeout: float = 5.0,
     ) -> None:
         self.spec = spec
@@ -37,6 +38,8 @@ class PostgresOrigin(EmulatedOrigin):
         self.value_size = value_size
         self.seed = seed
         self.emulate_latency = emulate_latency
+        self.network_rtt = network_rtt
+        """The round trip to the database (the scenario's network): None, none."""
         self.connect_timeout = connect_timeout
         self.table = f"cachelab_origin_{os.getpid()}_{secrets.token_hex(4)}"
         self.server_version = "postgresql"
@@ -54,7 +57,7 @@ class PostgresOrigin(EmulatedOrigin):
             raise OriginUnavailable(
                 "psycopg is not installed (pip install 'psycopg[binary]')"
             ) from exc
-        self._emu = Emulation(self.spec, self.seed, self.emulate_latency)
+        self._emu = Emulation(self.spec, self.seed, self.emulate_latency, self.network_rtt)
         try:
             for _ in range(self.spec.concurrency):
                 conn = await psycopg.AsyncConnection.connect(

@@ -16,7 +16,7 @@ from lab.core import Key, SizeOf, Versioned
 from lab.core.errors import OriginUnavailable
 from lab.origins.base import EmulatedOrigin, Emulation, Names, blob_size
 from lab.processes import make_owned_dir
-from lab.scenario import OriginSpec
+from lab.scenario import Distribution, OriginSpec
 
 T = TypeVar("T")
 
@@ -48,6 +48,7 @@ class SqliteOrigin(EmulatedOrigin):
         value_size: int | SizeOf,
         seed: int = 0,
         emulate_latency: bool = True,
+        network_rtt: Distribution | None = None,
         path: str | Path | None = None,
         threads: int = 0,
     ) -> None:
@@ -56,6 +57,8 @@ class SqliteOrigin(EmulatedOrigin):
         self.value_size = value_size
         self.seed = seed
         self.emulate_latency = emulate_latency
+        self.network_rtt = network_rtt
+        """The round trip to the database (the scenario's network): None, none."""
         self._given_path = Path(path) if path is not None else None
         self._tmpdir: weakref.finalize[[str], SqliteOrigin] | None = None  # removes the dir
         self.path: Path | None = None
@@ -100,7 +103,7 @@ class SqliteOrigin(EmulatedOrigin):
             self.path = self._given_path
         if self.threads > 0:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="origin")
-        self._emu = Emulation(self.spec, self.seed, self.emulate_latency)
+        self._emu = Emulation(self.spec, self.seed, self.emulate_latency, self.network_rtt)
         await self._call(self._create)
 
     def _create(self) -> None:
