@@ -54,6 +54,15 @@ CONNECTION_BYTES = 40 * 1024
 """What a new connection takes on Redis 7.0 at once (query and reply buffers, ~37 KiB)."""
 GAIN = 0.8
 """Fraction of the missing keys' marginal bytes the controller adds per step."""
+LARGE_FILL = 2.5
+"""Bytes a fill of an n-byte value takes at once, at most, over n. A value of 32 KiB or
+more arrives in a query buffer of its own size that becomes the stored string, and the
+server gives the connection a new buffer of the same size for the next one (Redis 7.0,
+Valkey 9: `processMultibulkBuffer`), trimmed later by its cron: twice the value; and the
+allocator rounds each up to its size class (jemalloc: up to 1.25x; 600,000 B take 640
+KiB). Measured: a 600 KB SET into a node with 594 KB of room evicted 97 keys of ~6 KB."""
+EVICT_ROUNDS = 4
+"""Readings at most per look at a node held by count with a reserve (`_adjust_one`)."""
 CLIENTS_UNLIMITED = 1 << 40
 """maxmemory-clients: far above any run, so no client is ever evicted, but set, so the
 server tracks each client's memory in real time."""
@@ -178,6 +187,11 @@ class Calibration:
     marginal_per_key: float = 0.0
     """Bytes one key frees when deleted from a full node (less than `bytes_per_key`: the
     dictionary's buckets stay; on Valkey 8+ much less). The controller's step."""
+    reserve: int = 0
+    """By count, with values of different sizes: room kept above the node's data while
+    it holds at most its capacity, so that no fill, however large, evicts keys to make
+    room for itself (0 for one size). Keys past the capacity are evicted at the
+    controller's next look, by the server's own policy (`limit`)."""
 
     def limit(self, now: Memory, empty_data: int | None = None) -> int:
         """maxmemory that lets this node hold its capacity, given `now`.
@@ -192,7 +206,8 @@ class Calibration:
             # capacity moves towards it without overshooting it
             missing = self.capacity - now.keys
             step = GAIN * min(self.marginal_per_key or self.bytes_per_key, self.bytes_per_key)
-            return now.used - now.not_counted + round(missing * step)
+            reserve = self.reserve if missing >= 0 else 0
+            return now.used - now.not_counted + round(missing * step) + reserve
         base = self.empty_data if empty_data is None else empty_data
         return now.counted_nondata + base + self.budget
 
@@ -273,13 +288,21 @@ def calibrate(
     samples: int = 10,
     ttl: float | None = None,
     by_count: bool = False,
+    largest: int | None = None,
 ) -> Calibration:
     """Measure the data memory of `names` (the node's own keys, in the order the run is
     likely to fill them) with their values, then set the limit.
 
     With `capacity` (keys) the budget is what that many keys take (`names` holds at
     least min(capacity, SAMPLE_KEYS) of them); with `budget` (bytes) it is given and
-    the sample only says how many bytes a key takes. The server ends empty."""
+    the sample only says how many bytes a key takes. `largest`: the largest value the
+    run can store, when values differ in size (`Calibration.reserve`). The server ends
+    empty.
+
+    Why a reserve: held by count with only the step's room, a fill larger than the
+    room evicts keys to fit, and a 700 KB value (the grid's lognormal mix, median
+    1 KiB, p99 64 KiB, over 10,000 keys) evicted 180 of a node's 1,000 keys at once;
+    3 nodes held 1-8% fewer keys than their capacity (4-8% with 10% writes)."""
     if (capacity is None) == (budget is None):
         raise ValueError("calibrate needs a capacity in keys or a budget in bytes")
     ttl_ms = None if ttl is None else max(round(ttl * 1000), 3_600_000)  # none expire now
@@ -303,7 +326,11 @@ def calibrate(
     assert budget is not None
     limit = read_memory(client).counted_nondata + empty.data + budget
     client.config_set("maxmemory", limit)
-    return Calibration(budget, per_key, empty.data, limit, capacity, by_count, marginal)
+    reserve = 0
+    if by_count and largest is not None:
+        mean = sum(len(value(n)) for n in sample) / len(sample)
+        reserve = max(0, round(LARGE_FILL * largest - mean))
+    return Calibration(budget, per_key, empty.data, limit, capacity, by_count, marginal, reserve)
 
 
 class CapacityController:
@@ -426,17 +453,24 @@ class CapacityController:
             await asyncio.sleep(self.period)
 
     async def _adjust_one(self, index: int) -> None:
+        """Read node `index` and set its limit. Held by count with a reserve, a node past
+        its capacity is brought back at once: the limit below its data makes the server
+        evict (CONFIG SET evicts before it replies), and the next reading gives the
+        reserve back, so a large fill finds its room (`Calibration.reserve`)."""
         client, cal = self._clients[index], self.calibrations[index]
         try:
-            now = await read_memory_async(client)
-            self.data[index] = now.data - self.empty_data[index]
-            limit = cal.limit(now, self.empty_data[index])
-            if time.monotonic() < self._grace_until[index]:
-                limit += self.connections * CONNECTION_BYTES
-            if limit != self.limits[index]:
-                await client.config_set("maxmemory", limit)
-                self.limits[index] = limit
-                self.adjustments += 1
+            for _ in range(EVICT_ROUNDS):
+                now = await read_memory_async(client)
+                self.data[index] = now.data - self.empty_data[index]
+                limit = cal.limit(now, self.empty_data[index])
+                if time.monotonic() < self._grace_until[index]:
+                    limit += self.connections * CONNECTION_BYTES
+                if limit != self.limits[index]:
+                    await client.config_set("maxmemory", limit)
+                    self.limits[index] = limit
+                    self.adjustments += 1
+                if not cal.reserve or cal.capacity is None or now.keys <= cal.capacity:
+                    return
         except DOWN:
             return  # a node that is down has nothing to hold
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import get_args
 
+import numpy as np
 import redis
 
 from lab.backend import CellSkipped
@@ -170,6 +171,7 @@ def _calibrate(site: Site, scenario: Scenario, cell: Cell, controls: list[redis.
     count = keys if keys is not None else _keys_in(budget or 0, sizes)
     ids = _node_keys(deployment, scenario, min(count, SAMPLE_KEYS))
     values = _values(sizes)
+    largest = None if sizes.constant is not None else _largest(sizes, scenario.keyspace.keys)
 
     def one(i: int) -> Calibration:
         return calibrate(
@@ -182,6 +184,7 @@ def _calibrate(site: Site, scenario: Scenario, cell: Cell, controls: list[redis.
             samples=samples_for(scenario),
             ttl=scenario.strategies[cell.strategy].ttl,
             by_count=keys is not None,
+            largest=largest,
         )
 
     # nodes on distinct servers are measured side by side, each with its own client
@@ -201,6 +204,18 @@ def _calibrate(site: Site, scenario: Scenario, cell: Cell, controls: list[redis.
         f"(~{site.calibrations[0].bytes_per_key:.0f} B/key measured), {policy}; maxmemory = "
         "non-data memory (client buffers, ...) + budget, held during the run"
     )
+
+
+EXACT_LARGEST = 100_000
+"""Keyspaces up to this many keys have their largest value found key by key."""
+
+
+def _largest(sizes: ValueSizes, keys: int) -> int:
+    """The largest value size among `keys` keys (beyond `EXACT_LARGEST`: the size at the
+    quantile the largest of that many draws lies at on average)."""
+    if keys <= EXACT_LARGEST:
+        return int(sizes.array(np.arange(keys)).max())
+    return sizes.size_at(1.0 - 1.0 / (keys + 1))
 
 
 def _keys_in(budget: int, sizes: ValueSizes) -> int:
