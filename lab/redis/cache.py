@@ -99,7 +99,7 @@ def shares_query_buffer(server_label: str) -> bool:
     flavor, _, version = server_label.partition("-")
     first = SHARED_QUERY_BUFFER.get(flavor)
     numbers = version.split(".")[:2]
-    if first is None or not all(n.isdigit() for n in numbers) or not numbers:
+    if first is None or not all(n.isdigit() for n in numbers):
         return False
     return tuple(int(n) for n in numbers) >= first
 
@@ -110,10 +110,10 @@ def warm_payload(value_size: int, server_label: str) -> int:
     Redis 7.0 gives every connection its own query buffer and frees it after 2 s idle:
     an ECHO the size of a value's reply (at most `WARM_REPLY_MAX`) keeps both buffers
     as a run uses them. A server with a shared query buffer keeps none per connection,
-    and an ECHO that does not arrive in one read gets a private one of ~32 KiB until the
-    server's cron trims it: 64 connections warmed at once took 2 MB more every second
+    and an ECHO that does not arrive in one read gets a private one (~45 KiB) until the
+    server's cron trims it: 64 connections warmed at once took 2.9 MB more every second
     on Valkey 9, counted against maxmemory (a 3-node capacity in keys of mixed sizes
-    held 2,300 of 3,000 keys, the hit ratio 4 points low; docs/memory.md)."""
+    held 2,261-2,484 of 3,002 keys, the hit ratio 4-5 points low; docs/memory.md)."""
     size = min(value_size, WARM_REPLY_MAX)
     return min(size, ONE_READ_PAYLOAD) if shares_query_buffer(server_label) else size
 

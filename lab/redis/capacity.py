@@ -335,7 +335,7 @@ def calibrate(
 
 class CapacityController:
     """Keeps each node's limit at its non-data memory + its data budget during a run
-    (`Calibration.limit`: by key count for a capacity in keys of one size).
+    (`Calibration.limit`: by key count for a capacity in keys).
 
     Every `period` seconds it reads every node's memory (one round trip) and sets
     `maxmemory` if it moved. Growth of non-data memory still evicts at once (the
