@@ -50,10 +50,12 @@ WAKEUP = 30e-6
 """A timer firing (write-behind flushes, lock and lease polls): CPU."""
 ORIGIN_WORKER = 8.0
 """One origin worker of the simulator (its free-at time)."""
-FAULT = (30.0, 300e-6, 2e-6)
+FAULT = (30.0, 5e-3, 2e-6)
 """A fault: bytes per interval it is active in (the timeseries `fault` column), CPU for
-reading, validating and scheduling it and its summary, CPU per interval (the column
-is joined per interval)."""
+reading it (PyYAML's pure-Python parser, ~0.5 ms), validating and scheduling it, the
+scenario's copy written with the run (~0.25 ms) and its summary, CPU per interval (the
+column is joined per interval). 1.2-1.8 ms a fault measured with tracemalloc on, quiet;
+a CI machine took ~3x that."""
 OVERLOAD_SOJOURN = 1.0
 """Seconds a request may take while the origin keeps up (for the in-flight bound)."""
 
