@@ -234,7 +234,7 @@ def figure(rows: pd.DataFrame, path_stem: Path) -> list[Path]:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from lab.report.figures import save_figure
+    from lab.report.figures import lay_out, save_figure
 
     fig = Figure(figsize=(12, 9), layout="constrained")
     axes = fig.subplots(2, 2)
@@ -267,4 +267,5 @@ def figure(rows: pd.DataFrame, path_stem: Path) -> list[Path]:
         xlabel="points (targets: hit +/-1, stale +/-0.5)",
     )
     ax.legend(fontsize="small")
+    lay_out(fig)  # once for both formats
     return [save_figure(fig, path_stem.with_suffix(f".{fmt}"), fmt) for fmt in ("png", "svg")]

@@ -142,7 +142,7 @@ def stats_figure(stats: TraceStats) -> Figure:
 
 def write_stats(stats: TraceStats, out_dir: Path, *, figure: bool = True) -> list[Path]:
     """stats.md, stats.json, reuse.csv (and the figure) in `out_dir`, replacing it whole."""
-    from lab.report.figures import FORMATS, save_figure
+    from lab.report.figures import FORMATS, lay_out, save_figure
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}-{os.getpid()}")
@@ -154,6 +154,7 @@ def write_stats(stats: TraceStats, out_dir: Path, *, figure: bool = True) -> lis
         reuse_frame(stats).to_csv(tmp / "reuse.csv", index=False)
         if figure:
             fig = stats_figure(stats)
+            lay_out(fig)  # once for every format
             for fmt in FORMATS:
                 save_figure(fig, tmp / f"{FIGURE}.{fmt}", fmt)
         if out_dir.exists():
