@@ -123,6 +123,50 @@ def test_concurrent_writes_of_one_key_get_distinct_versions(run: Callable[[Body]
     run(body)
 
 
+def next_write_latencies(origin: Any, draws: list[float]) -> bool:
+    """Make the origin's next writes take `draws` seconds each; False if it emulates no
+    latency (the bare database)."""
+    if isinstance(origin, SimOrigin):
+        origin._write_latency = iter(draws).__next__
+        return True
+    emu = origin._emu
+    if emu is None or not emu.enabled:
+        return False
+    emu.write_latency = iter(draws).__next__
+    return True
+
+
+def test_writes_of_one_row_commit_in_arrival_order(run: Callable[[Body], None]) -> None:
+    """A slow write, then a fast one of the same row while it is in service: the fast one
+    waits for the slow one's commit (a row lock), so versions follow arrival order and
+    the two commits are one instant, not two. Another row is not held up."""
+
+    async def body(origin: Any, rt: Runtime) -> None:
+        if not next_write_latencies(origin, [0.300, 0.005, 0.005]):
+            return
+        got: dict[str, tuple[int, float]] = {}
+        done = rt.queue()
+
+        async def writer(name: str, key: Key, delay: float) -> None:
+            await rt.sleep(delay)
+            stored = await origin.write(key)
+            got[name] = (stored.version, rt.now())
+            done.put(None)
+
+        start = rt.now()
+        rt.spawn(writer("slow", 9, 0.0))
+        rt.spawn(writer("fast", 9, 0.020))
+        rt.spawn(writer("other row", 8, 0.020))
+        for _ in range(3):
+            await done.get()
+        assert got["slow"][0] == 1 and got["fast"][0] == 2
+        assert got["fast"][1] - start >= 0.300 - 1e-9  # not before the slow write committed
+        assert got["other row"][0] == 1 and got["other row"][1] < got["slow"][1]
+        assert (await origin.read(9)).version == 2
+
+    run(body)
+
+
 def test_emulated_latency_and_concurrency_limit(run: Callable[[Body], None]) -> None:
     """8 reads of 1 ms each through 4 workers take at least 2 ms (sim: exactly)."""
 
