@@ -21,6 +21,9 @@ CHUNK = 8192
 
 Sampler = Callable[[], float]
 
+ZERO: Sampler = itertools.repeat(0.0).__next__
+"""Draws 0 every time: the round trip of an origin with no network in front of it."""
+
 
 def rng_for(seed: int, stream: str) -> np.random.Generator:
     """An independent generator for (`seed`, `stream`), stable across versions of the lab."""

@@ -32,17 +32,13 @@ from typing import Protocol, TypeVar
 
 from lab.core import Key, SizeOf, Versioned
 from lab.core.errors import OriginUnavailable
-from lab.sampling import Sampler, rng_for, sampler
+from lab.sampling import ZERO, Sampler, rng_for, sampler
 from lab.scenario import Distribution, OriginSpec
 from lab.sharding import key_name
 
 T = TypeVar("T")
 
 LATENCY_ENV = "CACHELAB_ORIGIN_LATENCY"
-
-
-def _no_rtt() -> float:
-    return 0.0
 
 
 def latency_from_env(default: bool = True) -> bool:
@@ -153,7 +149,7 @@ class Emulation:
         self.read_latency: Sampler = sampler(spec.read_latency, rng_for(seed, "origin.read"))
         self.write_latency: Sampler = sampler(spec.write_latency, rng_for(seed, "origin.write"))
         self.rtt: Sampler = (
-            sampler(rtt, rng_for(seed, "origin.network")) if rtt is not None else _no_rtt
+            sampler(rtt, rng_for(seed, "origin.network")) if rtt is not None else ZERO
         )
         self.slots = asyncio.Semaphore(spec.concurrency)
         self.factor = 1.0  # origin_slow multiplies the emulated latency

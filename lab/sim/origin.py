@@ -20,7 +20,6 @@ read picks the value committed by its own start time when it completes.
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections.abc import Generator
 from types import coroutine
@@ -30,10 +29,9 @@ import simpy
 
 from lab.core import Key, SizeOf, Versioned, size_of
 from lab.core.errors import OriginUnavailable
-from lab.sampling import Sampler
+from lab.sampling import ZERO, Sampler
 from lab.sim.bridge import Wait
 
-_NO_RTT: Sampler = itertools.repeat(0.0).__next__
 HISTORY = 16
 HORIZON = 10.0
 """Commits kept per row: at most HISTORY, and none superseded more than HORIZON seconds
@@ -53,7 +51,7 @@ class SimOrigin:
         read_latency: Sampler,
         write_latency: Sampler,
         concurrency: int,
-        rtt: Sampler = _NO_RTT,
+        rtt: Sampler = ZERO,
     ) -> None:
         self.env = env
         self.value_size = value_size
