@@ -25,9 +25,12 @@ ZERO: Sampler = itertools.repeat(0.0).__next__
 """Draws 0 every time: the round trip of an origin with no network in front of it."""
 
 
-def rng_for(seed: int, stream: str) -> np.random.Generator:
-    """An independent generator for (`seed`, `stream`), stable across versions of the lab."""
-    return np.random.default_rng([seed, zlib.crc32(stream.encode())])
+def rng_for(seed: int, stream: str, draw: int = 0) -> np.random.Generator:
+    """An independent generator for (`seed`, `stream`), stable across versions of the lab.
+    `draw` > 0: another independent generator for the same pair (`SimBackend(draw=k)`
+    re-draws the simulator's own randomness this way); draw 0 is the seed's own."""
+    key = [seed, zlib.crc32(stream.encode())]
+    return np.random.default_rng([*key, draw] if draw else key)
 
 
 def draw(dist: Distribution, rng: np.random.Generator, n: int) -> np.ndarray:

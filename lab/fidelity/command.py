@@ -64,6 +64,16 @@ def add_fidelity_parser(sub: Any) -> None:
         "ratios: one 12 s run's stale-read ratio varies by ~0.3 point from its races alone",
     )
     p.add_argument(
+        "--sim-draws",
+        type=int,
+        default=8,
+        metavar="N",
+        help="the simulator's side of each pair: the mean over N sets of its own random "
+        "draws (cache network and service times, eviction sampling), the request stream "
+        "and origin latencies kept as the real run draws them (default 8; 1: one run, "
+        "as before session 10)",
+    )
+    p.add_argument(
         "--duration",
         type=float,
         default=None,
@@ -95,8 +105,11 @@ def run_fidelity(args: argparse.Namespace) -> int:
     if not cells:
         print(f"cachelab: error: --cells {args.cells}: no such cell", file=sys.stderr)
         return 2
-    if args.seeds < 1 or (args.duration is not None and args.duration <= 0):
-        print("cachelab: error: --seeds and --duration must be positive", file=sys.stderr)
+    if args.seeds < 1 or args.sim_draws < 1 or (args.duration is not None and args.duration <= 0):
+        print(
+            "cachelab: error: --seeds, --sim-draws and --duration must be positive",
+            file=sys.stderr,
+        )
         return 2
     seeds = [args.seed + i for i in range(args.seeds)]
     duration = DURATION if args.duration is None else args.duration
@@ -113,6 +126,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
                 duration=duration,
                 matched=args.matched or args.twin != "lag",
                 twin_model=args.twin,
+                sim_draws=args.sim_draws,
             )
             skipped.extend(skips)
             if row is not None:

@@ -30,6 +30,7 @@ from lab.redis.backend import RedisBackend
 from lab.redis.binaries import ServerBinary
 from lab.runner import CellSkipped, run_cell
 from lab.scenario import Cell, Scenario, parse_scenario
+from lab.sim.backend import SimBackend
 
 KEYS = 10_000
 KEYS_PER_NODE = 1000
@@ -97,6 +98,8 @@ class Row:
     """Runs pooled into each of sim, real (and twin): counts summed over seeds."""
     runs: tuple[Row, ...] = ()
     """The rows of each seed, when pooled."""
+    sim_draws: int = 1
+    """Sets of the simulator's own random draws its ratios are pooled over (`simulate`)."""
 
     def record(self) -> dict[str, Any]:
         """The flat row of the table (ratios as fractions, keys summed over nodes)."""
@@ -132,6 +135,9 @@ class Row:
         out: dict[str, Any] = {}
         if self.seeds > 1:
             out["seeds"] = self.seeds
+        if self.sim_draws > 1:
+            out["sim_draws"] = self.sim_draws
+            out["stale_sim_draw_sd"] = draw_sd(self.sim)
         twin, real, sim = self.twin, self.real, self.sim
         if twin is None:
             return out
@@ -197,13 +203,14 @@ def run_pair(
     rate: float = RATE,
     matched: bool = False,
     twin_model: str = "lag",
+    sim_draws: int = 1,
 ) -> Row | str:
     """The cell on the simulator and on `binary`'s servers; a string says why the real
     run was skipped. `matched`: also the latency-matched simulator twin
     (`lab.fidelity.matched`), the real run timing its origin calls for it."""
     scenario = scenario_for(cell, duration=duration, rate=rate)
     sim_scenario = sim_scenario_for(scenario, binary)
-    sim = run_cell(sim_scenario, Cell(scenario.name, STRATEGY, "sim", seed)).summary
+    sim = simulate(sim_scenario, seed, sim_draws)
     backend = TimedRedisBackend(binary=binary) if matched else RedisBackend(binary=binary)
     try:
         real = run_cell(
@@ -214,9 +221,38 @@ def run_pair(
     except CellSkipped as exc:
         return f"{cell.name} on {binary.label}: skipped: {exc}"
     if not matched:
-        return Row(cell, binary.label, sim, real)
+        return Row(cell, binary.label, sim, real, sim_draws=sim_draws)
     twin = run_twin(sim_scenario, real, seed, model=twin_model)
-    return Row(cell, binary.label, sim, real, twin, twin.pop("twin_latencies"))
+    return Row(cell, binary.label, sim, real, twin, twin.pop("twin_latencies"), sim_draws=sim_draws)
+
+
+def simulate(scenario: Scenario, seed: int, draws: int = 1) -> dict[str, Any]:
+    """The simulator's summary of `scenario` on `seed`, pooled over `draws` sets of its
+    own random draws (`SimBackend(draw=k)`, k = 0..draws-1): the request stream and the
+    origin's latencies stay the seed's, as the real run draws them, and the rest (cache
+    network and service times, eviction sampling) is averaged out. A stale-read ratio
+    is a few races, and which ones happen depends on those draws too: pooled over 4
+    seeds, one draw's ratio still varies by 0.12-0.17 point from draw to draw, and
+    draw 0 read 0.1 point below the mean of ten in the grid's write cells (session 10,
+    docs/fidelity-grid.md). Each draw's stale reads and reads are kept (`draw_sd`)."""
+    cell = Cell(scenario.name, STRATEGY, "sim", seed)
+    runs = [run_cell(scenario, cell, backend=SimBackend(draw=k)).summary for k in range(draws)]
+    if draws == 1:
+        return runs[0]
+    out = pool(runs) | {"seed": runs[0].get("seed")}
+    out["draw_stale_reads"] = [r["stale_reads"] for r in runs]
+    out["draw_reads"] = [r["reads"] for r in runs]
+    return out
+
+
+def draw_sd(summary: dict[str, Any]) -> float | None:
+    """The standard deviation of the stale-read ratio from one simulator draw to the
+    next (each pooled over the seeds): the simulator's own noise, beside the real run's
+    difference from the mean."""
+    stale, reads = summary.get("draw_stale_reads"), summary.get("draw_reads")
+    if not stale or not reads or len(stale) < 2:
+        return None
+    return float(np.std([s / r for s, r in zip(stale, reads, strict=True) if r], ddof=1))
 
 
 def run_twin(
@@ -263,6 +299,7 @@ def run_pairs(
     rate: float = RATE,
     matched: bool = False,
     twin_model: str = "lag",
+    sim_draws: int = 1,
 ) -> tuple[Row | None, list[str]]:
     """`run_pair` on every seed, pooled into one row (`pool`): stale reads are rare,
     bursty events, so one 12 s run's stale-read ratio is too noisy to judge a 0.5 point
@@ -279,6 +316,7 @@ def run_pairs(
             rate=rate,
             matched=matched,
             twin_model=twin_model,
+            sim_draws=sim_draws,
         )
         if isinstance(row, str):
             skipped.append(row)
@@ -299,6 +337,7 @@ def run_pairs(
             _mean_latencies([r.twin_latencies or {} for r in rows]) if twins else None,
             seeds=len(rows),
             runs=tuple(rows),
+            sim_draws=sim_draws,
         ),
         skipped,
     )
@@ -339,6 +378,9 @@ def pool(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     lags = [s["driver_lag_p99"] for s in summaries if s.get("driver_lag_p99") is not None]
     out["driver_lag_p99"] = max(lags) if lags else None
     out["runs"] = len(summaries)
+    if all("draw_reads" in s for s in summaries):  # seeds of `simulate` runs: per draw
+        for name in ("draw_stale_reads", "draw_reads"):
+            out[name] = [sum(x) for x in zip(*(s[name] for s in summaries), strict=True)]
     return out
 
 

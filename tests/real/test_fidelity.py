@@ -17,10 +17,12 @@ def test_fidelity_quick_cut(tmp_path: Path, default_binary: ServerBinary) -> Non
     report = tmp_path / "REPORT.md"
     report.write_text("# cachelab report\n\n## some scenario\n\nkept\n")
     assert main(["fidelity", "--quick", "--results", str(tmp_path),
-                 "--server", default_binary.flavor]) == 0  # fmt: skip
+                 "--server", default_binary.flavor, "--sim-draws", "3"]) == 0  # fmt: skip
     out = tmp_path / "fidelity"
     rows = pd.read_csv(out / "fidelity.csv")
     assert len(rows) == 3 and set(rows["server"]) == {default_binary.label}
+    # the simulator's side: the mean over 3 draws of its own randomness, and their spread
+    assert (rows["sim_draws"] == 3).all() and (rows["stale_sim_draw_sd"] >= 0).all()
     assert (rows["errors_real"] == 0).all() and (rows["errors_sim"] == 0).all()
     assert (rows["cache_errors_real"] == 0).all()
     # read-only: the hit ratio depends on the request order only (within 1 point); with
@@ -67,4 +69,13 @@ def test_unknown_server_is_one_line_exit_2(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--server" in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_sim_draws_below_one_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fidelity", "--quick", "--sim-draws", "0", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--sim-draws" in err
     assert not list(tmp_path.iterdir())  # nothing written
