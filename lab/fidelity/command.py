@@ -70,8 +70,8 @@ def add_fidelity_parser(sub: Any) -> None:
         metavar="N",
         help="the simulator's side of each pair: the mean over N sets of its own random "
         "draws (cache network and service times, eviction sampling), the request stream "
-        "and origin latencies kept as the real run draws them (default 8; 1: one run, "
-        "as before session 10)",
+        "and origin latencies kept as the real run draws them (default 8; 1: the seed's "
+        "own draw only, one run)",
     )
     p.add_argument(
         "--duration",
